@@ -1,0 +1,186 @@
+"""The ``datagen`` command: parse, call the library, report. Every command has a Python equivalent."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from .errors import DatagenError
+
+MODEL_DIR = click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                         help="Model directory (default: $DATAGEN_MODEL_DIR, then ~/.cache/datagen/models).")
+JOB = click.argument("job", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted: only complete shards were kept.", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except DatagenError as e:
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("Interrupted: only complete shards were kept; run the same command again to resume.", err=True)
+        sys.exit(130)
+
+
+@click.group()
+@click.version_option(package_name="datagen")
+def cli():
+    """facegen: synthetic 3D face training data (3DMM sampling, headless OpenGL, sharded HDF5)."""
+
+
+def _spec(job: Path | None, samples: int | None = None):
+    from .spec import load_default_spec, load_spec, with_overrides
+
+    spec = load_spec(job) if job else load_default_spec()
+    return with_overrides(spec, num_samples=samples) if samples else spec
+
+
+@cli.command()
+@JOB
+def check(job):
+    """Validate JOB (default: the embedded quickstart) and say what it would generate."""
+    spec = _spec(job)
+    click.echo(f"{spec.name}: {spec.num_samples} samples in {spec.num_shards} shards of "
+               f"{spec.output.samples_per_shard}, {spec.render.width}x{spec.render.height}, model {spec.model.name}")
+
+
+@cli.command()
+@JOB
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (default: data/<job name>).")
+@click.option("--workers", type=int, default=None, help="Local worker processes (default: the job's; 0 = one per core).")
+@click.option("--scheduler", default=None, help="Address of an existing dask scheduler, e.g. tcp://head:8786.")
+@click.option("--samples", type=int, default=None, help="Override the job's num_samples.")
+@click.option("--force", is_flag=True, help="Discard an output made by a different job.")
+@MODEL_DIR
+def generate(job, out, workers, scheduler, samples, force, model_dir):
+    """Render JOB's samples on dask and write HDF5 shards and a manifest.
+
+    JOB defaults to the embedded quickstart (jobs/quickstart.toml). Running the same job into
+    the same output again resumes: complete shards are kept, missing or invalid ones redone.
+    """
+    from .job import run_job
+
+    spec = _spec(job, samples)
+    out = out or Path("data") / spec.name
+    click.echo(f"{spec.name}: {spec.num_samples} samples, {spec.num_shards} shards -> {out}")
+    started = time.perf_counter()
+    with click.progressbar(length=spec.num_samples, label="samples", show_eta=True, show_pos=True,
+                           item_show_func=lambda _: _rate(bar.pos, started)) as bar:
+        summary = run_job(spec, out, model_dir=model_dir, workers=workers, scheduler=scheduler, force=force,
+                          progress=bar.update, log=lambda m: click.echo(f"\n{m}" if bar.pos else m))
+    click.echo(f"done: {summary.samples} samples, {summary.shards} shards ({summary.generated} generated, "
+               f"{summary.skipped} kept), {summary.bytes / 2**20:.1f} MiB, {summary.seconds:.1f} s, "
+               f"{summary.samples_per_second:.1f} samples/s, {summary.retries} retries")
+
+
+def _rate(done: int, started: float) -> str:
+    elapsed = time.perf_counter() - started
+    return f"{done / elapsed:.1f} samples/s" if done and elapsed > 0 else ""
+
+
+@cli.command()
+@JOB
+@click.option("-n", "count", type=int, default=16, show_default=True, help="How many samples.")
+@click.option("--start", type=int, default=0, show_default=True, help="Index of the first sample.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("preview.png"),
+              show_default=True, help="Where to save the contact sheet (PNG).")
+@MODEL_DIR
+def preview(job, count, start, output, model_dir):
+    """Render a few of JOB's samples in this process and save a contact sheet.
+
+    Each sample shows the image with landmarks (green visible, red hidden), the segmentation,
+    the depth and the normals. Nothing is written but the picture.
+    """
+    from .generator import FaceGenerator
+    from .models import resolve_model
+    from .preview import contact_sheet
+
+    spec = _spec(job)
+    generator = FaceGenerator(spec, resolve_model(spec.model.name, model_dir, progress=_download_progress()))
+    arrays = generator.generate(range(start, start + count))
+    contact_sheet(arrays).save(output)
+    click.echo(f"{output}: {count} samples of {spec.name} (from index {start})")
+
+
+@cli.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--quick", is_flag=True, help="Check structure only; skip reading every array and its checksum.")
+def inspect(path, quick):
+    """Print a dataset's size, schema and parameter statistics, and validate every shard.
+
+    Exits with status 1 if any shard is missing, truncated or corrupt.
+    """
+    from .inspection import format_report, inspect_dataset
+
+    report = inspect_dataset(path, deep=not quick)
+    click.echo(format_report(report))
+    if not report.ok:
+        sys.exit(1)
+
+
+@cli.group()
+def models():
+    """Install and list morphable models."""
+
+
+@models.command("import")
+@click.argument("name", type=click.Choice(["ict-facekit", "sfm"]))
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@MODEL_DIR
+def import_model(name, source, model_dir):
+    """Convert an upstream model (ICT-FaceKit's FaceXModel/ folder or archive; eos's SFM files) into the model directory."""
+    from .models import default_model_dir, install_model
+
+    with click.progressbar(length=154, label=f"importing {name}") as bar:
+        target = install_model(name, source, model_dir, progress=lambda done, total: bar.update(done - bar.pos))
+    click.echo(f"{name}: installed in {target}")
+    click.echo(f"(model directory: {default_model_dir(model_dir)})")
+
+
+@models.command("fetch")
+@click.argument("name", type=click.Choice(["ict-facekit", "sfm"]))
+@MODEL_DIR
+def fetch(name, model_dir):
+    """Download a model from its upstream URL (pinned checksums) and install it."""
+    from .models import fetch_model
+
+    click.echo(f"{name}: installed in {fetch_model(name, model_dir, progress=_download_progress())}")
+
+
+@models.command("list")
+@MODEL_DIR
+def list_models(model_dir):
+    """Show which models are installed in the model directory."""
+    from .models import KNOWN_MODELS, default_model_dir, registry
+
+    root = default_model_dir(model_dir)
+    click.echo(f"model directory: {root}")
+    for name in KNOWN_MODELS:
+        marker = "sfm_shape_3448.bin" if name == "sfm" else "model.json"
+        state = "installed" if (root / name / marker).exists() else "not installed"
+        click.echo(f"  {name:<12} {state:<14} {registry()[name]['licence']}")
+
+
+def _download_progress():
+    bar = {}
+
+    def update(done, total):
+        if "bar" not in bar:
+            bar["bar"] = click.progressbar(length=total, label="downloading")
+            bar["bar"].__enter__()
+        bar["bar"].update(done - bar["bar"].pos)
+        if done >= total:
+            bar["bar"].__exit__(None, None, None)
+
+    return update

@@ -1,0 +1,128 @@
+"""Read a generated dataset: ``ShardedDataset(path)``.
+
+Random access by global position, iteration, and ``vertices(i)``. It is a plain sequence
+(``len``/``__getitem__``), so ``torch.utils.data.DataLoader`` takes it as a map-style
+``Dataset`` as it is; torch is not imported. Files are opened lazily, at most
+``max_open_files`` at a time, and re-opened in a forked process (DataLoader workers must not
+share an h5py handle).
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .errors import ShardError
+from .job import read_manifest
+
+
+class ShardedDataset:
+    def __init__(self, path: str | Path, fields: list[str] | None = None, max_open_files: int = 32,
+                 model_dir: str | None = None):
+        """
+        Args:
+          path: the dataset folder (with manifest.json).
+          fields: the datasets to return from ``ds[i]`` (default: all).
+          max_open_files: bound on open HDF5 files in this process.
+          model_dir: where to find the model for ``vertices(i)`` when vertices were not stored.
+        """
+        self.path = Path(path)
+        self.manifest = read_manifest(self.path)
+        self.shards = [s for s in self.manifest["shards"] if s["checksum"]]
+        if len(self.shards) != len(self.manifest["shards"]):
+            missing = len(self.manifest["shards"]) - len(self.shards)
+            raise ShardError(f"{self.path}: {missing} of {len(self.manifest['shards'])} shards are not complete; "
+                             f"run 'datagen generate' again to finish them")
+        self._ends = np.cumsum([s["stop"] - s["start"] for s in self.shards]).tolist()
+        self.fields = fields
+        self.max_open_files = max_open_files
+        self.model_dir = model_dir
+        self._open: OrderedDict = OrderedDict()
+        self._pid = os.getpid()
+        self._model = None
+
+    def __len__(self) -> int:
+        return self._ends[-1] if self._ends else 0
+
+    def locate(self, i: int) -> tuple[int, int]:
+        """(shard position, offset inside the shard) of sample position ``i``."""
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"sample {i} is out of range for {len(self)} samples")
+        i %= len(self)
+        s = bisect.bisect_right(self._ends, i)
+        return s, i - (self._ends[s - 1] if s else 0)
+
+    def _file(self, s: int) -> h5py.File:
+        if os.getpid() != self._pid:  # forked (e.g. a DataLoader worker): never reuse the parent's handles
+            self._open = OrderedDict()
+            self._pid = os.getpid()
+        f = self._open.get(s)
+        if f is None:
+            path = self.path / self.shards[s]["file"]
+            try:
+                f = h5py.File(path, "r")
+            except OSError as e:
+                raise ShardError(f"{path}: unreadable ({e}); run 'datagen inspect {self.path}'") from None
+            self._open[s] = f
+            if len(self._open) > self.max_open_files:
+                self._open.popitem(last=False)[1].close()
+        else:
+            self._open.move_to_end(s)
+        return f
+
+    def field_names(self) -> list[str]:
+        names = []
+        self._file(0).visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+        return sorted(names)
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        s, offset = self.locate(int(i))
+        f = self._file(s)
+        names = self.fields or self.field_names()
+        return {name: f[name][offset] for name in names}
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def attrs(self) -> dict:
+        return dict(self._file(0).attrs)
+
+    def model(self):
+        if self._model is None:
+            from .models import resolve_model
+
+            self._model = resolve_model(self.manifest["model"]["name"], self.model_dir)
+            if self._model.checksum and self._model.checksum != self.manifest["model"]["checksum"]:
+                raise ShardError(f"{self.path} was made with another version of model "
+                                 f"'{self._model.name}' (checksum differs)")
+        return self._model
+
+    def vertices(self, i: int) -> np.ndarray:
+        """(V, 3) float32 camera-space vertices in mm: stored ones, or rebuilt from the parameters and the model."""
+        s, offset = self.locate(int(i))
+        f = self._file(s)
+        if "vertices" in f:
+            return f["vertices"][offset]
+        from .sampling import rotation_matrix
+
+        model = self.model()
+        local = model.vertices(f["params/identity"][offset], f["params/expression"][offset]) - model.pivot
+        rotation = rotation_matrix(f["params/rotation"][offset]).astype(np.float32)
+        return (local @ rotation.T + f["params/translation"][offset]).astype(np.float32)
+
+    def close(self) -> None:
+        for f in self._open.values():
+            f.close()
+        self._open.clear()
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_open"] = OrderedDict()  # handles never cross processes
+        state["_model"] = None
+        return state

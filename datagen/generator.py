@@ -1,0 +1,77 @@
+"""Generate samples: sample parameters -> build geometry -> render -> annotate, in batches.
+
+``FaceGenerator`` holds what is set up once per process (model, renderer, background list);
+``generate(indices)`` returns the shard schema's arrays for those sample indices. Preview,
+the dask workers and the benchmarks all go through it.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .annotate import landmark_visibility
+from .background import composite, list_background_images, make_background
+from .geometry import build_scenes
+from .models import resolve_model
+from .morphable_model import MorphableModel
+from .render import Renderer
+from .sampling import FaceParams, sample_face
+from .spec import JobSpec
+
+
+class FaceGenerator:
+    def __init__(self, spec: JobSpec, model: MorphableModel, renderer: Renderer | None = None):
+        self.spec, self.model = spec, model
+        r = spec.render
+        self.renderer = renderer or Renderer(model, r.width, r.height, r.msaa, r.supersample)
+        self.background_images = list_background_images(spec.sampling.background)
+
+    def sample_params(self, index: int) -> FaceParams:
+        return sample_face(self.spec, self.model, index, len(self.background_images))
+
+    def generate(self, indices, batch_size: int | None = None) -> dict[str, np.ndarray]:
+        """The arrays of samples ``indices`` (see shards.schema for names, shapes, dtypes and units)."""
+        indices = list(indices)
+        batch_size = batch_size or self.spec.cluster.batch_size
+        parts = [self._batch(indices[i:i + batch_size]) for i in range(0, len(indices), batch_size)]
+        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+    def _batch(self, indices) -> dict[str, np.ndarray]:
+        params = [self.sample_params(i) for i in indices]
+        scenes = build_scenes(self.model, self.renderer.topology, params)
+        rendered = self.renderer.render(scenes, params)
+        width, height = self.spec.render.width, self.spec.render.height
+        images = np.stack([
+            composite(rendered.colour[k], make_background(self.spec.seed, p.sample_index, p.background,
+                                                          self.background_images, width, height))
+            for k, p in enumerate(params)])
+        arrays = {
+            "image": images,
+            "segmentation": rendered.segmentation,
+            "depth": rendered.depth,
+            "normal": rendered.normal.astype(np.float16),
+            "landmarks_2d": scenes.landmarks_2d,
+            "landmarks_3d": scenes.landmarks_3d,
+            "landmark_visible": landmark_visibility(scenes, rendered),
+            "sample_index": np.array(indices, np.int64),
+            "params/identity": np.stack([p.identity for p in params]),
+            "params/expression": np.stack([p.expression for p in params]),
+            "params/rotation": np.stack([p.rotation for p in params]),
+            "params/translation": np.stack([p.translation for p in params]),
+            "params/intrinsics": np.stack([p.intrinsics for p in params]),
+            "params/light_sh": np.stack([p.light_sh for p in params]),
+            "params/appearance": np.stack([p.appearance for p in params]),
+            "params/background": np.stack([p.background for p in params]),
+        }
+        if self.spec.output.store_vertices:
+            arrays["vertices"] = scenes.vertices
+        return arrays
+
+
+@functools.lru_cache(maxsize=2)
+def cached_generator(spec: JobSpec, model_dir: str | None) -> FaceGenerator:
+    """One generator per worker process and job: the model and the GL context are made once."""
+    model = resolve_model(spec.model.name, model_dir)
+    return FaceGenerator(spec, model)

@@ -1,0 +1,51 @@
+"""Contact sheets: what a person looks at to judge a job's samples.
+
+Each sample is a 2x2 block: the image with its 68 landmarks (green visible, red hidden),
+the segmentation, the depth and the normals.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .face_parts import LABELS
+
+_PALETTE = np.array([
+    (0, 0, 0), (224, 172, 140), (150, 110, 90), (230, 200, 60), (120, 60, 30), (160, 80, 40), (40, 120, 230),
+    (60, 170, 250), (220, 40, 60), (150, 20, 40), (90, 20, 80), (245, 245, 245),
+], np.uint8)
+assert len(_PALETTE) == len(LABELS)
+
+
+def sample_panels(arrays: dict, k: int) -> np.ndarray:
+    """The 2x2 block (2H, 2W, 3) uint8 of sample ``k`` of a batch of arrays."""
+    image = Image.fromarray(arrays["image"][k])
+    draw = ImageDraw.Draw(image)
+    r = max(1, image.width // 160)
+    for (x, y), visible in zip(arrays["landmarks_2d"][k], arrays["landmark_visible"][k]):
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=(40, 255, 40) if visible else (255, 40, 40))
+    segmentation = _PALETTE[np.minimum(arrays["segmentation"][k], len(_PALETTE) - 1)]
+    depth = arrays["depth"][k]
+    mask = depth > 0
+    shade = np.zeros_like(depth)
+    if mask.any():
+        lo, hi = depth[mask].min(), depth[mask].max()
+        shade[mask] = 1.0 - 0.8 * (depth[mask] - lo) / max(hi - lo, 1e-6)
+    depth_rgb = np.repeat((shade * 255).astype(np.uint8)[..., None], 3, axis=2)
+    normal = ((arrays["normal"][k].astype(np.float32) * 0.5 + 0.5) * 255 * mask[..., None]).astype(np.uint8)
+    top = np.concatenate([np.asarray(image), segmentation], axis=1)
+    return np.concatenate([top, np.concatenate([depth_rgb, normal], axis=1)], axis=0)
+
+
+def contact_sheet(arrays: dict, columns: int | None = None, gap: int = 4) -> Image.Image:
+    n = len(arrays["image"])
+    columns = columns or int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / columns))
+    h, w = arrays["image"].shape[1:3]
+    sheet = np.full((rows * (2 * h + gap) - gap, columns * (2 * w + gap) - gap, 3), 255, np.uint8)
+    for k in range(n):
+        r, c = divmod(k, columns)
+        y, x = r * (2 * h + gap), c * (2 * w + gap)
+        sheet[y:y + 2 * h, x:x + 2 * w] = sample_panels(arrays, k)
+    return Image.fromarray(sheet)

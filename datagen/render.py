@@ -1,0 +1,208 @@
+"""Headless rendering with moderngl over EGL: NVIDIA on GPU nodes, Mesa llvmpipe elsewhere.
+
+A ``Renderer`` is built once per process (context, shaders, static vertex attributes,
+framebuffers, noise texture); ``render`` only uploads each sample's camera-space vertices and
+normals, draws and reads back. Two passes per sample:
+
+1. ground truth, single-sampled at pixel centres (exact per pixel): depth, normal, segmentation label;
+2. anti-aliased colour, either multisampled (``msaa`` samples, resolved; cheap on GPUs) or
+   supersampled (drawn at ``supersample`` times the size and box-filtered; on llvmpipe this
+   costs far less than MSAA, whose cost there is ~5x a plain pass). Alpha is the pixel's coverage.
+
+With neither, the colour comes from the first pass.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import resources
+
+import numpy as np
+
+from .errors import RenderError
+from .face_parts import face_parts
+from .geometry import MeshTopology, SceneBatch, projection_matrix
+from .morphable_model import MorphableModel
+from .sampling import FaceParams
+
+
+@dataclass(frozen=True)
+class RenderOutput:
+    """Per-pixel outputs of a batch, row 0 = the top of the image.
+
+    colour:       (B, H, W, 4) uint8 sRGB; alpha = fraction of the pixel the face covers
+    depth:        (B, H, W) float32 mm along the viewing axis (-z); 0 on background
+    normal:       (B, H, W, 3) float32 unit camera-space normals; 0 on background
+    segmentation: (B, H, W) uint8 labels (face_parts.LABELS); 0 on background
+    """
+
+    colour: np.ndarray
+    depth: np.ndarray
+    normal: np.ndarray
+    segmentation: np.ndarray
+
+
+def create_context(device_index: int | None = None):
+    """A headless EGL context: the only place datagen makes one.
+
+    ``device_index`` (default ``$DATAGEN_EGL_DEVICE`` or 0) picks the EGL device, i.e. the GPU.
+    """
+    import moderngl
+
+    if device_index is None:
+        device_index = int(os.environ.get("DATAGEN_EGL_DEVICE", "0"))
+    try:
+        return moderngl.create_context(standalone=True, backend="egl", require=330, device_index=device_index)
+    except Exception as e:  # moderngl raises plain Exceptions for every EGL failure
+        raise RenderError(
+            f"cannot create a headless OpenGL (EGL) context on device {device_index}: {e}. "
+            "Install an EGL driver: on NVIDIA nodes the driver's libEGL_nvidia; elsewhere Mesa "
+            "(Debian/Ubuntu: apt-get install libegl1 libgl1-mesa-dri)") from None
+
+
+def describe_context(ctx) -> str:
+    return f"{ctx.info['GL_RENDERER']} ({ctx.info['GL_VERSION']})"
+
+
+def is_software(ctx) -> bool:
+    renderer = ctx.info["GL_RENDERER"].lower()
+    return any(name in renderer for name in ("llvmpipe", "softpipe", "swrast", "lavapipe"))
+
+
+def _shader(name: str) -> str:
+    return resources.files("datagen").joinpath("shaders", name).read_text()
+
+
+class Renderer:
+    """Draws batches of one model's faces into fixed-size images."""
+
+    def __init__(self, model: MorphableModel, width: int, height: int, msaa: int = 0, supersample: int = 2, ctx=None):
+        self.ctx = ctx or create_context()
+        self.model, self.width, self.height = model, width, height
+        self.msaa = msaa if msaa > 1 else 0
+        self.supersample = 1 if self.msaa else max(1, supersample)
+        parts = face_parts(model)
+        triangles = model.triangles[parts.drawn_triangles]
+        self.topology = MeshTopology(model, triangles)
+        self._build_mesh(model, parts, triangles)
+        self.program = self.ctx.program(vertex_shader=_shader("face.vert"), fragment_shader=_shader("face.frag"))
+        self.vao = self.ctx.vertex_array(self.program, [
+            (self.dynamic, "3f 3f", "in_position", "in_normal"),
+            (self.static, "2f 1f 1f 4f", "in_uv", "in_label", "in_material", "in_weights"),
+        ], index_buffer=self.index)
+        self.noise = self._noise_texture()
+        self.program["u_noise"] = 0
+        self._build_framebuffers()
+
+    # --- set-up (once per process)
+
+    def _build_mesh(self, model, parts, triangles):
+        """Split vertices along UV seams: a render vertex is a unique (vertex, uv) pair."""
+        uv_ids = model.triangle_uv[parts.drawn_triangles]
+        keys = triangles.astype(np.int64) * (len(model.uv) + 1) + uv_ids
+        unique, inverse = np.unique(keys.reshape(-1), return_inverse=True)
+        self.render_to_model = (unique // (len(model.uv) + 1)).astype(np.int64)
+        render_uv = model.uv[unique % (len(model.uv) + 1)]
+        v = self.render_to_model
+        static = np.concatenate([render_uv, parts.labels[v, None].astype(np.float32),
+                                 parts.material[v, None].astype(np.float32), parts.weights[v]], axis=1)
+        self.static = self.ctx.buffer(np.ascontiguousarray(static, np.float32).tobytes())
+        self.index = self.ctx.buffer(inverse.astype(np.int32).tobytes())
+        self.dynamic = self.ctx.buffer(reserve=len(v) * 6 * 4, dynamic=True)
+        self._upload = np.empty((len(v), 6), np.float32)
+
+    def _noise_texture(self):
+        from scipy.ndimage import gaussian_filter
+
+        rng = np.random.default_rng(20201)  # fixed: the pattern is part of the renderer, not of a sample
+        size = 256
+        channels = [gaussian_filter(rng.standard_normal((size, size)), sigma, mode="wrap") for sigma in (12, 0.8, 4)]
+        streaks = gaussian_filter(rng.standard_normal((size, size)), (0.6, 3.0), mode="wrap")
+        channels.append(streaks)
+        noise = np.stack([(c - c.mean()) / (4 * c.std()) + 0.5 for c in channels], -1)
+        texture = self.ctx.texture((size, size), 4, (np.clip(noise, 0, 1) * 255).astype(np.uint8).tobytes())
+        texture.repeat_x = texture.repeat_y = True
+        texture.build_mipmaps()
+        return texture
+
+    def _build_framebuffers(self):
+        size = (self.width, self.height)
+        ctx = self.ctx
+        self.gt_fbo = ctx.framebuffer(
+            color_attachments=[ctx.texture(size, 4), ctx.texture(size, 4, dtype="f4"), ctx.texture(size, 1)],
+            depth_attachment=ctx.depth_renderbuffer(size))
+        if self.msaa:
+            self.msaa_fbo = ctx.framebuffer(color_attachments=[ctx.renderbuffer(size, 4, samples=self.msaa)],
+                                            depth_attachment=ctx.depth_renderbuffer(size, samples=self.msaa))
+            self.resolve_fbo = ctx.framebuffer(color_attachments=[ctx.texture(size, 4)])
+        if self.supersample > 1:
+            big = (self.width * self.supersample, self.height * self.supersample)
+            self.super_fbo = ctx.framebuffer(color_attachments=[ctx.texture(big, 4)],
+                                             depth_attachment=ctx.depth_renderbuffer(big))
+
+    # --- per sample
+
+    def render(self, scenes: SceneBatch, params: list[FaceParams]) -> RenderOutput:
+        """Draw every sample of the batch. ``params`` supplies lighting and appearance."""
+        b, h, w = len(scenes), self.height, self.width
+        out = RenderOutput(colour=np.empty((b, h, w, 4), np.uint8), depth=np.empty((b, h, w), np.float32),
+                           normal=np.empty((b, h, w, 3), np.float32), segmentation=np.empty((b, h, w), np.uint8))
+        for i in range(b):
+            self._draw(scenes, i, params[i], out)
+        return out
+
+    def _draw(self, scenes: SceneBatch, i: int, params: FaceParams, out: RenderOutput) -> None:
+        ctx = self.ctx
+        vertices, normals = scenes.vertices[i], scenes.normals[i]
+        self._upload[:, :3] = vertices[self.render_to_model]
+        self._upload[:, 3:] = normals[self.render_to_model]
+        self.dynamic.write(self._upload)
+        depth = -vertices[:, 2]
+        near = max(float(depth.min()) * 0.5, 1.0)
+        far = float(depth.max()) * 1.5 + 1.0
+        proj = projection_matrix(scenes.intrinsics[i], self.width, self.height, near, far)
+        self.program["u_projection"].write(np.ascontiguousarray(proj.T).tobytes())
+        self.program["u_sh"].write(np.ascontiguousarray(params.light_sh, np.float32).tobytes())
+        self.program["u_appearance"].write(np.ascontiguousarray(params.appearance, np.float32).tobytes())
+        self.noise.use(0)
+        ctx.enable(ctx.DEPTH_TEST | ctx.CULL_FACE)  # closed, outward-facing (CCW) surfaces: back faces are hidden
+
+        antialiased = self.msaa or self.supersample > 1
+        self.program["u_shade"] = not antialiased
+        self.gt_fbo.use()
+        self.gt_fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+        self.vao.render()
+        geometry = self._read(self.gt_fbo, 1, 4, "f4")
+        out.depth[i] = geometry[..., 0]
+        out.normal[i] = geometry[..., 1:]
+        out.segmentation[i] = self._read(self.gt_fbo, 2, 1, "f1")[..., 0]
+        if self.msaa:
+            self.program["u_shade"] = True
+            self.msaa_fbo.use()
+            self.msaa_fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+            self.vao.render()
+            ctx.copy_framebuffer(self.resolve_fbo, self.msaa_fbo)
+            out.colour[i] = self._read(self.resolve_fbo, 0, 4, "f1")
+        elif self.supersample > 1:
+            self.program["u_shade"] = True
+            self.super_fbo.use()
+            self.super_fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+            self.vao.render()
+            s = self.supersample
+            big = np.frombuffer(self.super_fbo.read(components=4), np.uint8)
+            # Each output pixel averages the s x s block centred on it (same pixel centre as pass 1).
+            big = big.reshape(self.height, s, self.width, s, 4)
+            rows = sum(big[:, k].astype(np.uint16) for k in range(s))  # explicit adds: far faster than .sum(axes)
+            block = sum(rows[:, :, k] for k in range(s))
+            out.colour[i] = ((block + s * s // 2) // (s * s)).astype(np.uint8)[::-1]
+        else:
+            out.colour[i] = self._read(self.gt_fbo, 0, 4, "f1")
+
+    def _read(self, fbo, attachment: int, components: int, dtype: str) -> np.ndarray:
+        data = fbo.read(attachment=attachment, components=components, dtype=dtype)
+        array = np.frombuffer(data, np.float32 if dtype == "f4" else np.uint8)
+        return array.reshape(self.height, self.width, components)[::-1]
+
+    def release(self) -> None:
+        self.ctx.release()

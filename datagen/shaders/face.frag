@@ -1,0 +1,101 @@
+#version 330
+// Outputs: 0 = sRGB colour (alpha = coverage), 1 = (depth mm, camera-space normal), 2 = label / 255.
+// Shading: Lambertian albedo under 2nd-order SH irradiance (Ramamoorthi & Hanrahan 2001) plus a
+// Blinn-Phong lobe towards the dominant light direction (the SH linear band).
+uniform bool u_shade;
+uniform vec3 u_sh[9];          // radiance SH coefficients per RGB channel, camera space
+uniform float u_appearance[14];  // sampling.APPEARANCE_NAMES
+uniform sampler2D u_noise;     // tiling noise: r low-frequency, g pore-scale, b mid-frequency, a hair streaks
+
+in vec3 v_position;
+in vec3 v_normal;
+in vec2 v_uv;
+flat in float v_label;
+flat in float v_material;
+in vec4 v_weights;
+
+layout(location = 0) out vec4 out_colour;
+layout(location = 1) out vec4 out_geometry;
+layout(location = 2) out float out_label;
+
+const float PI = 3.14159265;
+
+vec3 irradiance(vec3 n) {
+    // E(n) / pi with the clamped-cosine kernel's band factors pi, 2pi/3, pi/4 folded in.
+    const float c0 = 0.282095, c1 = 0.488603, c2 = 1.092548, c3 = 0.315392, c4 = 0.546274;
+    const float a0 = 1.0, a1 = 2.0 / 3.0, a2 = 0.25;
+    vec3 e = a0 * c0 * u_sh[0]
+        + a1 * c1 * (u_sh[1] * n.y + u_sh[2] * n.z + u_sh[3] * n.x)
+        + a2 * (c2 * (u_sh[4] * n.x * n.y + u_sh[5] * n.y * n.z + u_sh[7] * n.x * n.z)
+                + c3 * u_sh[6] * (3.0 * n.z * n.z - 1.0) + c4 * u_sh[8] * (n.x * n.x - n.y * n.y));
+    return max(e, vec3(0.0));
+}
+
+vec3 skin_albedo() {
+    float melanin = u_appearance[0], haemoglobin = u_appearance[1];
+    vec2 offset = vec2(u_appearance[12], u_appearance[13]);
+    vec4 low = texture(u_noise, v_uv * 3.0 + offset);
+    vec4 fine = texture(u_noise, v_uv * 40.0 + offset * 7.0);
+    // Absorption by melanin (falls with wavelength) and haemoglobin (green/blue), R G B ~ 650 550 450 nm.
+    float m = 0.3 + 2.2 * melanin * (1.0 + 0.08 * (low.b - 0.5));
+    float h = 0.6 * haemoglobin + 0.25 * u_appearance[4] * v_weights.z + 0.2 * v_weights.w;
+    h += u_appearance[5] * 0.8 * max(low.r - 0.45, 0.0);
+    vec3 albedo = vec3(0.95, 0.93, 0.9) * exp(-m * vec3(1.0, 1.35, 1.8) - h * vec3(0.1, 0.5, 0.35));
+    albedo *= 1.0 - u_appearance[6] * 0.12 * (fine.g - 0.5);
+    vec3 lips = albedo * mix(vec3(0.85, 0.72, 0.72), vec3(0.85, 0.42, 0.45), u_appearance[2]);
+    albedo = mix(albedo, lips, v_weights.x);
+    float hair = v_weights.y * u_appearance[3] * smoothstep(0.25, 0.75, texture(u_noise, v_uv * vec2(60.0, 15.0)).a);
+    albedo = mix(albedo, vec3(0.035, 0.025, 0.018) + 0.15 * albedo, clamp(hair, 0.0, 0.9));
+    return albedo;
+}
+
+vec3 albedo_of(int material) {
+    if (material == 0) return skin_albedo();
+    if (material == 1) return vec3(0.22, 0.045, 0.05);                        // mouth interior
+    if (material == 2) return mix(vec3(0.75, 0.72, 0.62), vec3(0.62, 0.52, 0.32), u_appearance[11]);
+    if (material == 3) {                                                       // eyeball: pupil, iris, sclera
+        float r = v_weights.x;
+        float hue = u_appearance[9];
+        vec3 iris = hue < 0.55 ? vec3(0.09, 0.04, 0.015)
+                  : hue < 0.7 ? vec3(0.2, 0.13, 0.04)
+                  : hue < 0.82 ? vec3(0.1, 0.16, 0.07) : vec3(0.1, 0.18, 0.32);
+        iris *= (u_appearance[10] + 0.3) * (0.8 + 0.4 * texture(u_noise, v_uv * 30.0).a);
+        vec3 sclera = vec3(0.62, 0.58, 0.54);
+        vec3 eye = mix(vec3(0.008), iris, smoothstep(0.3, 0.4, r));
+        eye = mix(eye, iris * 0.35, smoothstep(0.8, 0.95, r));
+        return mix(eye, sclera, smoothstep(0.95, 1.05, r));
+    }
+    return skin_albedo() * vec3(0.8, 0.5, 0.5);                                // eye socket
+}
+
+vec3 to_srgb(vec3 c) {
+    c = clamp(c, 0.0, 1.0);
+    return mix(c * 12.92, 1.055 * pow(c, vec3(1.0 / 2.4)) - 0.055, step(0.0031308, c));
+}
+
+void main() {
+    vec3 n = normalize(v_normal);
+    out_geometry = vec4(-v_position.z, n);
+    out_label = v_label / 255.0;
+    if (!u_shade) {
+        out_colour = vec4(0.0);
+        return;
+    }
+    int material = int(v_material + 0.5);
+    vec3 albedo = albedo_of(material);
+    vec3 colour = albedo * irradiance(n);
+    vec3 l_dir = vec3(dot(u_sh[3], vec3(0.2126, 0.7152, 0.0722)),
+                      dot(u_sh[1], vec3(0.2126, 0.7152, 0.0722)),
+                      dot(u_sh[2], vec3(0.2126, 0.7152, 0.0722)));
+    float strength = length(l_dir) / 0.488603;
+    if (strength > 1e-4) {
+        vec3 l = l_dir / (strength * 0.488603);
+        vec3 view = normalize(-v_position);
+        vec3 h = normalize(l + view);
+        float shininess = material == 3 ? 120.0 : u_appearance[8] * (1.0 + v_weights.x);
+        float ks = material == 3 ? 0.6 : (material == 0 ? u_appearance[7] * (1.0 + 0.5 * v_weights.x) : 0.05);
+        float spec = ks * strength * pow(max(dot(n, h), 0.0), shininess) * step(0.0, dot(n, l));
+        colour += spec * (shininess + 8.0) / (8.0 * PI) * (u_sh[0] / max(u_sh[0].g, 1e-4));
+    }
+    out_colour = vec4(to_srgb(colour), 1.0);
+}

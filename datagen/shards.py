@@ -1,0 +1,243 @@
+"""Sharded HDF5: the dataset format that is datagen's public contract (see README "Dataset format").
+
+One file per shard (``shard-00000.h5``), samples along axis 0, one chunk per sample. A shard
+is written to ``<name>.partial`` and renamed only once it is complete, so a shard is either
+complete and valid or absent. Its content checksum is computed over the arrays (names,
+dtypes, shapes, bytes), not the file's bytes, since HDF5 metadata may differ between runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from . import __version__
+from .errors import ShardError
+from .face_parts import LABELS
+from .morphable_model import MorphableModel, model_checksum
+from .sampling import APPEARANCE_NAMES
+from .spec import JobSpec
+
+SCHEMA_VERSION = 1
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}.h5"
+
+
+@dataclass(frozen=True)
+class Field:
+    shape: tuple
+    dtype: str
+    doc: str
+
+
+def schema(spec: JobSpec, model: MorphableModel) -> dict[str, Field]:
+    """Every dataset of a shard, with its per-sample shape, dtype and meaning."""
+    h, w = spec.render.height, spec.render.width
+    fields = {
+        "image": Field((h, w, 3), "uint8", "sRGB image, row 0 = top"),
+        "segmentation": Field((h, w), "uint8", "part labels (attrs['labels']), 0 = background"),
+        "depth": Field((h, w), "float32", "mm along the viewing axis (-z camera), 0 on background"),
+        "normal": Field((h, w, 3), "float16", "unit normal, camera space (x right, y up, z towards the camera), 0 on background"),
+        "landmarks_2d": Field((68, 2), "float32", "iBUG-68 landmarks, pixels (x right, y down; pixel centres at +0.5)"),
+        "landmarks_3d": Field((68, 3), "float32", "iBUG-68 landmarks, mm, camera space"),
+        "landmark_visible": Field((68,), "bool", "inside the image and not self-occluded"),
+        "sample_index": Field((), "int64", "global sample index; (job seed, index) regenerates the sample"),
+        "params/identity": Field((model.num_identity,), "float32", "standard-normal identity coefficients"),
+        "params/expression": Field((model.num_expression,), "float32", "blendshape weights (attrs['names'])"),
+        "params/rotation": Field((3,), "float32", "yaw, pitch, roll in radians; R = Rz(roll) Rx(pitch) Ry(yaw)"),
+        "params/translation": Field((3,), "float32", "camera-space position of the model's pivot, mm"),
+        "params/intrinsics": Field((4,), "float32", "fx, fy, cx, cy in pixels"),
+        "params/light_sh": Field((9, 3), "float32", "radiance SH coefficients per RGB channel, camera space"),
+        "params/appearance": Field((len(APPEARANCE_NAMES),), "float32", "procedural albedo parameters (attrs['names'])"),
+        "params/background": Field((2,), "int64", "background kind (0 procedural, 1 image) and image index"),
+    }
+    if spec.output.store_vertices:
+        fields["vertices"] = Field((model.num_vertices, 3), "float32", "dense vertices, mm, camera space")
+    return fields
+
+
+def _field_attrs(name: str, model: MorphableModel) -> dict:
+    if name == "segmentation":
+        return {"labels": json.dumps(list(LABELS))}
+    if name == "params/expression":
+        return {"names": json.dumps(list(model.expression_names))}
+    if name == "params/appearance":
+        return {"names": json.dumps(list(APPEARANCE_NAMES))}
+    return {}
+
+
+class ContentHash:
+    """SHA-256 over arrays in a fixed order, fed a batch at a time (same result however batched)."""
+
+    def __init__(self, names):
+        self.names = sorted(names)
+        self.hashers = {n: hashlib.sha256() for n in self.names}
+
+    def update(self, arrays: dict) -> None:
+        """Feed the next rows of some or all arrays."""
+        for n in self.names:
+            if n in arrays:
+                self.hashers[n].update(np.ascontiguousarray(arrays[n]).tobytes())
+
+    def hexdigest(self) -> str:
+        top = hashlib.sha256()
+        for n in self.names:
+            top.update(f"{n}:{self.hashers[n].hexdigest()}\n".encode())
+        return top.hexdigest()
+
+
+class ShardWriter:
+    """Writes one shard; the file appears under its name only when every sample is written.
+
+        with ShardWriter(path, spec, model, shard_index, sample_range) as writer:
+            writer.write(arrays)   # a batch: dict of (B, ...) arrays, in sample order
+    """
+
+    def __init__(self, path: str | Path, spec: JobSpec, model: MorphableModel, shard_index: int, samples: range):
+        self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.fields = schema(spec, model)
+        self.samples = samples
+        self.count = 0
+        self.hash = ContentHash(self.fields)
+        self._file = None
+        compression = None if spec.output.compression == "none" else spec.output.compression
+        self._options = {"compression": compression}
+        if compression == "gzip":
+            self._options["compression_opts"] = spec.output.compression_level
+        self._attrs = {
+            "schema_version": SCHEMA_VERSION,
+            "datagen_version": __version__,
+            "job_name": spec.name,
+            "job_spec": spec.source_text,
+            "seed": spec.seed,
+            "model_name": model.name,
+            "model_checksum": model_checksum(model),
+            "model_licence": model.licence,
+            "shard_index": shard_index,
+            "sample_start": samples.start,
+            "num_samples": len(samples),
+        }
+        self._model = model
+
+    def __enter__(self):
+        self.partial.parent.mkdir(parents=True, exist_ok=True)
+        self._file = h5py.File(self.partial, "w")
+        n = len(self.samples)
+        for name, f in self.fields.items():
+            ds = self._file.create_dataset(name, shape=(n, *f.shape), dtype=f.dtype,
+                                           chunks=(1, *f.shape) if f.shape else None,
+                                           **(self._options if f.shape else {}))
+            ds.attrs["doc"] = f.doc
+            for key, value in _field_attrs(name, self._model).items():
+                ds.attrs[key] = value
+        return self
+
+    def write(self, arrays: dict) -> None:
+        b = len(arrays["sample_index"])
+        expected = list(self.samples[self.count:self.count + b])
+        if list(arrays["sample_index"]) != expected:
+            raise ValueError(f"{self.path.name}: samples {list(arrays['sample_index'])[:3]}... are not the next ones {expected[:3]}...")
+        for name, f in self.fields.items():
+            a = arrays[name]
+            if a.shape[1:] != f.shape or a.dtype != np.dtype(f.dtype):
+                raise ValueError(f"{self.path.name}: {name} has shape {a.shape[1:]} {a.dtype}, schema says {f.shape} {f.dtype}")
+            self._file[name][self.count:self.count + b] = a
+        self.hash.update(arrays)
+        self.count += b
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                if self.count != len(self.samples):
+                    raise ShardError(f"{self.path.name}: {self.count} of {len(self.samples)} samples written")
+                for key, value in self._attrs.items():
+                    self._file.attrs[key] = value
+                self._file.attrs["content_sha256"] = self.hash.hexdigest()
+                self._file.flush()
+            self._file.close()
+            if exc_type is None:
+                with open(self.partial, "rb+") as f:
+                    os.fsync(f.fileno())
+                os.replace(self.partial, self.path)
+        finally:
+            if self.partial.exists():
+                self.partial.unlink()
+        return False
+
+    @property
+    def checksum(self) -> str:
+        return self.hash.hexdigest()
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    path: Path
+    shard_index: int
+    sample_start: int
+    num_samples: int
+    checksum: str
+    bytes: int
+
+
+REQUIRED = ("image", "segmentation", "depth", "normal", "landmarks_2d", "landmarks_3d", "landmark_visible",
+            "sample_index", "params/identity", "params/expression", "params/rotation", "params/translation",
+            "params/intrinsics", "params/light_sh")
+
+
+def validate_shard(path: str | Path, expected_checksum: str | None = None, deep: bool = True) -> ShardInfo:
+    """Check a shard: it opens, holds every dataset with one length, has no NaN, and (``deep``)
+    its arrays hash to its recorded content checksum (and to ``expected_checksum`` if given).
+
+    Raises ShardError with one line saying what is wrong.
+    """
+    path = Path(path)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise ShardError(f"{path.name}: unreadable or truncated HDF5 file ({e})") from None
+    try:
+        with f:
+            attrs = dict(f.attrs)
+            if "content_sha256" not in attrs:
+                raise ShardError(f"{path.name}: no content checksum; the shard was not completed")
+            missing = [n for n in REQUIRED if n not in f]
+            if missing:
+                raise ShardError(f"{path.name}: missing datasets {', '.join(missing)}")
+            names = _dataset_names(f)
+            n = int(attrs["num_samples"])
+            for name in names:
+                if f[name].shape[0] != n:
+                    raise ShardError(f"{path.name}: {name} holds {f[name].shape[0]} samples, the shard says {n}")
+            if deep:
+                digest = ContentHash(names)
+                for name in names:
+                    data = f[name][()]
+                    if data.dtype.kind == "f" and not np.isfinite(data).all():
+                        raise ShardError(f"{path.name}: {name} holds NaN or infinite values")
+                    digest.update({name: data})
+                if digest.hexdigest() != attrs["content_sha256"]:
+                    raise ShardError(f"{path.name}: content checksum mismatch; the shard is corrupt")
+            checksum = str(attrs["content_sha256"])
+            if expected_checksum and checksum != expected_checksum:
+                raise ShardError(f"{path.name}: checksum differs from the manifest's; the shard is from another run")
+            return ShardInfo(path=path, shard_index=int(attrs["shard_index"]), sample_start=int(attrs["sample_start"]),
+                             num_samples=n, checksum=checksum, bytes=path.stat().st_size)
+    except ShardError:
+        raise
+    except (OSError, KeyError, ValueError, RuntimeError) as e:
+        raise ShardError(f"{path.name}: corrupt HDF5 data ({e})") from None
+
+
+def _dataset_names(f: h5py.File) -> list[str]:
+    names = []
+    f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+    return sorted(names)

@@ -1,0 +1,423 @@
+"""Job specs: a TOML file -> a validated, frozen ``JobSpec``.
+
+Every table of the file maps to one frozen dataclass below, with the defaults on the
+fields. Unknown keys, wrong types and out-of-range values are rejected with the file,
+the line and the dotted key, e.g.::
+
+    jobs/bad.toml: line 14: sampling.pose.yaw_rnge_deg: unknown key (did you mean yaw_range_deg?)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import sys
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from .errors import SpecError
+
+Range = typing.Tuple[float, float]
+
+
+# --- the priors (see README "Parameter priors" for what each number means)
+
+
+@dataclass(frozen=True)
+class IdentityPrior:
+    """Identity coefficients: standard normal in the model's PCA space, truncated."""
+
+    components: int = 0  # how many leading modes to use; 0 = all of the model's
+    std: float = 1.0  # scale of the N(0, 1) prior
+    truncation: float = 2.5  # |coefficient| <= truncation * std (clipped)
+
+    def check(self, where):
+        _require(self.components >= 0, where, "components", "must be >= 0")
+        _require(self.std >= 0, where, "std", "must be >= 0")
+        _require(self.truncation > 0, where, "truncation", "must be > 0")
+
+
+@dataclass(frozen=True)
+class ExpressionPrior:
+    """Sparse blendshape activations in [0, 1] (ICT/ARKit-style blendshapes).
+
+    A sample is neutral with ``neutral_fraction``; otherwise a Poisson number of
+    blendshape *groups* (left/right pairs count as one) is activated. A pair fires on
+    both sides with ``bilateral_probability``, the two weights differing by
+    ``asymmetry_std``. ``jaw_open_probability`` adds a jaw opening combined with a
+    lip shape (funnel, pucker, stretch or lower-lip depression).
+    """
+
+    neutral_fraction: float = 0.15
+    mean_active_groups: float = 3.0
+    max_weight: float = 1.0
+    bilateral_probability: float = 0.8
+    asymmetry_std: float = 0.15
+    jaw_open_probability: float = 0.3
+    jaw_open_range: Range = (0.05, 0.7)
+    eye_blink_probability: float = 0.1
+    gaussian_std: float = 1.0  # models whose expression basis is PCA (SFM): N(0, std)
+
+    def check(self, where):
+        for name in ("neutral_fraction", "bilateral_probability", "jaw_open_probability", "eye_blink_probability"):
+            _require(0 <= getattr(self, name) <= 1, where, name, "must be a probability in [0, 1]")
+        _require(self.mean_active_groups >= 0, where, "mean_active_groups", "must be >= 0")
+        _require(0 < self.max_weight <= 2, where, "max_weight", "must be in (0, 2]")
+        _check_range(self.jaw_open_range, where, "jaw_open_range", 0, 1.5)
+
+
+@dataclass(frozen=True)
+class PosePrior:
+    """Head rotation in degrees: truncated normal N(0, std) inside range; std = 0 means uniform."""
+
+    yaw_range_deg: Range = (-90.0, 90.0)
+    yaw_std_deg: float = 40.0
+    pitch_range_deg: Range = (-35.0, 35.0)
+    pitch_std_deg: float = 12.0
+    roll_range_deg: Range = (-30.0, 30.0)
+    roll_std_deg: float = 8.0
+
+    def check(self, where):
+        for axis, limit in (("yaw", 120), ("pitch", 90), ("roll", 90)):
+            _check_range(getattr(self, f"{axis}_range_deg"), where, f"{axis}_range_deg", -limit, limit)
+            _require(getattr(self, f"{axis}_std_deg") >= 0, where, f"{axis}_std_deg", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class CameraPrior:
+    """Pinhole camera. The distance is chosen so the head fills ``face_fraction`` of the image height."""
+
+    fov_deg: Range = (12.0, 40.0)  # vertical field of view, uniform
+    face_fraction: Range = (0.4, 0.6)  # projected landmark height (chin to brows) / image height, uniform
+    principal_point_jitter: float = 0.02  # std of (cx, cy) offset, fraction of image size
+    center_jitter: float = 0.05  # std of the head's image offset, fraction of image size
+
+    def check(self, where):
+        _check_range(self.fov_deg, where, "fov_deg", 1, 150)
+        _check_range(self.face_fraction, where, "face_fraction", 0.05, 3)
+        _require(0 <= self.principal_point_jitter <= 0.25, where, "principal_point_jitter", "must be in [0, 0.25]")
+        _require(0 <= self.center_jitter <= 0.5, where, "center_jitter", "must be in [0, 0.5]")
+
+
+@dataclass(frozen=True)
+class LightingPrior:
+    """Second-order spherical harmonics per colour channel: an ambient term plus one directional light.
+
+    The directional light comes from ``azimuth_range_deg`` (0 = from the camera, positive
+    = from the camera's right) and ``elevation_range_deg`` (positive = from above).
+    """
+
+    ambient: Range = (0.45, 0.95)
+    directional: Range = (0.0, 0.8)
+    azimuth_range_deg: Range = (-80.0, 80.0)
+    elevation_range_deg: Range = (-20.0, 70.0)
+    colour_jitter: float = 0.08  # per-channel multiplicative std (white balance)
+    random_sh_std: float = 0.05  # extra N(0, std) on every SH coefficient (environment detail)
+
+    def check(self, where):
+        _check_range(self.ambient, where, "ambient", 0, 4)
+        _check_range(self.directional, where, "directional", 0, 4)
+        _check_range(self.azimuth_range_deg, where, "azimuth_range_deg", -180, 180)
+        _check_range(self.elevation_range_deg, where, "elevation_range_deg", -90, 90)
+        _require(0 <= self.colour_jitter <= 0.5, where, "colour_jitter", "must be in [0, 0.5]")
+        _require(self.random_sh_std >= 0, where, "random_sh_std", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class AppearancePrior:
+    """Procedural skin albedo parameters, each drawn uniformly from its range (see appearance.py)."""
+
+    melanin: Range = (0.05, 0.95)  # 0 = very fair, 1 = very dark
+    haemoglobin: Range = (0.25, 0.8)  # overall redness of the skin
+    lip_redness: Range = (0.3, 1.0)
+    brow_darkness: Range = (0.3, 1.0)
+    cheek_redness: Range = (0.0, 0.6)
+    blotch_strength: Range = (0.0, 0.6)
+    pore_strength: Range = (0.2, 1.0)
+    specular: Range = (0.02, 0.18)
+    shininess: Range = (8.0, 40.0)
+
+    def check(self, where):
+        for f in dataclasses.fields(self):
+            hi = 200.0 if f.name == "shininess" else 1.0
+            _check_range(getattr(self, f.name), where, f.name, 0, hi)
+
+
+@dataclass(frozen=True)
+class BackgroundPrior:
+    """``procedural`` (noise and gradients), ``images`` (a folder of photos), or ``mixed``."""
+
+    kind: str = "procedural"
+    images_dir: str = ""
+    image_probability: float = 0.5  # for kind = "mixed"
+
+    def check(self, where):
+        _require(self.kind in ("procedural", "images", "mixed"), where, "kind",
+                 f'must be "procedural", "images" or "mixed", got "{self.kind}"')
+        if self.kind != "procedural":
+            _require(bool(self.images_dir), where, "images_dir", f'is required when kind = "{self.kind}"')
+        _require(0 <= self.image_probability <= 1, where, "image_probability", "must be in [0, 1]")
+
+
+@dataclass(frozen=True)
+class SamplingSpec:
+    identity: IdentityPrior = field(default_factory=IdentityPrior)
+    expression: ExpressionPrior = field(default_factory=ExpressionPrior)
+    pose: PosePrior = field(default_factory=PosePrior)
+    camera: CameraPrior = field(default_factory=CameraPrior)
+    lighting: LightingPrior = field(default_factory=LightingPrior)
+    appearance: AppearancePrior = field(default_factory=AppearancePrior)
+    background: BackgroundPrior = field(default_factory=BackgroundPrior)
+
+
+# --- everything else
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which morphable model: a registered name (``ict-facekit``, ``sfm``) or a converted model directory."""
+
+    name: str = "ict-facekit"
+
+    def check(self, where):
+        _require(bool(self.name), where, "name", "must name a model, e.g. \"ict-facekit\"")
+
+
+@dataclass(frozen=True)
+class RenderSpec:
+    width: int = 224
+    height: int = 224
+    msaa: int = 0  # multisample anti-aliasing of the image (samples per pixel); cheap on GPUs
+    supersample: int = 2  # else: draw the image at this many times the size and box-filter it down
+    # Ground truth (depth, normals, segmentation, landmarks) is never anti-aliased.
+
+    def check(self, where):
+        _require(16 <= self.width <= 4096, where, "width", "must be in [16, 4096]")
+        _require(16 <= self.height <= 4096, where, "height", "must be in [16, 4096]")
+        _require(self.msaa in (0, 1, 2, 4, 8, 16), where, "msaa", "must be one of 0, 1, 2, 4, 8, 16")
+        _require(1 <= self.supersample <= 4, where, "supersample", "must be 1, 2, 3 or 4")
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    samples_per_shard: int = 64
+    compression: str = "lzf"  # "none", "lzf" or "gzip"
+    compression_level: int = 4  # gzip only
+    store_vertices: bool = False  # also write the dense (N, V, 3) camera-space vertices
+
+    def check(self, where):
+        _require(self.samples_per_shard >= 1, where, "samples_per_shard", "must be >= 1")
+        _require(self.compression in ("none", "lzf", "gzip"), where, "compression",
+                 f'must be "none", "lzf" or "gzip", got "{self.compression}"')
+        _require(0 <= self.compression_level <= 9, where, "compression_level", "must be in [0, 9]")
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """Where the work runs. ``local`` starts a dask LocalCluster; ``scheduler`` connects to one."""
+
+    kind: str = "local"
+    workers: int = 0  # local worker processes; 0 = one per core
+    scheduler: str = ""  # e.g. "tcp://head:8786"; implies kind = "scheduler"
+    batch_size: int = 16  # samples rendered per geometry batch inside a task
+
+    def check(self, where):
+        _require(self.kind in ("local", "scheduler"), where, "kind",
+                 f'must be "local" or "scheduler", got "{self.kind}"')
+        _require(self.workers >= 0, where, "workers", "must be >= 0")
+        _require(self.batch_size >= 1, where, "batch_size", "must be >= 1")
+        if self.kind == "scheduler":
+            _require(bool(self.scheduler), where, "scheduler", 'is required when kind = "scheduler", e.g. "tcp://head:8786"')
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One dataset: how many samples, from which model, drawn from which priors, rendered how."""
+
+    name: str
+    seed: int = 0
+    num_samples: int = 256
+    model: ModelSpec = field(default_factory=ModelSpec)
+    sampling: SamplingSpec = field(default_factory=SamplingSpec)
+    render: RenderSpec = field(default_factory=RenderSpec)
+    output: OutputSpec = field(default_factory=OutputSpec)
+    cluster: ClusterSpec = field(default_factory=ClusterSpec)
+    source_text: str = field(default="", compare=False, repr=False)
+    source_path: str = field(default="", compare=False, repr=False)
+
+    def check(self, where):
+        _require(bool(re.fullmatch(r"[A-Za-z0-9_.-]+", self.name)), where, "name",
+                 "must be letters, digits, '.', '_' or '-'")
+        _require(0 <= self.seed < 2**63, where, "seed", "must be an integer in [0, 2**63)")
+        _require(self.num_samples >= 1, where, "num_samples", "must be >= 1")
+
+    @property
+    def num_shards(self) -> int:
+        return -(-self.num_samples // self.output.samples_per_shard)
+
+    def shard_range(self, shard_index: int) -> range:
+        """The sample indices of one shard."""
+        start = shard_index * self.output.samples_per_shard
+        return range(start, min(start + self.output.samples_per_shard, self.num_samples))
+
+
+# --- loading
+
+QUICKSTART = "quickstart"
+
+
+def load_spec(path: str | Path) -> JobSpec:
+    """Read and validate a job file. Raises ``SpecError`` naming the file, line and key."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise SpecError(f"{path}: cannot read the job file ({e.strerror or e})") from None
+    return parse_spec(text, str(path))
+
+
+def default_spec_text() -> str:
+    """The embedded default job (``jobs/quickstart.toml``)."""
+    return resources.files("datagen").joinpath("jobs", "quickstart.toml").read_text()
+
+
+def load_default_spec() -> JobSpec:
+    return parse_spec(default_spec_text(), "<embedded quickstart.toml>")
+
+
+def parse_spec(text: str, source: str = "<job>") -> JobSpec:
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError(f"{source}: not valid TOML: {e}") from None
+    lines = _key_lines(text)
+    spec = _build(JobSpec, table, "", _Context(source, lines))
+    return dataclasses.replace(spec, source_text=text, source_path=source)
+
+
+def with_overrides(spec: JobSpec, **changes) -> JobSpec:
+    """A copy of ``spec`` with top-level fields replaced (used by the CLI's --samples etc.)."""
+    new = dataclasses.replace(spec, **changes)
+    new.check(_Where(_Context(spec.source_path, {}), ""))
+    return new
+
+
+@dataclass
+class _Context:
+    source: str
+    lines: dict
+
+
+class _Where:
+    """Formats errors as 'file: line N: dotted.key: message'."""
+
+    def __init__(self, ctx: _Context, prefix: str):
+        self.ctx, self.prefix = ctx, prefix
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def error(self, name: str, message: str) -> SpecError:
+        dotted = self.key(name) if name else self.prefix
+        line = self.ctx.lines.get(dotted) or self.ctx.lines.get(self.prefix)
+        at = f"line {line}: " if line else ""
+        return SpecError(f"{self.ctx.source}: {at}{dotted}: {message}")
+
+
+def _require(ok: bool, where: _Where, name: str, message: str) -> None:
+    if not ok:
+        raise where.error(name, message)
+
+
+def _check_range(value, where, name, lo, hi):
+    _require(lo <= value[0] <= value[1] <= hi, where, name, f"must be [low, high] with {lo} <= low <= high <= {hi}, got {list(value)}")
+
+
+def _build(cls, table: dict, prefix: str, ctx: _Context):
+    where = _Where(ctx, prefix)
+    if not isinstance(table, dict):
+        raise where.error("", f"must be a table, got {_describe(table)}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls) if f.name not in ("source_text", "source_path")}
+    for key in table:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else f" (known keys: {', '.join(known)})"
+            raise where.error(key, f"unknown key{hint}")
+    values = {}
+    for name, f in known.items():
+        if name in table:
+            values[name] = _convert(hints[name], table[name], where, name, ctx)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise where.error(name, "is required")
+    obj = cls(**values)
+    obj_check = getattr(obj, "check", None)
+    if obj_check:
+        obj_check(where)
+    return obj
+
+
+def _convert(kind, value, where: _Where, name: str, ctx: _Context):
+    if dataclasses.is_dataclass(kind):
+        return _build(kind, value, where.key(name), ctx)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise where.error(name, f"expected true or false, got {_describe(value)}")
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise where.error(name, f"expected an integer, got {_describe(value)}")
+    if kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise where.error(name, f"expected a number, got {_describe(value)}")
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        raise where.error(name, f"expected a string, got {_describe(value)}")
+    if kind == Range:
+        if (isinstance(value, list) and len(value) == 2
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+            return (float(value[0]), float(value[1]))
+        raise where.error(name, f"expected [low, high] as two numbers, got {_describe(value)}")
+    raise TypeError(f"spec field {where.key(name)} has an unsupported type {kind}")  # a bug in this module
+
+
+def _describe(value) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+_HEADER = re.compile(r"^\s*\[\s*([A-Za-z0-9_.\-\s]+?)\s*\]\s*(#.*)?$")
+_ASSIGN = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*=")
+
+
+def _key_lines(text: str) -> dict:
+    """Map each dotted key (and table) to the 1-based line that defines it.
+
+    tomllib reports no positions for valid documents, so this light scan of headers and
+    ``key =`` lines is what lets errors say where a bad key is.
+    """
+    lines, table = {}, ""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if m := _HEADER.match(line):
+            table = ".".join(part.strip() for part in m.group(1).split("."))
+            lines.setdefault(table, number)
+        elif m := _ASSIGN.match(line):
+            key = m.group(1)
+            lines.setdefault(f"{table}.{key}" if table else key, number)
+    return lines
