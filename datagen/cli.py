@@ -15,24 +15,24 @@ MODEL_DIR = click.option("--model-dir", type=click.Path(file_okay=False, path_ty
 JOB = click.argument("job", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 
 
+class _Group(click.Group):
+    """Turns library errors into one 'Error: ...' line, and Ctrl-C into a clean stop."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except DatagenError as e:
+            raise click.ClickException(str(e)) from None
+        except KeyboardInterrupt:
+            click.echo("\nInterrupted: only complete shards were kept; run the same command again to resume.", err=True)
+            ctx.exit(130)
+
+
 def main() -> None:
-    try:
-        cli(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted: only complete shards were kept.", err=True)
-        sys.exit(130)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except DatagenError as e:
-        click.echo(f"Error: {e}", err=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        click.echo("Interrupted: only complete shards were kept; run the same command again to resume.", err=True)
-        sys.exit(130)
+    cli()
 
 
-@click.group()
+@click.group(cls=_Group)
 @click.version_option(package_name="datagen")
 def cli():
     """facegen: synthetic 3D face training data (3DMM sampling, headless OpenGL, sharded HDF5)."""

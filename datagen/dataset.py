@@ -97,17 +97,19 @@ class ShardedDataset:
         if self._model is None:
             from .models import resolve_model
 
-            self._model = resolve_model(self.manifest["model"]["name"], self.model_dir)
+            entry = self.manifest["model"]
+            self._model = resolve_model(entry.get("job_model", entry["name"]), self.model_dir)
             if self._model.checksum and self._model.checksum != self.manifest["model"]["checksum"]:
                 raise ShardError(f"{self.path} was made with another version of model "
                                  f"'{self._model.name}' (checksum differs)")
         return self._model
 
-    def vertices(self, i: int) -> np.ndarray:
-        """(V, 3) float32 camera-space vertices in mm: stored ones, or rebuilt from the parameters and the model."""
+    def vertices(self, i: int, from_params: bool = False) -> np.ndarray:
+        """(V, 3) float32 camera-space vertices in mm: the stored ones, or (when none were stored, or
+        ``from_params``) rebuilt from the sample's parameters and the model."""
         s, offset = self.locate(int(i))
         f = self._file(s)
-        if "vertices" in f:
+        if "vertices" in f and not from_params:
             return f["vertices"][offset]
         from .sampling import rotation_matrix
 

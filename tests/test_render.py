@@ -1,0 +1,111 @@
+"""Ground truth must be exactly consistent with the image: these check it on the real ICT model."""
+
+import numpy as np
+import pytest
+
+from datagen.face_parts import LABEL
+from datagen.generator import FaceGenerator
+from datagen.geometry import build_scenes, project, projection_matrix
+from datagen.render import Renderer
+from datagen.spec import parse_spec
+
+SPEC = parse_spec('''name = "gt"
+seed = 11
+[render]
+width = 160
+height = 160
+''')
+
+
+@pytest.fixture(scope="module")
+def generator(ict_model, ctx):
+    r = SPEC.render
+    return FaceGenerator(SPEC, ict_model, Renderer(ict_model, r.width, r.height, r.msaa, r.supersample, ctx=ctx))
+
+
+@pytest.fixture(scope="module")
+def batch(generator):
+    return generator.generate(range(24))
+
+
+def test_depth_is_positive_exactly_where_the_mask_is(batch):
+    mask = batch["segmentation"] > 0
+    assert mask.mean() > 0.1
+    np.testing.assert_array_equal(batch["depth"] > 0, mask)
+    assert np.isfinite(batch["depth"]).all()
+
+
+def test_normals_are_unit_and_face_the_camera_on_skin(batch, generator):
+    mask = batch["segmentation"] > 0
+    n = batch["normal"].astype(np.float32)
+    length = np.linalg.norm(n[mask], axis=-1)
+    np.testing.assert_allclose(length, 1.0, atol=2e-3)
+    assert (n[~mask] == 0).all()
+    # view direction from each pixel's 3D point back to the camera (pinhole, from depth and intrinsics)
+    h, w = mask.shape[1:]
+    fx, fy, cx, cy = np.moveaxis(batch["params/intrinsics"], 1, 0)[:, :, None, None]
+    u, v = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
+    d = batch["depth"]
+    points = np.stack([(u - cx) / fx * d, -(v - cy) / fy * d, -d], -1)
+    facing = (n * -points).sum(-1) > 0
+    skin = np.isin(batch["segmentation"], [LABEL["skin"], LABEL["nose"], LABEL["head_neck"]])
+    assert facing[skin].mean() > 0.995
+
+
+def test_visible_landmarks_fall_inside_the_face(batch):
+    seg, lm, vis = batch["segmentation"], batch["landmarks_2d"], batch["landmark_visible"]
+    assert vis.mean() > 0.6
+    for k in range(len(seg)):
+        for (x, y) in lm[k][vis[k]]:
+            c, r = int(x), int(y)
+            window = seg[k, max(r - 1, 0):r + 2, max(c - 1, 0):c + 2]
+            assert (window > 0).any(), f"sample {k}: visible landmark at {(x, y)} outside the face"
+
+
+def test_rendered_depth_matches_projected_landmarks(batch):
+    """The GL rasteriser and datagen.geometry.project agree: at a visible landmark's pixel the
+    rendered surface lies at the landmark's own depth."""
+    errors = []
+    for k in range(len(batch["image"])):
+        for (x, y), z, visible in zip(batch["landmarks_2d"][k], batch["landmarks_3d"][k], batch["landmark_visible"][k]):
+            depth = batch["depth"][k, int(y), int(x)]
+            if visible and depth > 0:
+                errors.append(abs(depth + z[2]) / -z[2])
+    assert len(errors) > 500 and np.median(errors) < 0.005
+
+
+def test_profile_views_hide_far_side_landmarks(ict_model, ctx):
+    spec = parse_spec('name = "p"\n[render]\nwidth = 128\nheight = 128\n'
+                      '[sampling.pose]\nyaw_range_deg = [80, 85]\npitch_range_deg = [0, 0]\nroll_range_deg = [0, 0]\n')
+    g = FaceGenerator(spec, ict_model, Renderer(ict_model, 128, 128, 0, 1, ctx=ctx))
+    vis = g.generate(range(6))["landmark_visible"]
+    # positive yaw turns the face to the image's right: the subject's right side (iBUG 0-7, right eye 36-41) faces the camera
+    assert vis[:, 0:4].mean() > 0.7 and vis[:, 13:17].mean() < 0.2 and vis[:, 42:48].mean() < 0.5
+
+
+def test_projection_matrix_agrees_with_project():
+    intrinsics = np.array([300.0, 310.0, 70.0, 60.0], np.float32)
+    points = np.array([[10.0, -5.0, -400.0], [-30.0, 20.0, -900.0]])
+    pixels = project(points[None], intrinsics[None])[0]
+    clip = projection_matrix(intrinsics, 128, 128, 1.0, 2000.0) @ np.c_[points, np.ones(2)].T
+    ndc = clip[:2] / clip[3]
+    np.testing.assert_allclose(np.c_[(ndc[0] + 1) * 64, (1 - ndc[1]) * 64], pixels, atol=1e-3)
+
+
+def test_tiny_model_renders_and_batches_match_single_samples(tiny_model, ctx):
+    spec = parse_spec('name = "t"\n[render]\nwidth = 96\nheight = 96\n')
+    g = FaceGenerator(spec, tiny_model, Renderer(tiny_model, 96, 96, 0, 2, ctx=ctx))
+    together = g.generate(range(6), batch_size=6)
+    apart = g.generate(range(6), batch_size=1)
+    for key in together:
+        np.testing.assert_array_equal(together[key], apart[key], err_msg=key)
+    assert (together["segmentation"] > 0).mean() > 0.1
+    scenes = build_scenes(tiny_model, g.renderer.topology, [g.sample_params(0)])
+    assert scenes.vertices.shape == (1, tiny_model.num_vertices, 3)
+
+
+def test_msaa_path(ict_model, ctx):
+    r = Renderer(ict_model, 96, 96, msaa=4, ctx=ctx)
+    g = FaceGenerator(parse_spec('name = "m"\n[render]\nwidth = 96\nheight = 96\nmsaa = 4\n'), ict_model, r)
+    out = g.generate(range(2))
+    assert out["image"].std() > 10 and (out["segmentation"] > 0).any()

@@ -1,0 +1,79 @@
+import h5py
+import numpy as np
+import pytest
+
+from datagen.errors import ShardError
+from datagen.generator import FaceGenerator
+from datagen.render import Renderer
+from datagen.shards import ShardWriter, validate_shard
+from conftest import tiny_spec
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_model, tiny_model_dir, ctx):
+    spec = tiny_spec(tiny_model_dir)
+    return spec, FaceGenerator(spec, tiny_model, Renderer(tiny_model, 64, 64, ctx=ctx))
+
+
+def _write(path, setup, samples=range(0, 5)):
+    spec, g = setup
+    with ShardWriter(path, spec, g.model, 0, samples) as w:
+        w.write(g.generate(samples))
+    return w
+
+
+def test_round_trip(tmp_path, setup):
+    spec, g = setup
+    w = _write(tmp_path / "shard-00000.h5", setup)
+    info = validate_shard(tmp_path / "shard-00000.h5", w.checksum)
+    assert info.num_samples == 5 and info.checksum == w.checksum
+    expected = g.generate(range(5))
+    with h5py.File(tmp_path / "shard-00000.h5") as f:
+        for name, array in expected.items():
+            np.testing.assert_array_equal(f[name][()], array, err_msg=name)
+        assert f["image"].chunks == (1, 64, 64, 3) and f["image"].compression == "lzf"
+        assert f.attrs["model_name"] == "tiny" and "num_samples = 12" in f.attrs["job_spec"]
+        assert "upper_lip" in f["segmentation"].attrs["labels"]
+
+
+def test_no_file_appears_until_complete_and_errors_leave_nothing(tmp_path, setup):
+    spec, g = setup
+    path = tmp_path / "shard-00000.h5"
+    with pytest.raises(RuntimeError):
+        with ShardWriter(path, spec, g.model, 0, range(5)) as w:
+            w.write(g.generate(range(3)))
+            assert not path.exists() and path.with_name(path.name + ".partial").exists()
+            raise RuntimeError("worker died")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ShardError, match="3 of 5 samples written"):
+        with ShardWriter(path, spec, g.model, 0, range(5)) as w:
+            w.write(g.generate(range(3)))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_batch_names_the_field(tmp_path, setup):
+    spec, g = setup
+    arrays = g.generate(range(2))
+    arrays["depth"] = arrays["depth"][:, :, :-1]
+    with pytest.raises(ValueError, match=r"depth has shape \(64, 63\) float32, schema says \(64, 64\) float32"):
+        with ShardWriter(tmp_path / "s.h5", spec, g.model, 0, range(2)) as w:
+            w.write(arrays)
+
+
+def test_truncated_and_tampered_shards_are_detected(tmp_path, setup):
+    path = tmp_path / "shard-00000.h5"
+    w = _write(path, setup)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ShardError, match="unreadable or truncated"):
+        validate_shard(path)
+    _write(path, setup)
+    with h5py.File(path, "r+") as f:
+        f["depth"][2, 10, 10] = np.nan
+    with pytest.raises(ShardError, match="depth holds NaN"):
+        validate_shard(path)
+    _write(path, setup)
+    with h5py.File(path, "r+") as f:
+        f["landmarks_2d"][0, 0, 0] += 1
+    with pytest.raises(ShardError, match="content checksum mismatch"):
+        validate_shard(path, w.checksum)

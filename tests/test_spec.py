@@ -1,0 +1,64 @@
+import pytest
+
+from datagen.errors import SpecError
+from datagen.spec import JobSpec, default_spec_text, load_default_spec, load_spec, parse_spec
+from conftest import REPO
+
+
+def test_quickstart_is_the_embedded_default():
+    assert (REPO / "jobs" / "quickstart.toml").read_text() == default_spec_text()
+    spec = load_default_spec()
+    assert spec.name == "quickstart" and spec.num_shards == 4 and spec.model.name == "ict-facekit"
+
+
+def test_million_job_is_valid():
+    spec = load_spec(REPO / "jobs" / "million.toml")
+    assert spec.num_samples == 1_000_000
+    assert spec.num_shards * spec.output.samples_per_shard >= 1_000_000
+
+
+def test_defaults_fill_missing_tables():
+    spec = parse_spec('name = "x"')
+    assert spec == JobSpec(name="x")
+    assert spec.sampling.pose.yaw_range_deg == (-90.0, 90.0)
+
+
+def test_shard_ranges_cover_every_sample_once():
+    spec = parse_spec('name = "x"\nnum_samples = 10\n[output]\nsamples_per_shard = 4')
+    assert [list(spec.shard_range(i)) for i in range(spec.num_shards)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+@pytest.mark.parametrize("text, message", [
+    ('name = "x"\n[sampling.pose]\nyaw_rnge_deg = [0, 1]',
+     "job.toml: line 3: sampling.pose.yaw_rnge_deg: unknown key (did you mean yaw_range_deg?)"),
+    ('name = "x"\nnum_samples = "many"',
+     'job.toml: line 2: num_samples: expected an integer, got "many"'),
+    ('name = "x"\n[render]\nwidth = 224\nheight = 8',
+     "job.toml: line 4: render.height: must be in [16, 4096]"),
+    ('name = "x"\n[sampling.camera]\nfov_deg = [40]',
+     "job.toml: line 3: sampling.camera.fov_deg: expected [low, high] as two numbers, got [40]"),
+    ('name = "x"\n[sampling.camera]\nfov_deg = [40, 10]',
+     "job.toml: line 3: sampling.camera.fov_deg: must be [low, high] with 1 <= low <= high <= 150, got [40.0, 10.0]"),
+    ('name = "x"\n[output]\ncompression = "zip"',
+     'job.toml: line 3: output.compression: must be "none", "lzf" or "gzip", got "zip"'),
+    ('name = "x"\n[sampling.background]\nkind = "images"',
+     'job.toml: line 2: sampling.background.images_dir: is required when kind = "images"'),
+    ('seed = 1', "job.toml: name: is required"),
+    ('name = "x"\nrender = 3', "job.toml: line 2: render: must be a table, got 3"),
+    ('name = "x"\n[cluster]\nkind = "scheduler"',
+     'job.toml: line 2: cluster.scheduler: is required when kind = "scheduler", e.g. "tcp://head:8786"'),
+])
+def test_bad_specs_name_the_line_and_key(text, message):
+    with pytest.raises(SpecError) as e:
+        parse_spec(text, "job.toml")
+    assert str(e.value) == message
+
+
+def test_invalid_toml_is_one_clear_error():
+    with pytest.raises(SpecError, match=r"^job.toml: not valid TOML: .*line 2"):
+        parse_spec('name = "x"\nseed = = 3', "job.toml")
+
+
+def test_unreadable_file(tmp_path):
+    with pytest.raises(SpecError, match="cannot read the job file"):
+        load_spec(tmp_path / "missing.toml")
