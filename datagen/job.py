@@ -231,8 +231,10 @@ class _client:
         else:
             n = self.workers if self.workers is not None else self.spec.cluster.workers
             n = n or os.cpu_count() or 1
-            # One single-threaded process per worker: one GL context each, no GIL contention.
-            self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+            # One single-threaded process per worker: one GL context each, no GIL contention. Mesa's
+            # llvmpipe would start one render thread per core in every worker; share the cores instead.
+            env = {"LP_NUM_THREADS": os.environ.get("LP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))}
+            self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, env=env,
                                         silence_logs=logging.ERROR, dashboard_address=":0")
             self.client = Client(self.cluster)
         self.log(f"dask: {len(self.client.scheduler_info()['workers'])} workers, dashboard {self.client.dashboard_link}")

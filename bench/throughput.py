@@ -1,0 +1,143 @@
+"""End-to-end throughput of the quickstart job, next to the render-only limit and a numpy rasteriser.
+
+    python bench/throughput.py [--samples 256] [--workers 0] [--repeats 5] [--model-dir DIR]
+
+Prints (medians of --repeats runs, all measured in this one run):
+  1. end to end: `datagen generate` of the quickstart job (local dask cluster, HDF5 shards), samples/s
+     over the whole wall time, cluster start included;
+  2. per-stage cost in one process: sampling, geometry, rendering, annotation + compositing;
+  3. render-only frames/s of the same meshes and outputs (the limit of this machine, one process);
+  4. a plain vectorised numpy z-buffer rasteriser of the same meshes (depth + normals, no shading);
+and the ratios between them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+import numpy as np
+
+from datagen.generator import FaceGenerator
+from datagen.geometry import build_scenes
+from datagen.job import run_job
+from datagen.models import resolve_model
+from datagen.spec import load_default_spec, with_overrides
+
+
+def numpy_zbuffer(vertices, normals, triangles, intrinsics, width, height):
+    """Rasterise one mesh with numpy only: every (triangle, pixel-in-its-box) pair at once, then a z-buffer."""
+    fx, fy, cx, cy = intrinsics
+    z = -vertices[:, 2]
+    px = np.stack([fx * vertices[:, 0] / z + cx, cy - fy * vertices[:, 1] / z], 1)
+    a, b, c = px[triangles[:, 0]], px[triangles[:, 1]], px[triangles[:, 2]]
+    area = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+    keep = area < 0  # counter-clockwise in camera space is clockwise in (x right, y down) pixels: front faces
+    t = np.flatnonzero(keep)
+    lo = np.floor(np.minimum(np.minimum(a[t], b[t]), c[t]) - 0.5).astype(int)
+    hi = np.ceil(np.maximum(np.maximum(a[t], b[t]), c[t]) - 0.5).astype(int)
+    lo, hi = np.clip(lo, 0, [width - 1, height - 1]), np.clip(hi, 0, [width - 1, height - 1])
+    spans = (hi - lo + 1).clip(min=0)
+    counts = spans[:, 0] * spans[:, 1]
+    tri = np.repeat(t, counts)
+    local = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    w = np.repeat(spans[:, 0], counts)
+    x = np.repeat(lo[:, 0], counts) + local % w
+    y = np.repeat(lo[:, 1], counts) + local // w
+    p = np.stack([x + 0.5, y + 0.5], 1)
+    ta, tb, tc = px[triangles[tri, 0]], px[triangles[tri, 1]], px[triangles[tri, 2]]
+    ar = area[tri]
+    w0 = ((tb[:, 0] - p[:, 0]) * (tc[:, 1] - p[:, 1]) - (tb[:, 1] - p[:, 1]) * (tc[:, 0] - p[:, 0])) / ar
+    w1 = ((tc[:, 0] - p[:, 0]) * (ta[:, 1] - p[:, 1]) - (tc[:, 1] - p[:, 1]) * (ta[:, 0] - p[:, 0])) / ar
+    w2 = 1 - w0 - w1
+    inside = (w0 >= 0) & (w1 >= 0) & (w2 >= 0)
+    tri, x, y, w0, w1, w2 = tri[inside], x[inside], y[inside], w0[inside], w1[inside], w2[inside]
+    inv_z = w0 / z[triangles[tri, 0]] + w1 / z[triangles[tri, 1]] + w2 / z[triangles[tri, 2]]
+    depth = 1.0 / inv_z  # perspective-correct depth
+    pixel = y * width + x
+    order = np.lexsort((depth, pixel))
+    first = np.ones(len(order), bool)
+    first[1:] = pixel[order][1:] != pixel[order][:-1]
+    win = order[first]
+    out_depth = np.zeros(width * height, np.float32)
+    out_depth[pixel[win]] = depth[win]
+    n = (normals[triangles[tri[win], 0]] * w0[win, None] + normals[triangles[tri[win], 1]] * w1[win, None]
+         + normals[triangles[tri[win], 2]] * w2[win, None])
+    out_normal = np.zeros((width * height, 3), np.float32)
+    out_normal[pixel[win]] = n / np.linalg.norm(n, axis=1, keepdims=True)
+    return out_depth.reshape(height, width), out_normal.reshape(height, width, 3)
+
+
+def timed(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", type=int, default=256)
+    parser.add_argument("--workers", type=int, default=0, help="0 = one per core")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--model-dir", default=None)
+    args = parser.parse_args()
+
+    spec = with_overrides(load_default_spec(), num_samples=args.samples)
+    workers = args.workers or os.cpu_count()
+    model = resolve_model(spec.model.name, args.model_dir)
+    print(f"quickstart job: {spec.num_samples} samples {spec.render.width}x{spec.render.height}, model "
+          f"{model.name} ({model.num_vertices} vertices), {workers} workers, {os.cpu_count()} cores; "
+          f"medians of {args.repeats} runs")
+
+    # 1. end to end
+    walls = []
+    for _ in range(args.repeats):
+        with tempfile.TemporaryDirectory() as out:
+            summary = run_job(spec, out, model_dir=args.model_dir, workers=workers, log=lambda m: None)
+            walls.append(summary.seconds)
+    end_to_end = spec.num_samples / statistics.median(walls)
+    print(f"\n1. end to end (datagen generate, {workers} workers): {end_to_end:7.1f} samples/s "
+          f"({statistics.median(walls):.1f} s wall, cluster start included)")
+
+    # 2 and 3: one process
+    generator = FaceGenerator(spec, model)
+    renderer = generator.renderer
+    n = 32
+    indices = list(range(1000, 1000 + n))
+    generator.generate(indices[:4])  # warm up
+    params = [generator.sample_params(i) for i in indices]
+    scenes = build_scenes(model, renderer.topology, params)
+    t_sample = timed(lambda: [generator.sample_params(i) for i in indices], args.repeats) / n
+    t_geometry = timed(lambda: build_scenes(model, renderer.topology, params), args.repeats) / n
+    t_render = timed(lambda: renderer.render(scenes, params), args.repeats) / n
+    t_total = timed(lambda: generator.generate(indices), args.repeats) / n
+    print(f"\n2. one process, per sample: sampling {t_sample * 1e3:.2f} ms, geometry {t_geometry * 1e3:.1f} ms, "
+          f"render {t_render * 1e3:.1f} ms, rest (annotate, background) {(t_total - t_sample - t_geometry - t_render) * 1e3:.1f} ms "
+          f"-> {1 / t_total:.1f} samples/s")
+    print(f"3. render only (moderngl EGL, {renderer.ctx.info['GL_RENDERER']}): {1 / t_render:7.1f} frames/s per process "
+          f"(ground-truth pass + {renderer.supersample}x supersampled colour pass)")
+
+    # 4: numpy rasteriser of the same meshes (depth + normals only)
+    tris = renderer.topology.triangles
+    k = 8
+    t_numpy = timed(lambda: [numpy_zbuffer(scenes.vertices[i], scenes.normals[i], tris, scenes.intrinsics[i],
+                                           spec.render.width, spec.render.height) for i in range(k)], args.repeats) / k
+    depth, _ = numpy_zbuffer(scenes.vertices[0], scenes.normals[0], tris, scenes.intrinsics[0], spec.render.width, spec.render.height)
+    gl = renderer.render(scenes, params).depth[0]
+    agree = np.mean((depth > 0) == (gl > 0))
+    print(f"4. numpy z-buffer rasteriser (same mesh, depth + normals, one pass, no shading): {1 / t_numpy:7.1f} frames/s "
+          f"(its mask agrees with GL's on {agree:.1%} of pixels)")
+
+    print(f"\nratios: end-to-end / (render-only x {workers} workers) = {end_to_end / (workers / t_render):.2f}; "
+          f"end-to-end / one-process pipeline x {workers} = {end_to_end / (workers / t_total):.2f}; "
+          f"moderngl / numpy rasteriser = {t_numpy / t_render:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
