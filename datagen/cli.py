@@ -142,8 +142,11 @@ def import_model(name, source, model_dir):
     """Convert an upstream model (ICT-FaceKit's FaceXModel/ folder or archive; eos's SFM files) into the model directory."""
     from .models import default_model_dir, install_model
 
-    with click.progressbar(length=154, label=f"importing {name}") as bar:
-        target = install_model(name, source, model_dir, progress=lambda done, total: bar.update(done - bar.pos))
+    if name == "ict-facekit":
+        with click.progressbar(length=154, label=f"converting {name}") as bar:
+            target = install_model(name, source, model_dir, progress=lambda done, total: bar.update(done - bar.pos))
+    else:
+        target = install_model(name, source, model_dir)
     click.echo(f"{name}: installed in {target}")
     click.echo(f"(model directory: {default_model_dir(model_dir)})")
 

@@ -109,3 +109,25 @@ def test_msaa_path(ict_model, ctx):
     g = FaceGenerator(parse_spec('name = "m"\n[render]\nwidth = 96\nheight = 96\nmsaa = 4\n'), ict_model, r)
     out = g.generate(range(2))
     assert out["image"].std() > 10 and (out["segmentation"] > 0).any()
+
+
+def test_image_backgrounds_and_unreadable_ones(tiny_model, ctx, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "backgrounds"
+    folder.mkdir()
+    Image.fromarray(np.full((50, 80, 3), (255, 0, 0), np.uint8)).save(folder / "red.png")
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    spec = parse_spec(f'name = "b"\n[render]\nwidth = 64\nheight = 64\n'
+                      f'[sampling.background]\nkind = "images"\nimages_dir = "{folder}"\n')
+    g = FaceGenerator(spec, tiny_model, Renderer(tiny_model, 64, 64, ctx=ctx))
+    out = g.generate(range(12))
+    background = out["segmentation"] == 0
+    red = [k for k in range(12) if out["params/background"][k, 1] == 1]  # sorted: broken.jpg = 0, red.png = 1
+    broken = [k for k in range(12) if out["params/background"][k, 1] == 0]
+    assert red and broken
+    for k in red:  # all but the anti-aliased rim of the face
+        assert (out["image"][k][background[k]] == (255, 0, 0)).all(-1).mean() > 0.95
+    for k in broken:  # falls back to a procedural background, deterministically
+        assert out["image"][k][background[k]].std() > 1
+    np.testing.assert_array_equal(g.generate(broken[:1])["image"], out["image"][broken[:1]])
