@@ -32,8 +32,7 @@ def list_background_images(prior: BackgroundPrior) -> list[Path]:
 
 def make_background(seed: int, index: int, choice: np.ndarray, images: list[Path], width: int, height: int) -> np.ndarray:
     """(H, W, 3) uint8 background of one sample. ``choice`` is FaceParams.background."""
-    rng = sample_rng(seed, index, "background")
-    rng.uniform()  # the draw sample_background used for the kind
+    rng = sample_rng(seed, index, "background_pattern")
     if choice[0] == 1:
         try:
             return _image_background(rng, images[int(choice[1])], width, height)

@@ -25,7 +25,8 @@ import numpy as np
 from .morphable_model import MorphableModel
 from .spec import JobSpec, PosePrior, SamplingSpec
 
-STREAMS = {"identity": 0, "expression": 1, "pose": 2, "camera": 3, "lighting": 4, "appearance": 5, "background": 6}
+STREAMS = {"identity": 0, "expression": 1, "pose": 2, "camera": 3, "lighting": 4, "appearance": 5, "background": 6,
+           "background_pattern": 7}
 
 APPEARANCE_NAMES = (
     "melanin", "haemoglobin", "lip_redness", "brow_darkness", "cheek_redness", "blotch_strength",
