@@ -119,9 +119,15 @@ class RunSummary:
 
 def prepare_output(spec: JobSpec, out_dir: Path, model: MorphableModel, force: bool, log) -> tuple[dict, list[int]]:
     """Write or check the manifest; return it and the shards that still need generating."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.glob("*.partial"):
-        stale.unlink()  # left by a killed worker; never a valid shard
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for stale in out_dir.glob("*.partial"):
+            stale.unlink()  # left by a killed worker; never a valid shard
+        probe = out_dir / ".write-test.partial"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise DatagenError(f"{out_dir}: cannot write the output folder ({e.strerror or e})") from None
     fresh = plan(spec, model)
     if (out_dir / MANIFEST).exists():
         old = read_manifest(out_dir)

@@ -60,3 +60,10 @@ def test_worker_count_is_not_part_of_the_job(tmp_path, tiny_model_dir):
     spec = tiny_spec(tiny_model_dir)  # the same job on other cluster settings: resumes, nothing to redo
     spec = dataclasses.replace(spec, cluster=dataclasses.replace(spec.cluster, workers=2, batch_size=2))
     assert run_job(spec, out, log=lambda m: None).generated == 0
+
+
+def test_unwritable_output_is_one_clear_error(tmp_path, tiny_model_dir):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(DatagenError, match=r"file/out: cannot write the output folder"):
+        run_job(tiny_spec(tiny_model_dir), blocker / "out", workers=1, log=lambda m: None)
