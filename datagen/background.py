@@ -5,6 +5,7 @@ Each background is drawn from the sample's own background stream, so it is regen
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -43,9 +44,9 @@ def make_background(seed: int, index: int, choice: np.ndarray, images: list[Path
 
 def _procedural(rng, width: int, height: int) -> np.ndarray:
     base = rng.uniform(0, 1, size=3)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    xx, yy = _unit_grid(width, height)
     angle = rng.uniform(0, 2 * np.pi)
-    ramp = (np.cos(angle) * xx / width + np.sin(angle) * yy / height)[..., None]
+    ramp = (np.cos(angle) * xx + np.sin(angle) * yy)[..., None]
     image = base + rng.normal(0, 0.25, size=3) * ramp
     for cells in (int(rng.integers(2, 6)), int(rng.integers(6, 24))):
         blobs = rng.uniform(-1, 1, size=(cells, cells, 3)).astype(np.float32)
@@ -53,6 +54,13 @@ def _procedural(rng, width: int, height: int) -> np.ndarray:
         image = image + rng.uniform(0.05, 0.35) * (up / 127.5 - 1.0)
     image = image + rng.uniform(0, 0.04) * rng.standard_normal((height, width, 1))
     return (np.clip(image, 0, 1) * 255).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=4)
+def _unit_grid(width: int, height: int):
+    """Pixel coordinates divided by the image size, made once per size."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    return xx / width, yy / height
 
 
 def _image_background(rng, path: Path, width: int, height: int) -> np.ndarray:

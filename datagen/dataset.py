@@ -45,6 +45,7 @@ class ShardedDataset:
         self._open: OrderedDict = OrderedDict()
         self._pid = os.getpid()
         self._model = None
+        self._all_fields = None
 
     def __len__(self) -> int:
         return self._ends[-1] if self._ends else 0
@@ -76,9 +77,12 @@ class ShardedDataset:
         return f
 
     def field_names(self) -> list[str]:
-        names = []
-        self._file(0).visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
-        return sorted(names)
+        """Every dataset name of a shard (read once from the first shard)."""
+        if self._all_fields is None:
+            names = []
+            self._file(0).visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+            self._all_fields = sorted(names)
+        return self._all_fields
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
         s, offset = self.locate(int(i))

@@ -93,14 +93,7 @@ def fetch_model(name: str, model_dir: str | Path | None = None, progress=None) -
             done += info["size"]
             if progress:
                 progress(done, total)
-        if name == "sfm":
-            target = root / "sfm"
-            if target.exists():
-                shutil.rmtree(target)
-            shutil.move(tmp, target)
-            Path(tmp).mkdir()  # TemporaryDirectory cleans up the name it made
-            return target
-        return install_model("ict-facekit", tmp, root)
+        return install_model(name, tmp, root)
 
 
 def install_model(name: str, source: str | Path, model_dir: str | Path | None = None, progress=None) -> Path:

@@ -6,8 +6,8 @@ normals, draws and reads back. Two passes per sample:
 
 1. ground truth, single-sampled at pixel centres (exact per pixel): depth, normal, segmentation label;
 2. anti-aliased colour, either multisampled (``msaa`` samples, resolved; cheap on GPUs) or
-   supersampled (drawn at ``supersample`` times the size and box-filtered; on llvmpipe this
-   costs far less than MSAA, whose cost there is ~5x a plain pass). Alpha is the pixel's coverage.
+   supersampled (drawn at ``supersample`` times the size and box-filtered; on llvmpipe 2x
+   supersampling is faster than 4x MSAA, see bench/throughput.py). Alpha is the pixel's coverage.
 
 With neither, the colour comes from the first pass.
 """
