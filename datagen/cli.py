@@ -58,27 +58,36 @@ def check(job):
 @JOB
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder (default: data/<job name>).")
-@click.option("--workers", type=int, default=None, help="Local worker processes (default: the job's; 0 = one per core).")
+@click.option("--workers", type=int, default=None,
+              help="Worker processes of a local cluster (default: the job's; 0 = one per GPU, else one per core).")
 @click.option("--scheduler", default=None, help="Address of an existing dask scheduler, e.g. tcp://head:8786.")
+@click.option("--cluster", "cluster_kind", type=click.Choice(["local", "scheduler", "slurm", "pbs"]), default=None,
+              help="Where to run (default: the job's [cluster] kind, local unless it says otherwise).")
+@click.option("--jobs", type=int, default=None, help="Batch jobs to submit with --cluster slurm/pbs (default: the job's).")
 @click.option("--samples", type=int, default=None, help="Override the job's num_samples.")
 @click.option("--force", is_flag=True, help="Discard an output made by a different job.")
 @MODEL_DIR
-def generate(job, out, workers, scheduler, samples, force, model_dir):
+def generate(job, out, workers, scheduler, cluster_kind, jobs, samples, force, model_dir):
     """Render JOB's samples on dask and write HDF5 shards and a manifest.
 
     JOB defaults to the embedded quickstart (jobs/quickstart.toml). Running the same job into
     the same output again resumes: complete shards are kept, missing or invalid ones redone.
     """
     from .job import run_job
+    from .spec import with_cluster
 
     spec = _spec(job, samples)
+    changes = {"kind": cluster_kind, "workers": workers, "jobs": jobs, "scheduler": scheduler}
+    if scheduler and not cluster_kind:
+        changes["kind"] = "scheduler"
+    spec = with_cluster(spec, **{k: v for k, v in changes.items() if v is not None})
     out = out or Path("data") / spec.name
     click.echo(f"{spec.name}: {spec.num_samples} samples, {spec.num_shards} shards -> {out}")
     started = time.perf_counter()
     with click.progressbar(length=spec.num_samples, label="samples", show_eta=True, show_pos=True,
                            item_show_func=lambda _: _rate(bar.pos, started)) as bar:
-        summary = run_job(spec, out, model_dir=model_dir, workers=workers, scheduler=scheduler, force=force,
-                          progress=bar.update, log=lambda m: click.echo(f"\n{m}" if bar.pos else m))
+        summary = run_job(spec, out, model_dir=model_dir, force=force, progress=bar.update,
+                          log=lambda m: click.echo(f"\n{m}" if bar.pos else m))
     click.echo(f"done: {summary.samples} samples, {summary.shards} shards ({summary.generated} generated, "
                f"{summary.skipped} kept), {summary.bytes / 2**20:.1f} MiB, {summary.seconds:.1f} s, "
                f"{summary.samples_per_second:.1f} samples/s, {summary.retries} retries")
@@ -187,3 +196,7 @@ def _download_progress():
             bar["bar"].__exit__(None, None, None)
 
     return update
+
+
+if __name__ == "__main__":
+    main()

@@ -5,6 +5,11 @@ Random access by global position, iteration, and ``vertices(i)``. It is a plain 
 ``Dataset`` as it is; torch is not imported. Files are opened lazily, at most
 ``max_open_files`` at a time, and re-opened in a forked process (DataLoader workers must not
 share an h5py handle).
+
+A fully random order over thousands of shards touches a different file at nearly every sample,
+so an LRU of open files cannot help. ``ShardShuffleSampler`` shuffles shards, then samples
+within a window of a few shards at a time (as webdataset and TFDS do): every DataLoader worker
+opens each shard about once per epoch, and batches still mix ``shards_at_once`` shards.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class ShardedDataset:
         self._pid = os.getpid()
         self._model = None
         self._all_fields = None
+        self.files_opened = 0  # in this process: how often a shard file was opened
 
     def __len__(self) -> int:
         return self._ends[-1] if self._ends else 0
@@ -59,22 +65,28 @@ class ShardedDataset:
         return s, i - (self._ends[s - 1] if s else 0)
 
     def _file(self, s: int) -> h5py.File:
+        return self._entry(s)[0]
+
+    def _entry(self, s: int) -> tuple[h5py.File, dict]:
+        """(open file, its datasets looked up so far) of shard position ``s``."""
         if os.getpid() != self._pid:  # forked (e.g. a DataLoader worker): never reuse the parent's handles
             self._open = OrderedDict()
             self._pid = os.getpid()
-        f = self._open.get(s)
-        if f is None:
+            self.files_opened = 0
+        entry = self._open.get(s)
+        if entry is None:
             path = self.path / self.shards[s]["file"]
             try:
-                f = h5py.File(path, "r")
+                entry = (h5py.File(path, "r"), {})
             except OSError as e:
                 raise ShardError(f"{path}: unreadable ({e}); run 'datagen inspect {self.path}'") from None
-            self._open[s] = f
+            self.files_opened += 1
+            self._open[s] = entry
             if len(self._open) > self.max_open_files:
-                self._open.popitem(last=False)[1].close()
+                self._open.popitem(last=False)[1][0].close()
         else:
             self._open.move_to_end(s)
-        return f
+        return entry
 
     def field_names(self) -> list[str]:
         """Every dataset name of a shard (read once from the first shard)."""
@@ -86,9 +98,12 @@ class ShardedDataset:
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
         s, offset = self.locate(int(i))
-        f = self._file(s)
+        f, datasets = self._entry(s)
         names = self.fields or self.field_names()
-        return {name: f[name][offset] for name in names}
+        for name in names:
+            if name not in datasets:
+                datasets[name] = f[name]
+        return {name: datasets[name][offset] for name in names}
 
     def __iter__(self):
         for i in range(len(self)):
@@ -122,8 +137,13 @@ class ShardedDataset:
         rotation = rotation_matrix(f["params/rotation"][offset]).astype(np.float32)
         return (local @ rotation.T + f["params/translation"][offset]).astype(np.float32)
 
+    def shard_bounds(self) -> list[tuple[int, int]]:
+        """[start, stop) sample positions of every shard, in dataset order."""
+        starts = [0] + self._ends[:-1]
+        return list(zip(starts, self._ends))
+
     def close(self) -> None:
-        for f in self._open.values():
+        for f, _ in self._open.values():
             f.close()
         self._open.clear()
 
@@ -132,3 +152,32 @@ class ShardedDataset:
         state["_open"] = OrderedDict()  # handles never cross processes
         state["_model"] = None
         return state
+
+
+class ShardShuffleSampler:
+    """Shuffled sample positions that visit a few shards at a time (a ``torch`` ``Sampler`` by duck typing).
+
+    Each epoch: shuffle the shards, cut them into windows of ``shards_at_once``, shuffle the
+    samples of each window. Pass it as ``DataLoader(ds, sampler=ShardShuffleSampler(ds))`` and
+    call ``set_epoch(epoch)`` before each epoch. Keep ``shards_at_once`` <= the dataset's
+    ``max_open_files``, so each worker opens each shard about once per epoch.
+    """
+
+    def __init__(self, dataset: ShardedDataset, shards_at_once: int = 8, seed: int = 0):
+        if shards_at_once < 1:
+            raise ValueError("shards_at_once must be >= 1")
+        self.bounds = dataset.shard_bounds()
+        self.shards_at_once, self.seed, self.epoch = shards_at_once, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.bounds[-1][1] if self.bounds else 0
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(len(self.bounds))
+        for w in range(0, len(order), self.shards_at_once):
+            window = np.concatenate([np.arange(*self.bounds[s]) for s in order[w:w + self.shards_at_once]])
+            yield from rng.permutation(window).tolist()

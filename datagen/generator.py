@@ -7,7 +7,7 @@ the dask workers and the benchmarks all go through it.
 
 from __future__ import annotations
 
-import functools
+import threading
 
 import numpy as np
 
@@ -16,7 +16,7 @@ from .background import composite, list_background_images, make_background
 from .geometry import build_scenes
 from .models import resolve_model
 from .morphable_model import MorphableModel
-from .render import Renderer
+from .render import Renderer, describe_context
 from .sampling import FaceParams, sample_face
 from .spec import JobSpec
 
@@ -27,6 +27,13 @@ class FaceGenerator:
         r = spec.render
         self.renderer = renderer or Renderer(model, r.width, r.height, r.msaa, r.supersample)
         self.background_images = list_background_images(spec.sampling.background)
+
+    @property
+    def device(self) -> str:
+        """What this generator renders on, in words (GL renderer, and how the EGL device was chosen)."""
+        from .gpus import egl_device
+
+        return f"{describe_context(self.renderer.ctx)}; {egl_device().how}"
 
     def sample_params(self, index: int) -> FaceParams:
         return sample_face(self.spec, self.model, index, len(self.background_images))
@@ -70,8 +77,20 @@ class FaceGenerator:
         return arrays
 
 
-@functools.lru_cache(maxsize=2)
+_per_thread = threading.local()
+
+
 def cached_generator(spec: JobSpec, model_dir: str | None) -> FaceGenerator:
-    """One generator per worker process and job: the model and the GL context are made once."""
-    model = resolve_model(spec.model.name, model_dir)
-    return FaceGenerator(spec, model)
+    """One generator per thread and job: the model and the GL context are made once.
+
+    Per thread because an OpenGL context is current in the thread that made it: a dask worker
+    runs its tasks on one executor thread (``cluster.WorkerSetup`` builds the generator there),
+    and a worker with several threads gets one context per thread rather than wrong pixels.
+    """
+    cache = _per_thread.__dict__.setdefault("generators", {})
+    key = (spec, model_dir)
+    if key not in cache:
+        if len(cache) >= 2:  # a worker serving a new job: free the oldest context
+            cache.pop(next(iter(cache))).renderer.release()
+        cache[key] = FaceGenerator(spec, resolve_model(spec.model.name, model_dir))
+    return cache[key]

@@ -7,10 +7,10 @@ output skips every shard that validates against the manifest and regenerates the
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
-import logging
 import os
 import time
 from dataclasses import dataclass
@@ -21,9 +21,10 @@ from .errors import DatagenError, ShardError
 from .generator import cached_generator
 from .models import resolve_model
 from .morphable_model import MorphableModel, model_checksum
-from .render import describe_context, is_software
+from .cluster import WorkerSetup, connect
+from .render import is_software
 from .shards import ShardWriter, shard_name, validate_shard
-from .spec import JobSpec
+from .spec import JobSpec, with_cluster
 
 MANIFEST = "manifest.json"
 TASK_RETRIES = 2
@@ -78,7 +79,12 @@ def write_manifest(out_dir: str | Path, manifest: dict) -> None:
 
 
 def generate_shard(spec: JobSpec, shard_index: int, out_dir: str, model_dir: str | None) -> dict:
-    """Render and write shard ``shard_index``; returns its manifest record."""
+    """Render and write shard ``shard_index``; returns its manifest record.
+
+    The generator (model, GL context on this worker's GPU) is the worker's cached one, built by
+    ``cluster.WorkerSetup`` when the worker joined. A full disk or an unwritable folder is a
+    ``DatagenError`` naming the shard; nothing is left behind but what was there before.
+    """
     generator = cached_generator(spec, model_dir)
     samples = spec.shard_range(shard_index)
     path = Path(out_dir) / shard_name(shard_index)
@@ -93,7 +99,7 @@ def generate_shard(spec: JobSpec, shard_index: int, out_dir: str, model_dir: str
     ctx = generator.renderer.ctx
     return {"file": path.name, "start": samples.start, "stop": samples.stop, "checksum": writer.checksum,
             "bytes": path.stat().st_size, "seconds": time.perf_counter() - started,
-            "renderer": describe_context(ctx), "software": is_software(ctx), "pid": os.getpid()}
+            "device": generator.device, "software": is_software(ctx), "pid": os.getpid()}
 
 
 # --- the client
@@ -109,7 +115,7 @@ class RunSummary:
     bytes: int
     seconds: float
     retries: int
-    renderer: str
+    devices: list
 
     @property
     def samples_per_second(self) -> float:
@@ -121,8 +127,7 @@ def prepare_output(spec: JobSpec, out_dir: Path, model: MorphableModel, force: b
     """Write or check the manifest; return it and the shards that still need generating."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        for stale in out_dir.glob("*.partial"):
-            stale.unlink()  # left by a killed worker; never a valid shard
+        remove_partial_files(out_dir)
         probe = out_dir / ".write-test.partial"
         probe.write_bytes(b"")
         probe.unlink()
@@ -157,18 +162,33 @@ def prepare_output(spec: JobSpec, out_dir: Path, model: MorphableModel, force: b
     return fresh, todo
 
 
+def remove_partial_files(out_dir: Path) -> None:
+    """Shards a killed or interrupted worker left half-written: never valid, always safe to delete."""
+    for stale in out_dir.glob("*.partial"):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+
+
 def run_job(spec: JobSpec, out_dir: str | Path, model_dir: str | None = None, workers: int | None = None,
-            scheduler: str | None = None, force: bool = False, progress=None, log=print) -> RunSummary:
-    """Generate the job's dataset into ``out_dir`` on a dask cluster (local by default).
+            scheduler: str | None = None, force: bool = False, client=None, progress=None,
+            log=print) -> RunSummary:
+    """Generate the job's dataset into ``out_dir`` on dask (the job's ``[cluster]``: local by default).
+
+    Every shard is one task. Shards that fail (a full disk, a worker that keeps dying) do not stop
+    the others; the run then raises one ``DatagenError`` listing them, and running it again
+    retries just those. Ctrl-C (KeyboardInterrupt) cancels the tasks and leaves only complete shards.
 
     Args:
-      workers: local worker processes (default: the job's cluster.workers, 0 = one per core).
-      scheduler: address of an existing dask scheduler, instead of a local cluster.
+      workers: local worker processes (overrides the job's ``cluster.workers``).
+      scheduler: address of an existing dask scheduler (overrides the job's ``[cluster]``).
+      client: an existing ``distributed.Client`` to run on instead of the job's ``[cluster]``.
       progress: callable(samples_just_finished) for a progress bar.
       log: callable(str) for one-line messages.
     """
-    from distributed import as_completed
-
+    if workers is not None:
+        spec = with_cluster(spec, workers=workers)
+    if scheduler:
+        spec = with_cluster(spec, kind="scheduler", scheduler=scheduler)
     out_dir = Path(out_dir)
     started = time.perf_counter()
     model = resolve_model(spec.model.name, model_dir)
@@ -177,37 +197,84 @@ def run_job(spec: JobSpec, out_dir: str | Path, model_dir: str | None = None, wo
     if skipped:
         log(f"resuming: {skipped} of {spec.num_shards} shards already complete")
         if progress:
-            progress(sum(manifest["shards"][i]["stop"] - manifest["shards"][i]["start"]
-                         for i in range(spec.num_shards) if i not in todo))
-    renderer, retries = "", 0
+            progress(sum(s["stop"] - s["start"] for i, s in enumerate(manifest["shards"]) if i not in todo))
+    devices, retries, failures = [], 0, {}
     if todo:
-        with _client(spec, workers, scheduler, log) as client:
-            futures = {client.submit(generate_shard, spec, i, str(out_dir.resolve()), _abs(model_dir),
-                                     key=f"{spec.name}-{shard_name(i)}-{manifest['spec_fingerprint'][:8]}",
-                                     retries=TASK_RETRIES, pure=False): i for i in todo}
-            for future in as_completed(futures):
-                i = futures[future]
-                try:
+        run = contextlib.nullcontext(client) if client is not None else connect(spec.cluster, log)
+        try:
+            with run as client:
+                futures = _submit(client, spec, todo, out_dir, model_dir, manifest["spec_fingerprint"])
+                for future in _completed(client, futures):
+                    i = futures[future]
+                    if future.status != "finished":
+                        failures[i] = (_failure_message(future.exception(), out_dir / shard_name(i))
+                                       if future.status == "error" else f"its task was {future.status}")
+                        continue
                     record = future.result()
-                except DatagenError:
-                    raise
-                except Exception as e:  # a worker's error, re-raised here by dask
-                    raise DatagenError(f"{shard_name(i)} failed: {type(e).__name__}: {e}") from None
-                if not renderer:
-                    renderer = record["renderer"]
-                    log(f"rendering on {renderer}" + (" (software: no GPU EGL device)" if record["software"] else ""))
-                manifest["shards"][i].update(checksum=record["checksum"], bytes=record["bytes"])
-                write_manifest(out_dir, manifest)
-                if progress:
-                    progress(record["stop"] - record["start"])
-            retries = _retries(client, futures)
+                    if record["device"] not in devices:
+                        devices.append(record["device"])
+                        log(f"rendering on {record['device']}")
+                    manifest["shards"][i].update(checksum=record["checksum"], bytes=record["bytes"])
+                    write_manifest(out_dir, manifest)
+                    if progress:
+                        progress(record["stop"] - record["start"])
+                retries = _retries(client, futures)
+        finally:
+            if spec.cluster.kind == "local":
+                remove_partial_files(out_dir)  # its workers are gone now; a remote straggler cleans up itself
+    if failures:
+        raise DatagenError(_failure_report(failures, len(todo)))
     return RunSummary(out_dir=out_dir, samples=spec.num_samples, shards=spec.num_shards, skipped=skipped,
                       generated=len(todo), bytes=sum(s["bytes"] or 0 for s in manifest["shards"]),
-                      seconds=time.perf_counter() - started, retries=retries, renderer=renderer)
+                      seconds=time.perf_counter() - started, retries=retries, devices=devices)
 
 
-def _abs(model_dir):
-    return str(Path(model_dir).resolve()) if model_dir else None
+def _submit(client, spec, todo, out_dir, model_dir, fingerprint) -> dict:
+    """One task per shard, after every worker (and every worker that joins later) has set itself up."""
+    model_dir = str(Path(model_dir).resolve()) if model_dir else None
+    try:
+        client.register_plugin(WorkerSetup(spec, model_dir), name=f"datagen-setup-{fingerprint[:12]}")
+    except DatagenError:
+        raise
+    except Exception as e:  # e.g. a worker without the model or an EGL driver
+        raise DatagenError(f"a dask worker could not set up: {type(e).__name__}: {e}") from None
+    return {client.submit(generate_shard, spec, i, str(out_dir.resolve()), model_dir,
+                          key=f"{spec.name}-{shard_name(i)}-{fingerprint[:8]}", retries=TASK_RETRIES,
+                          pure=False): i for i in todo}
+
+
+def _completed(client, futures):
+    """The futures as they finish; on Ctrl-C or any error here, the rest are cancelled first."""
+    from distributed import as_completed
+
+    try:
+        yield from as_completed(futures)
+    except BaseException:
+        client.cancel(list(futures))
+        raise
+
+
+def _failure_message(error: BaseException, path: Path) -> str:
+    """Why a shard failed, without its path (the report names the shards), so that causes group."""
+    from distributed.scheduler import KilledWorker
+
+    if isinstance(error, KilledWorker):
+        return "its worker process died on every try (out of memory, or a crash in the GL driver?)"
+    text = str(error) if isinstance(error, DatagenError) else f"{type(error).__name__}: {error}"
+    for prefix in (f"{path.resolve()}: ", f"{path}: ", f"{path.name}: "):
+        text = text.replace(prefix, "")
+    return text
+
+
+def _failure_report(failures: dict, attempted: int) -> str:
+    """One message for every failed shard: the distinct causes, each with the shards it hit."""
+    by_cause: dict[str, list[str]] = {}
+    for i in sorted(failures):
+        by_cause.setdefault(failures[i], []).append(shard_name(i))
+    causes = "; ".join(f"{', '.join(names[:3])}{' and %d more' % (len(names) - 3) if len(names) > 3 else ''}: "
+                       f"{cause}" for cause, names in by_cause.items())
+    return (f"{len(failures)} of {attempted} shards failed ({causes}). Completed shards are kept; "
+            f"run the same command again to retry the failed ones")
 
 
 def _retries(client, futures) -> int:
@@ -219,35 +286,3 @@ def _retries(client, futures) -> int:
         return sum((allowed - t.retries) + t.suspicious for t in tasks if t is not None)
 
     return int(client.run_on_scheduler(count))
-
-
-class _client:
-    """A dask Client on an existing scheduler, or on a LocalCluster of single-threaded worker processes."""
-
-    def __init__(self, spec: JobSpec, workers, scheduler, log):
-        self.spec, self.workers, self.scheduler, self.log = spec, workers, scheduler, log
-        self.cluster = None
-
-    def __enter__(self):
-        from distributed import Client, LocalCluster
-
-        address = self.scheduler or (self.spec.cluster.scheduler if self.spec.cluster.kind == "scheduler" else None)
-        if address:
-            self.client = Client(address)
-        else:
-            n = self.workers if self.workers is not None else self.spec.cluster.workers
-            n = n or os.cpu_count() or 1
-            # One single-threaded process per worker: one GL context each, no GIL contention. Mesa's
-            # llvmpipe would start one render thread per core in every worker; share the cores instead.
-            env = {"LP_NUM_THREADS": os.environ.get("LP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))}
-            self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, env=env,
-                                        silence_logs=logging.ERROR, dashboard_address=":0")
-            self.client = Client(self.cluster)
-        self.log(f"dask: {len(self.client.scheduler_info()['workers'])} workers, dashboard {self.client.dashboard_link}")
-        return self.client
-
-    def __exit__(self, *exc):
-        self.client.close()
-        if self.cluster is not None:
-            self.cluster.close()
-        return False

@@ -14,7 +14,6 @@ With neither, the colour comes from the first pass.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from importlib import resources
 
@@ -46,12 +45,15 @@ class RenderOutput:
 def create_context(device_index: int | None = None):
     """A headless EGL context: the only place datagen makes one.
 
-    ``device_index`` (default ``$DATAGEN_EGL_DEVICE`` or 0) picks the EGL device, i.e. the GPU.
+    ``device_index`` (default: this process's binding, see ``gpus.egl_device``: ``$DATAGEN_EGL_DEVICE``,
+    else a GPU no other worker on this node holds, else llvmpipe) picks the EGL device.
     """
     import moderngl
 
+    from .gpus import egl_device
+
     if device_index is None:
-        device_index = int(os.environ.get("DATAGEN_EGL_DEVICE", "0"))
+        device_index = egl_device().device
     try:
         return moderngl.create_context(standalone=True, backend="egl", require=330, device_index=device_index)
     except Exception as e:  # moderngl raises plain Exceptions for every EGL failure

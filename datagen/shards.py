@@ -1,16 +1,19 @@
 """Sharded HDF5: the dataset format that is datagen's public contract (see README "Dataset format").
 
 One file per shard (``shard-00000.h5``), samples along axis 0, one chunk per sample. A shard
-is written to ``<name>.partial`` and renamed only once it is complete, so a shard is either
+is written to ``<name>.<random>.partial`` and renamed only once it is complete, so a shard is either
 complete and valid or absent. Its content checksum is computed over the arrays (names,
 dtypes, shapes, bytes), not the file's bytes, since HDF5 metadata may differ between runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import re
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +21,7 @@ import h5py
 import numpy as np
 
 from . import __version__
-from .errors import ShardError
+from .errors import DatagenError, ShardError
 from .face_parts import LABELS
 from .morphable_model import MorphableModel, model_checksum
 from .sampling import APPEARANCE_NAMES
@@ -103,7 +106,8 @@ class ShardWriter:
 
     def __init__(self, path: str | Path, spec: JobSpec, model: MorphableModel, shard_index: int, samples: range):
         self.path = Path(path)
-        self.partial = self.path.with_name(self.path.name + ".partial")
+        # Unique per writer: a retried task never shares a file with a straggler writing the same shard.
+        self.partial = self.path.with_name(f"{self.path.name}.{uuid.uuid4().hex[:8]}.partial")
         self.fields = schema(spec, model)
         self.samples = samples
         self.count = 0
@@ -129,16 +133,17 @@ class ShardWriter:
         self._model = model
 
     def __enter__(self):
-        self.partial.parent.mkdir(parents=True, exist_ok=True)
-        self._file = h5py.File(self.partial, "w")
-        n = len(self.samples)
-        for name, f in self.fields.items():
-            ds = self._file.create_dataset(name, shape=(n, *f.shape), dtype=f.dtype,
-                                           chunks=(1, *f.shape) if f.shape else None,
-                                           **(self._options if f.shape else {}))
-            ds.attrs["doc"] = f.doc
-            for key, value in _field_attrs(name, self._model).items():
-                ds.attrs[key] = value
+        with self._io_errors():
+            self.partial.parent.mkdir(parents=True, exist_ok=True)
+            self._file = h5py.File(self.partial, "w")
+            n = len(self.samples)
+            for name, f in self.fields.items():
+                ds = self._file.create_dataset(name, shape=(n, *f.shape), dtype=f.dtype,
+                                               chunks=(1, *f.shape) if f.shape else None,
+                                               **(self._options if f.shape else {}))
+                ds.attrs["doc"] = f.doc
+                for key, value in _field_attrs(name, self._model).items():
+                    ds.attrs[key] = value
         return self
 
     def write(self, arrays: dict) -> None:
@@ -150,28 +155,49 @@ class ShardWriter:
             a = arrays[name]
             if a.shape[1:] != f.shape or a.dtype != np.dtype(f.dtype):
                 raise ValueError(f"{self.path.name}: {name} has shape {a.shape[1:]} {a.dtype}, schema says {f.shape} {f.dtype}")
-            self._file[name][self.count:self.count + b] = a
+            with self._io_errors():
+                self._file[name][self.count:self.count + b] = a
         self.hash.update(arrays)
         self.count += b
 
     def __exit__(self, exc_type, exc, tb):
         try:
             if exc_type is None:
-                if self.count != len(self.samples):
-                    raise ShardError(f"{self.path.name}: {self.count} of {len(self.samples)} samples written")
-                for key, value in self._attrs.items():
-                    self._file.attrs[key] = value
-                self._file.attrs["content_sha256"] = self.hash.hexdigest()
-                self._file.flush()
-            self._file.close()
-            if exc_type is None:
-                with open(self.partial, "rb+") as f:
-                    os.fsync(f.fileno())
-                os.replace(self.partial, self.path)
+                self._finish()
+            elif self._file is not None:
+                with contextlib.suppress(Exception):  # already failing: keep the first error
+                    self._file.close()
         finally:
-            if self.partial.exists():
+            with contextlib.suppress(FileNotFoundError):
                 self.partial.unlink()
         return False
+
+    def _finish(self) -> None:
+        if self.count != len(self.samples):
+            raise ShardError(f"{self.path.name}: {self.count} of {len(self.samples)} samples written")
+        with self._io_errors():
+            for key, value in self._attrs.items():
+                self._file.attrs[key] = value
+            self._file.attrs["content_sha256"] = self.hash.hexdigest()
+            self._file.close()
+            with open(self.partial, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(self.partial, self.path)
+
+    @contextlib.contextmanager
+    def _io_errors(self):
+        """A failed write (full disk, quota, vanished folder) -> one DatagenError naming the shard and the cause.
+
+        h5py reports write failures as OSError or RuntimeError with HDF5's whole error stack in
+        the text; the operating system's reason is the part a user needs.
+        """
+        try:
+            yield
+        except (OSError, RuntimeError) as e:
+            if self._file is not None:
+                with contextlib.suppress(Exception):
+                    self._file.close()
+            raise DatagenError(f"{self.path}: cannot write the shard ({_os_reason(e)})") from None
 
     @property
     def checksum(self) -> str:
@@ -235,6 +261,15 @@ def validate_shard(path: str | Path, expected_checksum: str | None = None, deep:
         raise
     except (OSError, KeyError, ValueError, RuntimeError) as e:
         raise ShardError(f"{path.name}: corrupt HDF5 data ({e})") from None
+
+
+def _os_reason(error: Exception) -> str:
+    text = str(error)
+    if m := re.search(r"error message = '([^']+)'", text):
+        return m.group(1)
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return text.split(" (")[0]
 
 
 def _dataset_names(f: h5py.File) -> list[str]:

@@ -220,22 +220,53 @@ class OutputSpec:
         _require(0 <= self.compression_level <= 9, where, "compression_level", "must be in [0, 9]")
 
 
+CLUSTER_KINDS = ("local", "scheduler", "slurm", "pbs")
+_WALLTIME = re.compile(r"^(\d+-)?\d{1,3}:\d{2}(:\d{2})?$")
+_MEMORY = re.compile(r"^\d+(\.\d+)?\s*([KMGT]i?B?)$", re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class ClusterSpec:
-    """Where the work runs. ``local`` starts a dask LocalCluster; ``scheduler`` connects to one."""
+    """Where the work runs (see README "Running on a cluster"); not part of a job's identity.
+
+    ``local`` starts a dask LocalCluster on this machine, ``scheduler`` connects to a running
+    one, ``slurm`` and ``pbs`` submit batch jobs of dask workers through dask-jobqueue.
+    """
 
     kind: str = "local"
-    workers: int = 0  # local worker processes; 0 = one per core
+    workers: int = 0  # local worker processes; 0 = one per GPU, or one per core without GPUs
     scheduler: str = ""  # e.g. "tcp://head:8786"; implies kind = "scheduler"
     batch_size: int = 16  # samples rendered per geometry batch inside a task
+    # slurm / pbs: one batch job = one node's worth of dask workers (one per GPU, or one per core)
+    queue: str = ""  # partition (SLURM -p) or queue (PBS -q)
+    account: str = ""  # SLURM -A / PBS -A
+    walltime: str = "04:00:00"  # per batch job; a pre-empted or expired job's shards are redone elsewhere
+    cores: int = 8  # CPU cores per batch job
+    memory: str = "32GB"  # memory per batch job
+    gpus_per_job: int = 0  # GPUs per batch job: that many workers, each bound to its own GPU
+    jobs: int = 1  # batch jobs to keep running (a fixed-size cluster)
+    adaptive_min_jobs: int = 0  # with adaptive_max_jobs > 0: scale between these with the work left
+    adaptive_max_jobs: int = 0
+    job_directives: typing.Tuple[str, ...] = ()  # extra #SBATCH / #PBS lines, e.g. ["--constraint=a100"]
+    prologue: typing.Tuple[str, ...] = ()  # shell lines run before the workers, e.g. ["module load cuda"]
+    interface: str = ""  # network interface for workers and scheduler, e.g. "ib0"
+    local_directory: str = ""  # worker scratch space, e.g. "$TMPDIR"
 
     def check(self, where):
-        _require(self.kind in ("local", "scheduler"), where, "kind",
-                 f'must be "local" or "scheduler", got "{self.kind}"')
+        _require(self.kind in CLUSTER_KINDS, where, "kind",
+                 f'must be one of {", ".join(CLUSTER_KINDS)}, got "{self.kind}"')
         _require(self.workers >= 0, where, "workers", "must be >= 0")
         _require(self.batch_size >= 1, where, "batch_size", "must be >= 1")
         if self.kind == "scheduler":
             _require(bool(self.scheduler), where, "scheduler", 'is required when kind = "scheduler", e.g. "tcp://head:8786"')
+        _require(bool(_WALLTIME.match(self.walltime)), where, "walltime", f'must be [D-]HH:MM[:SS], got "{self.walltime}"')
+        _require(bool(_MEMORY.match(self.memory)), where, "memory", f'must be an amount such as "32GB", got "{self.memory}"')
+        _require(self.cores >= 1, where, "cores", "must be >= 1")
+        _require(self.gpus_per_job >= 0, where, "gpus_per_job", "must be >= 0")
+        _require(self.jobs >= 1, where, "jobs", "must be >= 1")
+        _require(0 <= self.adaptive_min_jobs, where, "adaptive_min_jobs", "must be >= 0")
+        _require(self.adaptive_max_jobs == 0 or self.adaptive_min_jobs <= self.adaptive_max_jobs, where,
+                 "adaptive_max_jobs", "must be 0 (fixed size) or >= adaptive_min_jobs")
 
 
 @dataclass(frozen=True)
@@ -308,6 +339,13 @@ def with_overrides(spec: JobSpec, **changes) -> JobSpec:
     new = dataclasses.replace(spec, **changes)
     new.check(_Where(_Context(spec.source_path, {}), ""))
     return new
+
+
+def with_cluster(spec: JobSpec, **changes) -> JobSpec:
+    """A copy of ``spec`` with ``[cluster]`` keys replaced (the CLI's --cluster, --jobs, --workers, --scheduler)."""
+    cluster = dataclasses.replace(spec.cluster, **changes)
+    cluster.check(_Where(_Context(spec.source_path, {}), "cluster"))
+    return dataclasses.replace(spec, cluster=cluster)
 
 
 @dataclass
@@ -389,6 +427,10 @@ def _convert(kind, value, where: _Where, name: str, ctx: _Context):
                 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
             return (float(value[0]), float(value[1]))
         raise where.error(name, f"expected [low, high] as two numbers, got {_describe(value)}")
+    if kind == typing.Tuple[str, ...]:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise where.error(name, f"expected a list of strings, got {_describe(value)}")
     raise TypeError(f"spec field {where.key(name)} has an unsupported type {kind}")  # a bug in this module
 
 

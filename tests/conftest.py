@@ -87,20 +87,20 @@ def tiny_model_dir(tmp_path_factory, tiny_model) -> Path:
     return save_model(tiny_model, tmp_path_factory.mktemp("models") / "tiny")
 
 
-def tiny_spec(model_dir: Path, **tables) -> "JobSpec":  # noqa: F821
-    """A small job on the tiny model; keyword arguments are extra TOML lines, e.g. top='num_samples = 8'."""
+def tiny_spec(model_dir: Path, num_samples=12, samples_per_shard=5, size=64, **tables) -> "JobSpec":  # noqa: F821
+    """A small job on the tiny model; other keyword arguments are extra TOML lines of a table, e.g. output='...'."""
     text = f'''name = "tiny"
 seed = 7
-num_samples = 12
+num_samples = {num_samples}
 {tables.get("top", "")}
 [model]
 name = "{model_dir}"
 [render]
-width = 64
-height = 64
+width = {size}
+height = {size}
 {tables.get("render", "")}
 [output]
-samples_per_shard = 5
+samples_per_shard = {samples_per_shard}
 {tables.get("output", "")}
 [cluster]
 batch_size = 4

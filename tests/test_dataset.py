@@ -1,9 +1,10 @@
+import os
 import pickle
 
 import numpy as np
 import pytest
 
-from datagen.dataset import ShardedDataset
+from datagen.dataset import ShardShuffleSampler, ShardedDataset
 from datagen.errors import ShardError
 from datagen.job import read_manifest, run_job, write_manifest
 from conftest import tiny_spec
@@ -52,3 +53,77 @@ def test_incomplete_dataset_is_refused(dataset_dir, tmp_path):
     write_manifest(tmp_path, manifest)
     with pytest.raises(ShardError, match="1 of 3 shards are not complete"):
         ShardedDataset(tmp_path)
+
+
+# --- readers at scale: thousands of shards, DataLoader workers
+
+
+@pytest.fixture(scope="module")
+def many_shards(tmp_path_factory, tiny_model, tiny_model_dir, ctx):
+    """1,000 shards of 4 samples, written directly (the same 4 rendered samples, re-indexed)."""
+    from datagen.generator import FaceGenerator
+    from datagen.job import plan
+    from datagen.render import Renderer
+    from datagen.shards import ShardWriter
+
+    spec = tiny_spec(tiny_model_dir, num_samples=4000, samples_per_shard=4, output='compression = "none"')
+    arrays = FaceGenerator(spec, tiny_model, Renderer(tiny_model, 64, 64, ctx=ctx)).generate(range(4))
+    out = tmp_path_factory.mktemp("many") / "out"
+    manifest = plan(spec, tiny_model)
+    for i, record in enumerate(manifest["shards"]):
+        arrays["sample_index"] = np.arange(record["start"], record["stop"])
+        with ShardWriter(out / record["file"], spec, tiny_model, i, range(record["start"], record["stop"])) as w:
+            w.write(arrays)
+        record["checksum"] = w.checksum
+    out.mkdir(exist_ok=True)
+    write_manifest(out, manifest)
+    return out
+
+
+def test_thousands_of_shards_open_lazily_and_boundedly(many_shards):
+    ds = ShardedDataset(many_shards, max_open_files=16)
+    assert len(ds) == 4000 and len(ds.shards) == 1000 and ds.files_opened == 0  # nothing opened up front
+    rng = np.random.default_rng(0)
+    for i in rng.integers(0, len(ds), 300):
+        assert int(ds[int(i)]["sample_index"]) == i
+        assert len(ds._open) <= 16
+    assert ds.files_opened <= 300
+
+
+class _CountingDataset(ShardedDataset):
+    def __getitem__(self, i):
+        sample = super().__getitem__(i)
+        sample["files_opened"] = np.int64(self.files_opened)
+        sample["pid"] = np.int64(os.getpid())
+        return sample
+
+
+def test_dataloader_workers_read_shuffled_batches_without_reopening_files_per_sample(many_shards):
+    import torch  # installed by the [dev] extra
+    ds = _CountingDataset(many_shards, fields=["image", "sample_index"], max_open_files=8)
+    sampler = ShardShuffleSampler(ds, shards_at_once=8, seed=1)
+    loader = torch.utils.data.DataLoader(ds, batch_size=32, sampler=sampler, num_workers=2)
+    seen, opened = [], {}
+    for batch in loader:
+        seen.extend(batch["sample_index"].tolist())
+        for pid, count in zip(batch["pid"].tolist(), batch["files_opened"].tolist()):
+            opened[pid] = max(opened.get(pid, 0), count)
+        assert batch["image"].shape == (32, 64, 64, 3)
+    assert sorted(seen) == list(range(4000))  # every sample once
+    assert seen[:64] != sorted(seen[:64])  # shuffled
+    assert len(opened) == 2
+    # each worker read ~2,000 samples and opened each of the 1,000 shards at most once
+    assert all(count <= 1000 for count in opened.values()), opened
+    sampler.set_epoch(1)
+    assert list(sampler)[:50] != seen[:50]
+
+
+def test_shard_shuffle_sampler_mixes_a_window_of_shards():
+    class Fake:
+        def shard_bounds(self):
+            return [(i * 10, i * 10 + 10) for i in range(20)]
+
+    order = list(ShardShuffleSampler(Fake(), shards_at_once=4, seed=3))
+    assert sorted(order) == list(range(200))
+    for w in range(0, 200, 40):  # each run of 40 samples comes from exactly 4 shards
+        assert len({i // 10 for i in order[w:w + 40]}) == 4

@@ -42,7 +42,7 @@ def test_no_file_appears_until_complete_and_errors_leave_nothing(tmp_path, setup
     with pytest.raises(RuntimeError):
         with ShardWriter(path, spec, g.model, 0, range(5)) as w:
             w.write(g.generate(range(3)))
-            assert not path.exists() and path.with_name(path.name + ".partial").exists()
+            assert not path.exists() and [p.name for p in tmp_path.glob("*.partial")] == [w.partial.name]
             raise RuntimeError("worker died")
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ShardError, match="3 of 5 samples written"):
