@@ -60,7 +60,7 @@ def _gap_fraction(computes) -> float:
     for worker in {c[0] for c in computes}:
         runs = sorted((start, stop) for w, start, stop in computes if w == worker)
         busy += sum(stop - start for start, stop in runs)
-        gaps += sum(nxt[0] - prev[1] for prev, nxt in zip(runs, runs[1:]))
+        gaps += sum(max(0.0, nxt[0] - prev[1]) for prev, nxt in zip(runs, runs[1:]))  # clocks jitter by µs
     return gaps / busy
 
 

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 
 from distributed import WorkerPlugin
 
@@ -107,6 +108,14 @@ def jobqueue_cluster(cluster: ClusterSpec, **overrides):
     return cls(**{k: v for k, v in options.items() if v is not None})
 
 
+def check_batch_system(cluster: ClusterSpec) -> None:
+    """For slurm/pbs: fail before any work if this machine cannot submit batch jobs."""
+    submit = {"slurm": "sbatch", "pbs": "qsub"}.get(cluster.kind)
+    if submit and shutil.which(submit) is None:
+        raise DatagenError(f"--cluster {cluster.kind} submits batch jobs with '{submit}', which is not on this "
+                           f"machine's PATH: run datagen generate on the cluster's login node")
+
+
 @contextlib.contextmanager
 def connect(cluster: ClusterSpec, log=print):
     """A dask Client for ``cluster``; the cluster it started (if any) is closed on exit."""
@@ -122,7 +131,9 @@ def connect(cluster: ClusterSpec, log=print):
         started = _local_cluster(cluster)
         client = Client(started)
     else:
+        check_batch_system(cluster)
         started = jobqueue_cluster(cluster)
+        log(f"{cluster.kind}: the scheduler runs here; workers join as the batch system starts their jobs")
         if cluster.adaptive_max_jobs:
             started.adapt(minimum_jobs=cluster.adaptive_min_jobs, maximum_jobs=cluster.adaptive_max_jobs)
             log(f"{cluster.kind}: adaptive, {cluster.adaptive_min_jobs} to {cluster.adaptive_max_jobs} batch jobs")

@@ -21,7 +21,7 @@ from .errors import DatagenError, ShardError
 from .generator import cached_generator
 from .models import resolve_model
 from .morphable_model import MorphableModel, model_checksum
-from .cluster import WorkerSetup, connect
+from .cluster import WorkerSetup, check_batch_system, connect
 from .render import is_software
 from .shards import ShardWriter, shard_name, validate_shard
 from .spec import JobSpec, with_cluster
@@ -189,6 +189,8 @@ def run_job(spec: JobSpec, out_dir: str | Path, model_dir: str | None = None, wo
         spec = with_cluster(spec, workers=workers)
     if scheduler:
         spec = with_cluster(spec, kind="scheduler", scheduler=scheduler)
+    if client is None:
+        check_batch_system(spec.cluster)
     out_dir = Path(out_dir)
     started = time.perf_counter()
     model = resolve_model(spec.model.name, model_dir)

@@ -150,3 +150,17 @@ def test_local_cluster_defaults_to_one_worker_per_core_without_gpus(monkeypatch)
     monkeypatch.setattr("datagen.gpus.egl_devices", lambda: NVIDIA_4)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     assert local_worker_count(spec.cluster) == (4, 4)  # one per GPU
+
+
+def test_slurm_without_sbatch_is_one_clear_error(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from datagen.cli import cli
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
+    job = tmp_path / "job.toml"
+    job.write_text(GPU_JOB)
+    result = CliRunner().invoke(cli, ["generate", str(job), "--out", str(tmp_path / "out"), "--cluster", "slurm",
+                                      "--model-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "Error: --cluster slurm submits batch jobs with 'sbatch', which is not on this machine's PATH" in result.output
