@@ -138,6 +138,86 @@ def inspect(path, quick):
         sys.exit(1)
 
 
+@cli.command()
+@click.argument("photos", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The texture library folder (created, or added to).")
+@click.option("--landmarks", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="iBUG-68 .pts file of a single photo (default: <photo>.pts beside it, else detected).")
+@click.option("--model", "model_name", default="ict-facekit", show_default=True, help="Model to fit.")
+@click.option("--no-detect", is_flag=True, help="Skip photos without a .pts file instead of detecting landmarks.")
+@MODEL_DIR
+def fit(photos, out, landmarks, model_name, no_detect, model_dir):
+    """Fit the morphable model to PHOTOS (files or folders) and add their albedo and lighting to a library.
+
+    Each photo is reported on one line with its mean landmark error; a photo that cannot be read,
+    has no face or several is reported and skipped. Exit status 1 if no photo could be fitted.
+    """
+    from .landmarks import LandmarkError
+    from .models import resolve_model
+    from .photos import PhotoError, PhotoFitter, TextureLibrary, photo_files
+
+    files = photo_files(photos)
+    if landmarks and len(files) != 1:
+        raise click.UsageError("--landmarks names the landmarks of one photo; give exactly one photo with it")
+    model = resolve_model(model_name, model_dir, progress=_download_progress())
+    fitter, library = PhotoFitter(model), TextureLibrary(out)
+    fitted = 0
+    for photo in files:
+        started = time.perf_counter()
+        try:
+            result = fitter.fit(photo, landmarks, detect=not no_detect)
+        except (LandmarkError, PhotoError) as e:
+            click.echo(f"skipped {e}")
+            continue
+        record = library.add(result, model)
+        fitted += 1
+        click.echo(f"{photo}: landmark error {record['error_px']:.2f} px of the {fitter.crop_size}-px crop "
+                   f"({100 * record['error_iod']:.1f}% of the "
+                   f"inter-ocular distance), {100 * record['seen_fraction']:.0f}% of texels seen, "
+                   f"{time.perf_counter() - started:.2f} s [{result.landmark_source}]")
+    click.echo(f"{fitted} of {len(files)} photos fitted into {out}")
+    if not fitted:
+        sys.exit(1)
+
+
+@cli.group()
+def textures():
+    """Look at texture libraries made by 'datagen fit'."""
+
+
+@textures.command("list")
+@click.argument("library", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def list_textures(library):
+    """One line per fitted photo: name, landmark error, texels seen, source."""
+    from .photos import TextureLibrary
+
+    index = TextureLibrary(library).index()
+    click.echo(f"{library}: {len(index['entries'])} entries, model {index['model']}")
+    for e in index["entries"]:
+        click.echo(f"  {e['name']:<24} error {100 * e['error_iod']:4.1f}% IOD  seen {100 * e['seen_fraction']:3.0f}%  "
+                   f"{e['source']}  ({e['licence']})")
+
+
+@textures.command("show")
+@click.argument("library", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("name")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to save the picture (default: <name>.png).")
+@MODEL_DIR
+def show_texture(library, name, output, model_dir):
+    """Save a picture of one entry: the photo with fitted landmarks, its re-rendering, albedo and confidence."""
+    from .models import resolve_model
+    from .photos import PhotoFitter, TextureLibrary, entry_sheet
+
+    lib = TextureLibrary(library)
+    model = resolve_model(lib.index()["model"], model_dir)
+    fitted = lib.load(name)
+    output = output or Path(f"{name}.png")
+    entry_sheet(fitted, PhotoFitter(model).rerender(fitted)).save(output)
+    click.echo(f"{output}: {name} from {fitted.source}")
+
+
 @cli.group()
 def models():
     """Install and list morphable models."""

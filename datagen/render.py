@@ -95,6 +95,8 @@ class Renderer:
         ], index_buffer=self.index)
         self.noise = self._noise_texture()
         self.program["u_noise"] = 0
+        self.program["u_albedo_map"] = 1
+        self._albedo_texture = None
         self._build_framebuffers()
 
     # --- set-up (once per process)
@@ -105,7 +107,7 @@ class Renderer:
         keys = triangles.astype(np.int64) * (len(model.uv) + 1) + uv_ids
         unique, inverse = np.unique(keys.reshape(-1), return_inverse=True)
         self.render_to_model = (unique // (len(model.uv) + 1)).astype(np.int64)
-        render_uv = model.uv[unique % (len(model.uv) + 1)]
+        self.render_uv = render_uv = model.uv[unique % (len(model.uv) + 1)]
         v = self.render_to_model
         static = np.concatenate([render_uv, parts.labels[v, None].astype(np.float32),
                                  parts.material[v, None].astype(np.float32), parts.weights[v]], axis=1)
@@ -145,21 +147,42 @@ class Renderer:
 
     # --- per sample
 
-    def render(self, scenes: SceneBatch, params: list[FaceParams]) -> RenderOutput:
-        """Draw every sample of the batch. ``params`` supplies lighting and appearance."""
+    def render(self, scenes: SceneBatch, params: list[FaceParams], albedo_maps=None) -> RenderOutput:
+        """Draw every sample of the batch. ``params`` supplies lighting and appearance;
+        ``albedo_maps[i]`` (an ``AlbedoMap`` or None) replaces sample i's procedural albedo."""
         b, h, w = len(scenes), self.height, self.width
         out = RenderOutput(colour=np.empty((b, h, w, 4), np.uint8), depth=np.empty((b, h, w), np.float32),
                            normal=np.empty((b, h, w, 3), np.float32), segmentation=np.empty((b, h, w), np.uint8))
         for i in range(b):
+            self._use_albedo_map(albedo_maps[i] if albedo_maps is not None else None)
             self._draw(scenes, i, params[i], out)
         return out
 
+    def _use_albedo_map(self, albedo) -> None:
+        self.program["u_use_albedo_map"] = albedo is not None
+        if albedo is None:
+            return
+        texels = albedo.gl_texels  # (S, S, 3) float16 linear RGB, row 0 = v 0
+        size = texels.shape[1::-1]
+        if self._albedo_texture is None or self._albedo_texture.size != size:
+            if self._albedo_texture is not None:
+                self._albedo_texture.release()
+            self._albedo_texture = self.ctx.texture(size, 3, dtype="f2")
+            self._albedo_texture.filter = (self.ctx.LINEAR, self.ctx.LINEAR)
+        self._albedo_texture.write(texels.tobytes())
+        self.program["u_albedo_tiles"] = float(albedo.tiles)
+        self._albedo_texture.use(1)
+
+    def upload(self, scenes: SceneBatch, i: int) -> None:
+        """Put sample i's camera-space vertices and normals in the vertex buffer (shared with texture.UVRasteriser)."""
+        self._upload[:, :3] = scenes.vertices[i][self.render_to_model]
+        self._upload[:, 3:] = scenes.normals[i][self.render_to_model]
+        self.dynamic.write(self._upload)
+
     def _draw(self, scenes: SceneBatch, i: int, params: FaceParams, out: RenderOutput) -> None:
         ctx = self.ctx
-        vertices, normals = scenes.vertices[i], scenes.normals[i]
-        self._upload[:, :3] = vertices[self.render_to_model]
-        self._upload[:, 3:] = normals[self.render_to_model]
-        self.dynamic.write(self._upload)
+        vertices = scenes.vertices[i]
+        self.upload(scenes, i)
         depth = -vertices[:, 2]
         near = max(float(depth.min()) * 0.5, 1.0)
         far = float(depth.max()) * 1.5 + 1.0

@@ -6,6 +6,9 @@ uniform bool u_shade;
 uniform vec3 u_sh[9];          // radiance SH coefficients per RGB channel, camera space
 uniform float u_appearance[14];  // sampling.APPEARANCE_NAMES
 uniform sampler2D u_noise;     // tiling noise: r low-frequency, g pore-scale, b mid-frequency, a hair streaks
+uniform bool u_use_albedo_map; // skin albedo from a UV map (a fitted photo's, linear RGB) instead of the procedural one
+uniform sampler2D u_albedo_map;  // spans u in [0, u_albedo_tiles) (UDIM tiles side by side), v in [0, 1)
+uniform float u_albedo_tiles;
 
 in vec3 v_position;
 in vec3 v_normal;
@@ -50,6 +53,8 @@ vec3 skin_albedo() {
 }
 
 vec3 albedo_of(int material) {
+    if (u_use_albedo_map && (material == 0 || material == 4))  // skin and eye sockets; eyes, teeth stay procedural
+        return texture(u_albedo_map, vec2(v_uv.x / u_albedo_tiles, v_uv.y)).rgb;
     if (material == 0) return skin_albedo();
     if (material == 1) return vec3(0.22, 0.045, 0.05);                        // mouth interior
     if (material == 2) return mix(vec3(0.75, 0.72, 0.62), vec3(0.62, 0.52, 0.32), u_appearance[11]);

@@ -1,0 +1,140 @@
+"""Inverse rendering of real photos: landmarks, 3DMM fitting, albedo/lighting recovery, the texture library."""
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from datagen.cli import cli
+from datagen.fitting import fit_landmarks
+from datagen.landmarks import Detector, LandmarkError, interocular_distance, read_pts
+from datagen.photos import PhotoFitter, TextureLibrary, read_photo
+from conftest import SHARED
+
+FACES = SHARED / "faces"
+
+
+def test_pts_files_are_read_in_datagen_pixel_convention(tmp_path):
+    lm = read_pts(FACES / "takeo.pts")
+    assert lm.shape == (68, 2) and lm.dtype == np.float32
+    first = [float(v) for v in (FACES / "takeo.pts").read_text().split("{")[1].split()[:2]]
+    np.testing.assert_allclose(lm[0], np.array(first) - 0.5, atol=1e-5)  # 1-based centres -> ours
+    bad = tmp_path / "bad.pts"
+    bad.write_text("version: 1\nn_points: 5\n{\n1 2\n3 4\n5 6\n7 8\n9 10\n}\n")
+    with pytest.raises(LandmarkError, match="5 points; datagen needs the 68 iBUG points"):
+        read_pts(bad)
+    bad.write_text("hello")
+    with pytest.raises(LandmarkError, match="not an iBUG .pts file"):
+        read_pts(bad)
+
+
+@pytest.mark.parametrize("model_name", ["ict-facekit", "sfm"])
+@pytest.mark.parametrize("photo", ["image_0010.png", "takeo.ppm"])
+def test_fit_reprojects_the_68_landmarks_within_5_percent_of_the_interocular_distance(real_model_dir, model_name, photo):
+    from datagen.models import resolve_model
+
+    model = resolve_model(model_name, real_model_dir, download=False)
+    image = read_photo(FACES / photo)
+    lm = read_pts(FACES / photo.replace(".png", ".pts").replace(".ppm", ".pts"))
+    fit = fit_landmarks(model, lm, image.shape[1], image.shape[0])
+    print(f"{model_name} {photo}: {fit.error_px:.2f} px, {100 * fit.error_iod:.2f}% IOD")
+    assert fit.error_iod < 0.05
+    assert np.isclose(fit.error_iod, np.linalg.norm(fit.fitted_landmarks - lm, axis=1).mean() / interocular_distance(lm))
+    if model.expression_kind == "blendshape":
+        assert fit.expression.min() >= 0 and fit.expression.max() <= 1
+    assert np.abs(fit.identity).max() <= 4 and fit.translation[2] < 0
+
+
+@pytest.fixture(scope="module")
+def fitter(ict_model, ctx):
+    return PhotoFitter(ict_model, ctx=ctx)
+
+
+def test_albedo_and_lighting_reproduce_the_photo_where_it_was_seen(fitter, ict_model, tmp_path):
+    fitted = fitter.fit(FACES / "image_0010.png")
+    assert fitted.landmark_source.endswith("image_0010.pts")
+    seen = fitted.albedo.confidence > 0
+    assert 0.15 < seen.mean() < 0.6  # the visible half of the face and head, not the back
+    assert np.isfinite(fitted.albedo.albedo).all() and fitted.albedo.albedo.min() >= 0
+    library = TextureLibrary(tmp_path / "lib")
+    library.add(fitted, ict_model)
+    loaded = library.load("image_0010")  # the library's albedo (8-bit sRGB) is what generation uses
+    rendered = fitter.rerender(loaded).colour[0][..., :3].astype(int)
+    mask = fitter.seen_mask(loaded)
+    assert mask.sum() > 50_000
+    error = np.abs(rendered - loaded.crop.astype(int)).max(-1)[mask]
+    psnr = 10 * np.log10(255 ** 2 / ((rendered - loaded.crop.astype(int))[mask] ** 2).mean())
+    print(f"re-rendering image_0010: median error {np.median(error)} levels, PSNR {psnr:.1f} dB over {mask.sum()} px")
+    assert np.median(error) <= 4
+    # with no albedo map the same parameters render the procedural skin: far from the photo
+    procedural = fitter.renderer.render(*_scene(fitter, loaded)).colour[0][..., :3].astype(int)
+    assert np.median(np.abs(procedural - loaded.crop.astype(int)).max(-1)[mask]) > 3 * max(np.median(error), 1)
+
+
+def _scene(fitter, fitted):
+    from datagen.geometry import build_scenes
+
+    params = fitted.params()
+    return build_scenes(fitter.model, fitter.renderer.topology, [params]), [params]
+
+
+def test_library_round_trip_and_one_model_per_library(fitter, ict_model, real_model_dir, tmp_path):
+    from datagen.models import resolve_model
+
+    fitted = fitter.fit(FACES / "takeo.ppm", name="takeo")
+    library = TextureLibrary(tmp_path / "lib")
+    library.add(fitted, ict_model)
+    library.add(fitted, ict_model)  # the same name again replaces the entry
+    assert [e["name"] for e in library.entries()] == ["takeo"]
+    loaded = library.load("takeo")
+    np.testing.assert_allclose(loaded.fit.identity, fitted.fit.identity, atol=1e-6)
+    np.testing.assert_allclose(loaded.light_sh, fitted.light_sh, atol=1e-6)
+    assert np.abs(loaded.albedo.albedo - fitted.albedo.albedo).max() < 0.02  # 8-bit sRGB storage
+    assert not list((tmp_path / "lib").glob(".*partial"))
+    with pytest.raises(Exception, match="a UV layout belongs to one model"):
+        library.add(fitted, resolve_model("sfm", real_model_dir, download=False))
+
+
+def test_detector_finds_one_face_and_refuses_several():
+    detector = Detector()
+    image = read_photo(FACES / "astronaut.png")
+    lm = detector(image, "astronaut.png")
+    assert lm.shape == (68, 2)
+    assert 40 < interocular_distance(lm) < 200 and (lm > 0).all() and (lm < 512).all()
+    with pytest.raises(LandmarkError, match="breakingbad.jpg: [2-9] faces found"):
+        detector(read_photo(FACES / "breakingbad.jpg"), "breakingbad.jpg")
+    with pytest.raises(LandmarkError, match="blank: no face found"):
+        detector(np.full((200, 200, 3), 128, np.uint8), "blank")
+
+
+def test_fit_command_reports_each_photo_and_skips_bad_ones(tmp_path, real_model_dir):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "takeo.ppm").write_bytes((FACES / "takeo.ppm").read_bytes())
+    (photos / "takeo.pts").write_bytes((FACES / "takeo.pts").read_bytes())
+    (photos / "broken.jpg").write_bytes(b"not a jpeg")
+    (photos / "blank.png").write_bytes(_blank_png())
+    result = CliRunner().invoke(cli, ["fit", str(photos), "--out", str(tmp_path / "lib"), "--model-dir",
+                                      str(real_model_dir)])
+    assert result.exit_code == 0, result.output
+    assert "broken.jpg: unreadable photo" in result.output
+    assert "skipped" in result.output and "blank.png: no face found" in result.output
+    assert "takeo.ppm: landmark error" in result.output and "1 of 3 photos fitted" in result.output
+    listing = CliRunner().invoke(cli, ["textures", "list", str(tmp_path / "lib")])
+    assert "takeo" in listing.output and "inherits the licence of the source photo" in listing.output
+    sheet = tmp_path / "sheet.png"
+    shown = CliRunner().invoke(cli, ["textures", "show", str(tmp_path / "lib"), "takeo", "-o", str(sheet),
+                                     "--model-dir", str(real_model_dir)])
+    assert shown.exit_code == 0 and sheet.stat().st_size > 10_000
+    none = CliRunner().invoke(cli, ["fit", str(photos / "broken.jpg"), "--out", str(tmp_path / "lib2"),
+                                    "--model-dir", str(real_model_dir)])
+    assert none.exit_code == 1 and "0 of 1 photos fitted" in none.output
+
+
+def _blank_png():
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (300, 300), (128, 128, 128)).save(buffer, "PNG")
+    return buffer.getvalue()
