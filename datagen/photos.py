@@ -5,8 +5,9 @@ A photo -> landmarks (``landmarks``) -> a square crop around the face, ``CROP_SI
 (``texture``) -> a library entry. An entry is a folder::
 
     <library>/<name>/photo.png        the crop (sRGB), what re-rendering composites into
-                    albedo.png        skin albedo, sRGB-encoded, v = 1 at the top (as a picture)
-                    confidence.png    per-texel confidence x 255
+                    albedo.npy        skin albedo, linear RGB float16, row 0 = v 0 (the data)
+                    albedo.png        the same as a picture: sRGB, clipped to 1, v = 1 at the top
+                    confidence.png    per-texel confidence x 255, v = 1 at the top
                     fit.json          fitted parameters (identity, expression, rotation,
                                       translation, intrinsics of the crop), light_sh, landmark
                                       errors, source photo, landmark source, licence note
@@ -36,7 +37,7 @@ from .morphable_model import MorphableModel, model_checksum
 from .render import Renderer
 from .sampling import APPEARANCE_NAMES, FaceParams
 from .face_parts import LABEL
-from .texture import SKIN_LABELS, AlbedoMap, UVRasteriser, estimate_lighting, linear_to_srgb, recover_albedo, srgb_to_linear
+from .texture import SEEN, SKIN_LABELS, AlbedoMap, UVRasteriser, estimate_lighting, linear_to_srgb, recover_albedo, srgb_to_linear
 
 CROP_SIZE = 512
 INDEX = "index.json"
@@ -146,7 +147,7 @@ class PhotoFitter:
         """(S, S) bool: crop pixels whose face point's albedo was seen in the photo (not filled)."""
         flat = np.zeros((9, 3), np.float32)
         flat[0] = 1 / 0.282095  # E(n) = 1: the render shows the map itself
-        seen = (fitted.albedo.confidence > 0).astype(np.float32)
+        seen = (fitted.albedo.confidence >= SEEN).astype(np.float32)
         probe = AlbedoMap(np.repeat(seen[..., None], 3, -1), seen, fitted.albedo.tiles)
         params = fitted.params()
         params = FaceParams(**{**params.__dict__, "light_sh": flat})
@@ -192,11 +193,12 @@ class TextureLibrary:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         Image.fromarray(fitted.crop).save(tmp / "photo.png")
+        np.save(tmp / "albedo.npy", fitted.albedo.albedo.astype(np.float16))
         Image.fromarray(linear_to_srgb(fitted.albedo.albedo)[::-1]).save(tmp / "albedo.png")
         Image.fromarray(np.round(fitted.albedo.confidence[::-1] * 255).astype(np.uint8)).save(tmp / "confidence.png")
         record = {"name": fitted.name, "source": fitted.source, "landmark_source": fitted.landmark_source,
                   "licence": fitted.licence, "error_px": fitted.fit.error_px, "error_iod": fitted.fit.error_iod,
-                  "tiles": fitted.albedo.tiles, "seen_fraction": float((fitted.albedo.confidence > 0).mean()),
+                  "tiles": fitted.albedo.tiles, "seen_fraction": float((fitted.albedo.confidence >= SEEN).mean()),
                   "fitted": time.strftime("%Y-%m-%dT%H:%M:%S")}
         (tmp / "fit.json").write_text(json.dumps({**record, **fitted.fit.as_dict(),
                                                   "light_sh": fitted.light_sh.tolist()}, indent=1))
@@ -215,9 +217,9 @@ class TextureLibrary:
         try:
             data = json.loads((folder / "fit.json").read_text())
             crop = np.asarray(Image.open(folder / "photo.png").convert("RGB"))
-            albedo = srgb_to_linear(np.asarray(Image.open(folder / "albedo.png").convert("RGB"))[::-1])
+            albedo = np.load(folder / "albedo.npy").astype(np.float32)
             confidence = np.asarray(Image.open(folder / "confidence.png"), np.float32)[::-1] / 255
-        except (OSError, ValueError, KeyError) as e:
+        except (OSError, ValueError, KeyError, EOFError) as e:
             raise DatagenError(f"{folder}: unreadable texture entry ({e}); fit the photo again") from None
         arrays = {k: np.asarray(data[k], np.float32) for k in
                   ("identity", "expression", "rotation", "translation", "intrinsics", "landmarks", "fitted_landmarks")}

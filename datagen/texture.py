@@ -14,7 +14,8 @@ SH irradiance the renderer uses (face.frag, Ramamoorthi & Hanrahan 2001). Steps:
    and its mirror texel;
 4. albedo = colour / E(n) per visible texel; unseen texels take their mirror texel's albedo
    where that was seen, the rest is filled by push-pull inpainting (smooth, from the borders);
-   ``confidence`` keeps how each texel was obtained (visibility weight; half of the mirror's; 0).
+   ``confidence`` keeps how each texel was obtained (visibility weight >= SEEN; MIRRORED x the
+   mirror's; 0).
 
 Colours are linear RGB; images are sRGB. UV maps are stored with row 0 = v 0 (OpenGL's order),
 u spanning ``tiles`` UDIM tiles (ICT-FaceKit's face and head/neck: 2; the SFM: 1).
@@ -37,6 +38,9 @@ from .render import Renderer
 _C0, _C1, _C2, _C3, _C4 = 0.282095, 0.488603, 1.092548, 0.315392, 0.546274
 _A1, _A2 = 2.0 / 3.0, 0.25
 SKIN_LABELS = (LABEL["skin"], LABEL["nose"], LABEL["head_neck"])
+MAX_ALBEDO = 4.0
+SEEN = 0.3  # confidence >= SEEN: seen in the photo (the visibility weight); below: filled
+MIRRORED = 0.8 * SEEN  # a mirrored texel's confidence: this times its mirror's weight (< SEEN)
 
 
 def srgb_to_linear(image: np.ndarray) -> np.ndarray:
@@ -74,8 +78,9 @@ class AlbedoMap:
     """A face's skin albedo in UV space.
 
     albedo:     (S, tiles * S, 3) float32 linear RGB, row 0 = v 0
-    confidence: (S, tiles * S) float32 in [0, 1]: visibility weight where seen in the photo, half
-                the mirror texel's where filled by symmetry, 0 where inpainted or outside the UV layout
+    confidence: (S, tiles * S) float32 in [0, 1]: the visibility weight (>= SEEN) where seen in the
+                photo; MIRRORED times the mirror texel's (< SEEN) where filled by symmetry; 0 where
+                inpainted or outside the UV layout
     """
 
     albedo: np.ndarray
@@ -157,7 +162,7 @@ class UVRasteriser:
 
 
 def recover_albedo(texels: dict[str, np.ndarray], light_sh: np.ndarray, tiles: int,
-                   min_weight: float = 0.3) -> AlbedoMap:
+                   min_weight: float = SEEN) -> AlbedoMap:
     """Albedo = colour / E(n) where seen; mirror fill; push-pull inpainting inside the UV layout."""
     covered, weight = texels["covered"], texels["weight"]
     seen = covered & (weight > min_weight)
@@ -171,9 +176,11 @@ def recover_albedo(texels: dict[str, np.ndarray], light_sh: np.ndarray, tiles: i
     # misses the photo (hair, background past the silhouette), or a shadow the SH cannot explain.
     level = albedo[seen].mean(-1)
     typical = np.median(level) if len(level) else 1.0
-    seen[seen] = (level > 0.3 * typical) & (level < 3.0 * typical)
+    seen[seen] = (level > 0.05 * typical) & (level < 3.0 * typical)
     albedo[~seen] = 0
-    albedo = np.clip(albedo, 0, 1)
+    # Above 1 where the photo holds what Lambertian shading cannot explain (highlights, a white
+    # collar under dim light): kept, so that the photo is reproduced; it is the photo's look.
+    albedo = np.clip(albedo, 0, MAX_ALBEDO)
     confidence = np.where(seen, weight, 0).astype(np.float32)
 
     # symmetry: an unseen texel takes its mirror texel's albedo if that one was seen
@@ -182,7 +189,7 @@ def recover_albedo(texels: dict[str, np.ndarray], light_sh: np.ndarray, tiles: i
     mv = np.clip((mirror[..., 1] * s).astype(int), 0, s - 1)
     take = covered & ~seen & seen[mv, mu]
     albedo[take] = albedo[mv[take], mu[take]]
-    confidence[take] = 0.5 * confidence[mv[take], mu[take]]
+    confidence[take] = MIRRORED * confidence[mv[take], mu[take]]
 
     known = seen | take
     albedo = push_pull_fill(albedo, known)

@@ -8,6 +8,7 @@ from datagen.cli import cli
 from datagen.fitting import fit_landmarks
 from datagen.landmarks import Detector, LandmarkError, interocular_distance, read_pts
 from datagen.photos import PhotoFitter, TextureLibrary, read_photo
+from datagen.texture import SEEN
 from conftest import SHARED
 
 FACES = SHARED / "faces"
@@ -49,25 +50,29 @@ def fitter(ict_model, ctx):
     return PhotoFitter(ict_model, ctx=ctx)
 
 
-def test_albedo_and_lighting_reproduce_the_photo_where_it_was_seen(fitter, ict_model, tmp_path):
+def test_rerendering_a_fitted_photo_reproduces_its_visible_face(fitter, ict_model, tmp_path):
+    from datagen.face_parts import LABEL
+
     fitted = fitter.fit(FACES / "image_0010.png")
     assert fitted.landmark_source.endswith("image_0010.pts")
-    seen = fitted.albedo.confidence > 0
+    seen = fitted.albedo.confidence >= SEEN
     assert 0.15 < seen.mean() < 0.6  # the visible half of the face and head, not the back
     assert np.isfinite(fitted.albedo.albedo).all() and fitted.albedo.albedo.min() >= 0
     library = TextureLibrary(tmp_path / "lib")
     library.add(fitted, ict_model)
-    loaded = library.load("image_0010")  # the library's albedo (8-bit sRGB) is what generation uses
-    rendered = fitter.rerender(loaded).colour[0][..., :3].astype(int)
-    mask = fitter.seen_mask(loaded)
-    assert mask.sum() > 50_000
-    error = np.abs(rendered - loaded.crop.astype(int)).max(-1)[mask]
-    psnr = 10 * np.log10(255 ** 2 / ((rendered - loaded.crop.astype(int))[mask] ** 2).mean())
-    print(f"re-rendering image_0010: median error {np.median(error)} levels, PSNR {psnr:.1f} dB over {mask.sum()} px")
-    assert np.median(error) <= 4
-    # with no albedo map the same parameters render the procedural skin: far from the photo
-    procedural = fitter.renderer.render(*_scene(fitter, loaded)).colour[0][..., :3].astype(int)
-    assert np.median(np.abs(procedural - loaded.crop.astype(int)).max(-1)[mask]) > 3 * max(np.median(error), 1)
+    loaded = library.load("image_0010")  # the library's albedo (float16) is what generation uses
+    rendered = fitter.rerender(loaded)
+    face = np.isin(rendered.segmentation[0], [LABEL[n] for n in ("skin", "nose", "brow_right", "brow_left",
+                                                                 "upper_lip", "lower_lip")])
+    region = fitter.seen_mask(loaded) & face  # the face, where the photo shows it
+    assert region.sum() > 50_000
+    difference = rendered.colour[0][..., :3].astype(float) - loaded.crop.astype(float)
+    psnr = 10 * np.log10(255 ** 2 / (difference[region] ** 2).mean())
+    print(f"re-rendering image_0010: PSNR {psnr:.1f} dB over {region.sum()} face pixels")
+    assert psnr >= 25
+    # the same parameters with the procedural skin instead of the recovered albedo: far from the photo
+    procedural = fitter.renderer.render(*_scene(fitter, loaded)).colour[0][..., :3].astype(float)
+    assert 10 * np.log10(255 ** 2 / ((procedural - loaded.crop)[region] ** 2).mean()) < psnr - 8
 
 
 def _scene(fitter, fitted):
@@ -88,7 +93,7 @@ def test_library_round_trip_and_one_model_per_library(fitter, ict_model, real_mo
     loaded = library.load("takeo")
     np.testing.assert_allclose(loaded.fit.identity, fitted.fit.identity, atol=1e-6)
     np.testing.assert_allclose(loaded.light_sh, fitted.light_sh, atol=1e-6)
-    assert np.abs(loaded.albedo.albedo - fitted.albedo.albedo).max() < 0.02  # 8-bit sRGB storage
+    np.testing.assert_allclose(loaded.albedo.albedo, fitted.albedo.albedo, rtol=1e-3, atol=1e-3)  # float16
     assert not list((tmp_path / "lib").glob(".*partial"))
     with pytest.raises(Exception, match="a UV layout belongs to one model"):
         library.add(fitted, resolve_model("sfm", real_model_dir, download=False))
