@@ -17,7 +17,9 @@ from .geometry import build_scenes
 from .models import resolve_model
 from .morphable_model import MorphableModel
 from .render import Renderer, describe_context
-from .sampling import FaceParams, sample_face
+from .photoreal import PhotoBackdrop, face_only
+from .photos import load_photos
+from .sampling import PHOTO_BACKGROUND, FaceParams, sample_face
 from .spec import JobSpec
 
 
@@ -27,6 +29,9 @@ class FaceGenerator:
         r = spec.render
         self.renderer = renderer or Renderer(model, r.width, r.height, r.msaa, r.supersample)
         self.background_images = list_background_images(spec.sampling.background)
+        libraries = [spec.photoreal.library] if spec.photoreal.library else list(spec.sampling.appearance.texture_libraries)
+        self.photos = load_photos(libraries, model) if libraries else []
+        self.backdrop = PhotoBackdrop(self.photos, model, r.width, r.height) if spec.photoreal.library else None
 
     @property
     def device(self) -> str:
@@ -36,7 +41,7 @@ class FaceGenerator:
         return f"{describe_context(self.renderer.ctx)}; {egl_device().how}"
 
     def sample_params(self, index: int) -> FaceParams:
-        return sample_face(self.spec, self.model, index, len(self.background_images))
+        return sample_face(self.spec, self.model, index, len(self.background_images), self.photos)
 
     def generate(self, indices, batch_size: int | None = None) -> dict[str, np.ndarray]:
         """The arrays of samples ``indices`` (see shards.schema for names, shapes, dtypes and units)."""
@@ -48,12 +53,10 @@ class FaceGenerator:
     def _batch(self, indices) -> dict[str, np.ndarray]:
         params = [self.sample_params(i) for i in indices]
         scenes = build_scenes(self.model, self.renderer.topology, params)
-        rendered = self.renderer.render(scenes, params)
-        width, height = self.spec.render.width, self.spec.render.height
-        images = np.stack([
-            composite(rendered.colour[k], make_background(self.spec.seed, p.sample_index, p.background,
-                                                          self.background_images, width, height))
-            for k, p in enumerate(params)])
+        albedo_maps = [self.photos[p.albedo_source].albedo if p.albedo_source >= 0 else None for p in params]
+        rendered = self.renderer.render(scenes, params, albedo_maps)
+        images = np.stack([composite(self._foreground(rendered, scenes, k, p), self._background(scenes, k, p))
+                           for k, p in enumerate(params)])
         arrays = {
             "image": images,
             "segmentation": rendered.segmentation,
@@ -71,10 +74,24 @@ class FaceGenerator:
             "params/light_sh": np.stack([p.light_sh for p in params]),
             "params/appearance": np.stack([p.appearance for p in params]),
             "params/background": np.stack([p.background for p in params]),
+            "params/albedo_source": np.array([p.albedo_source for p in params], np.int64),
         }
         if self.spec.output.store_vertices:
             arrays["vertices"] = scenes.vertices
         return arrays
+
+
+    def _foreground(self, rendered, scenes, k: int, p: FaceParams) -> np.ndarray:
+        if p.background[0] == PHOTO_BACKGROUND:
+            return face_only(rendered.colour[k], rendered.segmentation[k], scenes.landmarks_2d[k],
+                             greyscale=self.backdrop.greyscale[int(p.background[1])])
+        return rendered.colour[k]
+
+    def _background(self, scenes, k: int, p: FaceParams) -> np.ndarray:
+        if p.background[0] == PHOTO_BACKGROUND:
+            return self.backdrop(int(p.background[1]), scenes.vertices[k], scenes.intrinsics[k])
+        return make_background(self.spec.seed, p.sample_index, p.background, self.background_images,
+                               self.spec.render.width, self.spec.render.height)
 
 
 _per_thread = threading.local()

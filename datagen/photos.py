@@ -260,3 +260,21 @@ def entry_sheet(fitted: FittedPhoto, rendered) -> Image.Image:
         sheet.paste(p, (x, 0))
         x += p.width
     return sheet
+
+
+def load_photos(libraries, model: MorphableModel) -> list[FittedPhoto]:
+    """Every entry of the texture ``libraries``, in order (a job's albedo sources / photos to re-render).
+
+    Each library must have been fitted with ``model`` (its UV layout); one clear error otherwise.
+    """
+    photos = []
+    for path in libraries:
+        library = TextureLibrary(path)
+        index = library.index()
+        if index.get("model_checksum") != model_checksum(model):
+            raise DatagenError(f"{path}: its textures were fitted with model '{index.get('model')}', not this job's "
+                               f"'{model.name}' (or another version of it); fit the photos again with --model")
+        if not index["entries"]:
+            raise DatagenError(f"{path}: the texture library is empty; add photos with 'datagen fit'")
+        photos += [library.load(entry["name"]) for entry in index["entries"]]
+    return photos

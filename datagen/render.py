@@ -64,11 +64,13 @@ def create_context(device_index: int | None = None):
 
 
 def describe_context(ctx) -> str:
-    return f"{ctx.info['GL_RENDERER']} ({ctx.info['GL_VERSION']})"
+    with ctx:
+        return f"{ctx.info['GL_RENDERER']} ({ctx.info['GL_VERSION']})"
 
 
 def is_software(ctx) -> bool:
-    renderer = ctx.info["GL_RENDERER"].lower()
+    with ctx:
+        renderer = ctx.info["GL_RENDERER"].lower()
     return any(name in renderer for name in ("llvmpipe", "softpipe", "swrast", "lavapipe"))
 
 
@@ -87,17 +89,20 @@ class Renderer:
         parts = face_parts(model)
         triangles = model.triangles[parts.drawn_triangles]
         self.topology = MeshTopology(model, triangles)
-        self._build_mesh(model, parts, triangles)
-        self.program = self.ctx.program(vertex_shader=_shader("face.vert"), fragment_shader=_shader("face.frag"))
-        self.vao = self.ctx.vertex_array(self.program, [
-            (self.dynamic, "3f 3f", "in_position", "in_normal"),
-            (self.static, "2f 1f 1f 4f", "in_uv", "in_label", "in_material", "in_weights"),
-        ], index_buffer=self.index)
-        self.noise = self._noise_texture()
-        self.program["u_noise"] = 0
-        self.program["u_albedo_map"] = 1
-        self._albedo_texture = None
-        self._build_framebuffers()
+        # Every GL call runs with this context current in this thread: a process may hold several
+        # contexts (a preview beside a fitter, tests), and a call lands in whichever is current.
+        with self.ctx:
+            self._build_mesh(model, parts, triangles)
+            self.program = self.ctx.program(vertex_shader=_shader("face.vert"), fragment_shader=_shader("face.frag"))
+            self.vao = self.ctx.vertex_array(self.program, [
+                (self.dynamic, "3f 3f", "in_position", "in_normal"),
+                (self.static, "2f 1f 1f 4f", "in_uv", "in_label", "in_material", "in_weights"),
+            ], index_buffer=self.index)
+            self.noise = self._noise_texture()
+            self.program["u_noise"] = 0
+            self.program["u_albedo_map"] = 1
+            self._albedo_texture = None
+            self._build_framebuffers()
 
     # --- set-up (once per process)
 
@@ -153,9 +158,10 @@ class Renderer:
         b, h, w = len(scenes), self.height, self.width
         out = RenderOutput(colour=np.empty((b, h, w, 4), np.uint8), depth=np.empty((b, h, w), np.float32),
                            normal=np.empty((b, h, w, 3), np.float32), segmentation=np.empty((b, h, w), np.uint8))
-        for i in range(b):
-            self._use_albedo_map(albedo_maps[i] if albedo_maps is not None else None)
-            self._draw(scenes, i, params[i], out)
+        with self.ctx:  # current in this thread (see __init__)
+            for i in range(b):
+                self._use_albedo_map(albedo_maps[i] if albedo_maps is not None else None)
+                self._draw(scenes, i, params[i], out)
         return out
 
     def _use_albedo_map(self, albedo) -> None:

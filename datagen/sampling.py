@@ -26,7 +26,8 @@ from .morphable_model import MorphableModel
 from .spec import JobSpec, PosePrior, SamplingSpec
 
 STREAMS = {"identity": 0, "expression": 1, "pose": 2, "camera": 3, "lighting": 4, "appearance": 5, "background": 6,
-           "background_pattern": 7}
+           "background_pattern": 7, "texture": 8, "photoreal": 9}
+PHOTO_BACKGROUND = 2  # params/background kind: the fitted photo itself (photo-realistic jobs)
 
 APPEARANCE_NAMES = (
     "melanin", "haemoglobin", "lip_redness", "brow_darkness", "cheek_redness", "blotch_strength",
@@ -49,15 +50,24 @@ class FaceParams:
     intrinsics: np.ndarray  # (4,) float32 fx, fy, cx, cy in pixels
     light_sh: np.ndarray  # (9, 3) float32
     appearance: np.ndarray  # (len(APPEARANCE_NAMES),) float32
-    background: np.ndarray  # (2,) int64: kind (0 procedural, 1 image), image index or -1
+    background: np.ndarray  # (2,) int64: kind (0 procedural, 1 image, 2 fitted photo), its index or -1
+    albedo_source: int = -1  # index of the fitted photo whose albedo the skin uses; -1 = procedural
 
 
 def sample_rng(seed: int, index: int, stream: str) -> np.random.Generator:
     return np.random.default_rng([seed, index, STREAMS[stream]])
 
 
-def sample_face(spec: JobSpec, model: MorphableModel, index: int, num_background_images: int = 0) -> FaceParams:
-    """Draw sample ``index`` of the job ``spec``."""
+def sample_face(spec: JobSpec, model: MorphableModel, index: int, num_background_images: int = 0,
+                photos: list | None = None) -> FaceParams:
+    """Draw sample ``index`` of the job ``spec``.
+
+    ``photos``: the fitted photos of the job's texture libraries (objects with ``fit`` and
+    ``light_sh``, as ``photos.FittedPhoto``): albedo sources, or in a photo-realistic job the
+    faces that are re-rendered.
+    """
+    if spec.photoreal.library:
+        return sample_photoreal(spec, model, index, photos or [])
     s: SamplingSpec = spec.sampling
     width, height = spec.render.width, spec.render.height
     rng = lambda stream: sample_rng(spec.seed, index, stream)  # noqa: E731
@@ -73,7 +83,41 @@ def sample_face(spec: JobSpec, model: MorphableModel, index: int, num_background
         light_sh=sample_lighting(rng("lighting"), s),
         appearance=sample_appearance(rng("appearance"), s),
         background=sample_background(rng("background"), s, num_background_images),
+        albedo_source=sample_albedo_source(rng("texture"), s, len(photos or [])),
     )
+
+
+def sample_albedo_source(rng, s: SamplingSpec, num_photos: int) -> int:
+    if num_photos and rng.uniform() < s.appearance.texture_probability:
+        return int(rng.integers(num_photos))
+    return -1
+
+
+def sample_photoreal(spec: JobSpec, model: MorphableModel, index: int, photos: list) -> FaceParams:
+    """A fitted photo's face with a changed pose, expression and lighting (see PhotorealSpec).
+
+    Identity, position and camera stay the photo's (its intrinsics scaled from the crop to the
+    output size); the photo's albedo is the skin and the photo itself the background.
+    """
+    p, s = spec.photoreal, spec.sampling
+    rng = lambda stream: sample_rng(spec.seed, index, stream)  # noqa: E731
+    choice = rng("photoreal")
+    k = int(choice.integers(len(photos)))
+    fit = photos[k].fit
+    change = [choice.uniform(*getattr(p, f"{axis}_change_deg")) for axis in ("yaw", "pitch", "roll")]
+    expression = (sample_expression(rng("expression"), s, model) if choice.uniform() < p.new_expression_probability
+                  else np.asarray(fit.expression, np.float32))
+    light = sample_lighting(rng("lighting"), s) if choice.uniform() < p.relight_probability else photos[k].light_sh
+    appearance = sample_appearance(rng("appearance"), s)  # eyes and teeth; the skin is the photo's
+    appearance[APPEARANCE_NAMES.index("specular")] = 0.0  # the photo's highlights are in its albedo
+    crop = photos[k].crop.shape[0]
+    scale = np.array([spec.render.width, spec.render.height] * 2, np.float32) / crop
+    return FaceParams(
+        sample_index=index, identity=np.asarray(fit.identity, np.float32), expression=expression,
+        rotation=(np.asarray(fit.rotation, np.float64) + np.radians(change)).astype(np.float32),
+        translation=np.asarray(fit.translation, np.float32), intrinsics=np.asarray(fit.intrinsics) * scale,
+        light_sh=np.asarray(light, np.float32), appearance=appearance,
+        background=np.array([PHOTO_BACKGROUND, k], np.int64), albedo_source=k)
 
 
 def sample_identity(rng, s: SamplingSpec, model: MorphableModel) -> np.ndarray:

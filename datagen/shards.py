@@ -60,7 +60,9 @@ def schema(spec: JobSpec, model: MorphableModel) -> dict[str, Field]:
         "params/intrinsics": Field((4,), "float32", "fx, fy, cx, cy in pixels"),
         "params/light_sh": Field((9, 3), "float32", "radiance SH coefficients per RGB channel, camera space"),
         "params/appearance": Field((len(APPEARANCE_NAMES),), "float32", "procedural albedo parameters (attrs['names'])"),
-        "params/background": Field((2,), "int64", "background kind (0 procedural, 1 image) and image index"),
+        "params/background": Field((2,), "int64", "background kind (0 procedural, 1 image, 2 fitted photo) and its index"),
+        "params/albedo_source": Field((), "int64", "fitted photo whose albedo the skin uses (index into the job's "
+                                                   "texture libraries, in order); -1 = procedural"),
     }
     if spec.output.store_vertices:
         fields["vertices"] = Field((model.num_vertices, 3), "float32", "dense vertices, mm, camera space")

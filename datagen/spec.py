@@ -144,11 +144,16 @@ class AppearancePrior:
     pore_strength: Range = (0.2, 1.0)
     specular: Range = (0.02, 0.18)
     shininess: Range = (8.0, 40.0)
+    # Albedo recovered from photos (texture libraries made by `datagen fit`, fitted with this job's model):
+    texture_libraries: typing.Tuple[str, ...] = ()
+    texture_probability: float = 0.5  # per sample: a library's albedo instead of the procedural skin
 
     def check(self, where):
         for f in dataclasses.fields(self):
-            hi = 200.0 if f.name == "shininess" else 1.0
-            _check_range(getattr(self, f.name), where, f.name, 0, hi)
+            if f.type in ("Range", Range):
+                hi = 200.0 if f.name == "shininess" else 1.0
+                _check_range(getattr(self, f.name), where, f.name, 0, hi)
+        _require(0 <= self.texture_probability <= 1, where, "texture_probability", "must be a probability in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -179,6 +184,27 @@ class SamplingSpec:
 
 
 # --- everything else
+
+
+@dataclass(frozen=True)
+class PhotorealSpec:
+    """Photo-realistic re-rendering (Guo et al.): each sample takes a fitted photo from ``library``
+    (made by `datagen fit`) and renders its face with a changed pose, expression and lighting,
+    composited into the photo, whose background and hair are warped to follow the head."""
+
+    library: str = ""  # a texture library folder; empty = off (faces are generated from the priors)
+    yaw_change_deg: Range = (-20.0, 20.0)  # added to the fitted pose: the range where the texture holds
+    pitch_change_deg: Range = (-10.0, 10.0)
+    roll_change_deg: Range = (-10.0, 10.0)
+    new_expression_probability: float = 0.9  # else the photo's own expression
+    relight_probability: float = 0.7  # new lighting from [sampling.lighting]; else the photo's own
+
+    def check(self, where):
+        for name, limit in (("yaw_change_deg", 45), ("pitch_change_deg", 30), ("roll_change_deg", 30)):
+            _check_range(getattr(self, name), where, name, -limit, limit)
+        for name in ("new_expression_probability", "relight_probability"):
+            _require(0 <= getattr(self, name) <= 1, where, name, "must be a probability in [0, 1]")
+
 
 
 @dataclass(frozen=True)
@@ -281,6 +307,7 @@ class JobSpec:
     render: RenderSpec = field(default_factory=RenderSpec)
     output: OutputSpec = field(default_factory=OutputSpec)
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
+    photoreal: PhotorealSpec = field(default_factory=PhotorealSpec)
     source_text: str = field(default="", compare=False, repr=False)
     source_path: str = field(default="", compare=False, repr=False)
 
@@ -289,6 +316,9 @@ class JobSpec:
                  "must be letters, digits, '.', '_' or '-'")
         _require(0 <= self.seed < 2**63, where, "seed", "must be an integer in [0, 2**63)")
         _require(self.num_samples >= 1, where, "num_samples", "must be >= 1")
+        if self.photoreal.library:
+            _require(self.render.width == self.render.height, _Where(where.ctx, "render"), "width",
+                     "must equal height for photo-realistic jobs (fitted photos are square crops)")
 
     @property
     def num_shards(self) -> int:

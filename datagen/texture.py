@@ -6,8 +6,8 @@ SH irradiance the renderer uses (face.frag, Ramamoorthi & Hanrahan 2001). Steps:
 
 1. render the fitted face's ground truth (depth, normals, labels) at the photo's resolution;
 2. lighting: least squares for the 9x3 SH radiance coefficients on the visible skin pixels,
-   taking the skin albedo as constant there (its level, ``albedo_level``, fixes the scale that
-   albedo and light otherwise share);
+   taking the skin albedo as constant there (a typical skin colour, ``SKIN_ALBEDO``, fixes the
+   scale and colour that albedo and light otherwise share);
 3. rasterise the mesh in UV space (``UVRasteriser``, moderngl: a texel per fragment, no Python
    loops): each texel gets the photo's colour where its face point is visible (a depth test
    against step 1's depth map), a visibility weight (cosine of the viewing angle), its normal
@@ -38,7 +38,8 @@ from .render import Renderer
 _C0, _C1, _C2, _C3, _C4 = 0.282095, 0.488603, 1.092548, 0.315392, 0.546274
 _A1, _A2 = 2.0 / 3.0, 0.25
 SKIN_LABELS = (LABEL["skin"], LABEL["nose"], LABEL["head_neck"])
-MAX_ALBEDO = 4.0
+SKIN_ALBEDO = (0.52, 0.37, 0.30)  # a typical skin's linear RGB reflectance (luminance 0.4)
+MAX_ALBEDO = 1.0
 SEEN = 0.3  # confidence >= SEEN: seen in the photo (the visibility weight); below: filled
 MIRRORED = 0.8 * SEEN  # a mirrored texel's confidence: this times its mirror's weight (< SEEN)
 
@@ -61,16 +62,19 @@ def irradiance_basis(normals: np.ndarray) -> np.ndarray:
                      _A2 * _C4 * (x * x - y * y)], 1)
 
 
-def estimate_lighting(colour: np.ndarray, normals: np.ndarray, albedo_level: float = 0.4,
+def estimate_lighting(colour: np.ndarray, normals: np.ndarray, skin_albedo=SKIN_ALBEDO,
                       ridge: float = 1e-3) -> np.ndarray:
     """(9, 3) SH radiance from linear colours (N, 3) of skin with unit normals (N, 3).
 
-    The skin albedo is taken as constant: its mean luminance is ``albedo_level``.
+    The skin albedo is taken as constant there, ``skin_albedo`` (linear RGB): that fixes the scale
+    and the colour that albedo and light otherwise share. The photo's skin colour then stays in
+    the albedo, and only its departure from a typical skin goes into the light's colour, so that
+    a face relit under white light keeps skin colours.
     """
     basis = irradiance_basis(normals.astype(np.float64))
     penalty = ridge * np.diag([0, 1, 1, 1, 4, 4, 4, 4, 4]) * len(basis)  # keep the higher bands modest
     sh = np.linalg.solve(basis.T @ basis + penalty, basis.T @ colour.astype(np.float64))
-    return (sh / albedo_level).astype(np.float32)
+    return (sh / np.asarray(skin_albedo)).astype(np.float32)
 
 
 @dataclass
@@ -105,9 +109,10 @@ def mirror_uvs(renderer: Renderer) -> np.ndarray:
     """(R, 2) per render vertex: the UV of the vertex at its mirror position (x -> -x) on the mean face."""
     model = renderer.model
     vertex = renderer.render_to_model
-    mirrored = model.mean[vertex] * [-1, 1, 1]
-    _, nearest = cKDTree(model.mean[vertex]).query(mirrored)
-    return renderer.render_uv[nearest]
+    parts = face_parts(model)
+    skin = np.flatnonzero(np.isin(parts.material[vertex], (MATERIAL["skin"], MATERIAL["eye_socket"])))
+    _, nearest = cKDTree(model.mean[vertex[skin]]).query(model.mean[vertex] * [-1, 1, 1])
+    return renderer.render_uv[skin[nearest]]  # only skin: the eyes' UVs overlap the face's tile
 
 
 class UVRasteriser:
@@ -118,24 +123,29 @@ class UVRasteriser:
         self.tiles = uv_tiles(renderer.model)
         ctx = renderer.ctx
         source = resources.files("datagen").joinpath("shaders")
-        self.program = ctx.program(vertex_shader=source.joinpath("uv.vert").read_text(),
-                                   fragment_shader=source.joinpath("uv.frag").read_text())
-        self.mirror = ctx.buffer(np.ascontiguousarray(mirror_uvs(renderer), np.float32).tobytes())
-        self.vao = ctx.vertex_array(self.program, [
-            (renderer.dynamic, "3f 3f", "in_position", "in_normal"),
-            (renderer.static, "2f 4x 1f 16x", "in_uv", "in_material"),
-            (self.mirror, "2f", "in_mirror_uv"),
-        ], index_buffer=renderer.index)
-        shape = (self.tiles * size, size)
-        self.fbo = ctx.framebuffer(color_attachments=[ctx.texture(shape, 4, dtype="f4") for _ in range(3)])
-        self.program["u_tiles"] = float(self.tiles)
-        self.program["u_photo"] = 0
-        self.program["u_depth"] = 1
+        with ctx:  # current in this thread (see Renderer.__init__)
+            self.program = ctx.program(vertex_shader=source.joinpath("uv.vert").read_text(),
+                                       fragment_shader=source.joinpath("uv.frag").read_text())
+            self.mirror = ctx.buffer(np.ascontiguousarray(mirror_uvs(renderer), np.float32).tobytes())
+            self.vao = ctx.vertex_array(self.program, [
+                (renderer.dynamic, "3f 3f", "in_position", "in_normal"),
+                (renderer.static, "2f 4x 1f 16x", "in_uv", "in_material"),
+                (self.mirror, "2f", "in_mirror_uv"),
+            ], index_buffer=renderer.index)
+            shape = (self.tiles * size, size)
+            self.fbo = ctx.framebuffer(color_attachments=[ctx.texture(shape, 4, dtype="f4") for _ in range(3)])
+            self.program["u_tiles"] = float(self.tiles)
+            self.program["u_photo"] = 0
+            self.program["u_depth"] = 1
 
     def rasterise(self, scenes: SceneBatch, i: int, photo_linear: np.ndarray, depth: np.ndarray,
                   depth_tolerance: float = 3.0) -> dict[str, np.ndarray]:
         """Texel maps (rows = v from 0) of sample i against a (H, W, 3) linear photo and its (H, W) depth map."""
         ctx = self.renderer.ctx
+        with ctx:  # make this context current (see Renderer.render)
+            return self._rasterise(ctx, scenes, i, photo_linear, depth, depth_tolerance)
+
+    def _rasterise(self, ctx, scenes, i, photo_linear, depth, depth_tolerance):
         h, w = depth.shape
         photo = ctx.texture((w, h), 3, np.ascontiguousarray(photo_linear, np.float32).tobytes(), dtype="f4")
         depth_map = ctx.texture((w, h), 1, np.ascontiguousarray(depth, np.float32).tobytes(), dtype="f4")
@@ -169,18 +179,25 @@ def recover_albedo(texels: dict[str, np.ndarray], light_sh: np.ndarray, tiles: i
     s, width = covered.shape
     normals = texels["normal"][seen]
     normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-6)
-    irradiance = np.maximum(irradiance_basis(normals) @ light_sh, 0.02)
+    irradiance = irradiance_basis(normals) @ light_sh
     albedo = np.zeros((s, width, 3), np.float32)
-    albedo[seen] = texels["colour"][seen] / irradiance
+    albedo[seen] = texels["colour"][seen] / np.maximum(irradiance, 1e-3)
+    # Where the fitted light leaves the skin nearly dark, the quotient only amplifies noise and
+    # misfit: such texels count as unseen (the mirror side or inpainting fills them).
+    dim = np.zeros_like(seen)
+    if len(irradiance):  # any channel: a warm light can leave blue nearly dark where red is not
+        dim[seen] = (irradiance < 0.25 * np.median(irradiance, axis=0)).any(-1)
     # Texels whose albedo is far from the face's typical one saw something else where the fit
     # misses the photo (hair, background past the silhouette), or a shadow the SH cannot explain.
     level = albedo[seen].mean(-1)
     typical = np.median(level) if len(level) else 1.0
     seen[seen] = (level > 0.05 * typical) & (level < 3.0 * typical)
+    seen &= ~dim
     albedo[~seen] = 0
-    # Above 1 where the photo holds what Lambertian shading cannot explain (highlights, a white
-    # collar under dim light): kept, so that the photo is reproduced; it is the photo's look.
-    albedo = np.clip(albedo, 0, MAX_ALBEDO)
+    # Where the photo holds what Lambertian shading cannot explain (a highlight, a white collar in
+    # dim light) the quotient passes 1: scale it down to 1 keeping its hue, so that relit faces
+    # stay skin-coloured instead of saturating.
+    albedo /= np.maximum(albedo.max(-1, keepdims=True) / MAX_ALBEDO, 1.0)
     confidence = np.where(seen, weight, 0).astype(np.float32)
 
     # symmetry: an unseen texel takes its mirror texel's albedo if that one was seen
