@@ -170,6 +170,9 @@ def fit(photos, out, landmarks, model_name, no_detect, model_dir):
         except (LandmarkError, PhotoError) as e:
             click.echo(f"skipped {e}")
             continue
+        except Exception as e:  # a fit that fails for an unforeseen reason must not end the batch
+            click.echo(f"skipped {photo}: fitting failed ({type(e).__name__}: {e})")
+            continue
         record = library.add(result, model)
         fitted += 1
         click.echo(f"{photo}: landmark error {record['error_px']:.2f} px of the {fitter.crop_size}-px crop "

@@ -49,6 +49,7 @@ def plan(spec: JobSpec, model: MorphableModel) -> dict:
         "spec_fingerprint": spec_fingerprint(spec),
         "model": {"name": model.name, "job_model": spec.model.name, "checksum": model_checksum(model),
                   "licence": model.licence},
+        "textures": texture_fingerprints(spec),
         "seed": spec.seed,
         "num_samples": spec.num_samples,
         "samples_per_shard": spec.output.samples_per_shard,
@@ -56,6 +57,19 @@ def plan(spec: JobSpec, model: MorphableModel) -> dict:
         "shards": [{"file": shard_name(i), "start": r.start, "stop": r.stop, "checksum": None, "bytes": None}
                    for i, r in ((i, spec.shard_range(i)) for i in range(spec.num_shards))],
     }
+
+
+def texture_fingerprints(spec: JobSpec) -> dict:
+    """SHA-256 of the index of every texture library the job reads: refitting a library changes the samples."""
+    libraries = [spec.photoreal.library] if spec.photoreal.library else list(spec.sampling.appearance.texture_libraries)
+    fingerprints = {}
+    for library in libraries:
+        index = Path(library) / "index.json"
+        try:
+            fingerprints[library] = hashlib.sha256(index.read_bytes()).hexdigest()
+        except OSError:
+            raise DatagenError(f"{library}: not a texture library (no index.json); make one with 'datagen fit'") from None
+    return fingerprints
 
 
 def read_manifest(out_dir: str | Path) -> dict:
@@ -136,7 +150,8 @@ def prepare_output(spec: JobSpec, out_dir: Path, model: MorphableModel, force: b
     fresh = plan(spec, model)
     if (out_dir / MANIFEST).exists():
         old = read_manifest(out_dir)
-        if old.get("spec_fingerprint") != fresh["spec_fingerprint"] or old.get("model") != fresh["model"]:
+        if (old.get("spec_fingerprint") != fresh["spec_fingerprint"] or old.get("model") != fresh["model"]
+                or old.get("textures", {}) != fresh["textures"]):
             if not force:
                 raise DatagenError(f"{out_dir} holds a different job ('{old.get('name')}'); use another --out, "
                                    f"or --force to discard its shards and start again")

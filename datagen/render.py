@@ -117,7 +117,8 @@ class Renderer:
         static = np.concatenate([render_uv, parts.labels[v, None].astype(np.float32),
                                  parts.material[v, None].astype(np.float32), parts.weights[v]], axis=1)
         self.static = self.ctx.buffer(np.ascontiguousarray(static, np.float32).tobytes())
-        self.index = self.ctx.buffer(inverse.astype(np.int32).tobytes())
+        self.render_triangles = inverse.astype(np.int32).reshape(-1, 3)  # render-vertex ids
+        self.index = self.ctx.buffer(self.render_triangles.tobytes())
         self.dynamic = self.ctx.buffer(reserve=len(v) * 6 * 4, dynamic=True)
         self._upload = np.empty((len(v), 6), np.float32)
 

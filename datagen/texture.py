@@ -115,6 +115,15 @@ def mirror_uvs(renderer: Renderer) -> np.ndarray:
     return renderer.render_uv[skin[nearest]]  # only skin: the eyes' UVs overlap the face's tile
 
 
+def unwrapped_triangles(renderer: Renderer) -> np.ndarray:
+    """The renderer's skin triangles (render-vertex ids, (F, 3)): those whose three vertices are skin
+    or eye socket. (A triangle straddling skin and eye, as the SFM's eye outlines do, is left out
+    rather than stretched across the map.)"""
+    material = face_parts(renderer.model).material[renderer.render_to_model]
+    skin = np.isin(material[renderer.render_triangles], (MATERIAL["skin"], MATERIAL["eye_socket"])).all(1)
+    return renderer.render_triangles[skin]
+
+
 class UVRasteriser:
     """Rasterises a Renderer's mesh in UV space (sharing its vertex buffers) at ``size`` texels per tile."""
 
@@ -127,11 +136,12 @@ class UVRasteriser:
             self.program = ctx.program(vertex_shader=source.joinpath("uv.vert").read_text(),
                                        fragment_shader=source.joinpath("uv.frag").read_text())
             self.mirror = ctx.buffer(np.ascontiguousarray(mirror_uvs(renderer), np.float32).tobytes())
+            self.index = ctx.buffer(unwrapped_triangles(renderer).astype(np.int32).tobytes())
             self.vao = ctx.vertex_array(self.program, [
                 (renderer.dynamic, "3f 3f", "in_position", "in_normal"),
-                (renderer.static, "2f 4x 1f 16x", "in_uv", "in_material"),
+                (renderer.static, "2f 24x", "in_uv"),
                 (self.mirror, "2f", "in_mirror_uv"),
-            ], index_buffer=renderer.index)
+            ], index_buffer=self.index)
             shape = (self.tiles * size, size)
             self.fbo = ctx.framebuffer(color_attachments=[ctx.texture(shape, 4, dtype="f4") for _ in range(3)])
             self.program["u_tiles"] = float(self.tiles)

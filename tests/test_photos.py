@@ -78,6 +78,19 @@ def test_rerendering_a_fitted_photo_reproduces_its_visible_face(fitter, ict_mode
     assert 10 * np.log10(255 ** 2 / ((procedural - loaded.crop)[region] ** 2).mean()) < psnr - 8
 
 
+def test_the_sfm_recovers_a_photo_too(real_model_dir, ctx):
+    from datagen.models import resolve_model
+
+    sfm = resolve_model("sfm", real_model_dir, download=False)
+    fitter = PhotoFitter(sfm, ctx=ctx)
+    fitted = fitter.fit(FACES / "takeo.ppm")
+    assert fitted.albedo.tiles == 1 and (fitted.albedo.confidence >= SEEN).mean() > 0.3
+    rendered = fitter.rerender(fitted)
+    region = fitter.seen_mask(fitted)
+    difference = rendered.colour[0][..., :3].astype(float) - fitted.crop.astype(float)
+    assert 10 * np.log10(255 ** 2 / (difference[region] ** 2).mean()) >= 25
+
+
 def _scene(fitter, fitted):
     from datagen.geometry import build_scenes
 
@@ -226,3 +239,25 @@ def test_libraries_of_another_model_and_non_square_photo_jobs_are_refused(takeo_
         load_photos([takeo_library], resolve_model("sfm", real_model_dir, download=False))
     with pytest.raises(SpecError, match="render.width: must equal height for photo-realistic jobs"):
         parse_spec(f'name = "x"\n[render]\nwidth = 100\n[photoreal]\nlibrary = "{takeo_library}"\n', "<x>")
+
+
+def test_a_refitted_library_is_another_job(takeo_library, real_model_dir, tmp_path):
+    import shutil
+
+    from datagen.errors import DatagenError
+    from datagen.job import run_job
+
+    library = tmp_path / "lib"
+    shutil.copytree(takeo_library, library)
+    from datagen.spec import parse_spec
+
+    text = _photo_job(real_model_dir, library).source_text.replace("num_samples = 6", "num_samples = 2")
+    text = text.replace("width = 128\nheight = 128", "width = 64\nheight = 64")
+    spec = parse_spec(text, "<photo>")
+    out = tmp_path / "out"
+    assert run_job(spec, out, workers=1, log=lambda m: None).generated == 1
+    assert run_job(spec, out, workers=1, log=lambda m: None).generated == 0  # resumes: nothing to do
+    index = library / "index.json"
+    index.write_text(index.read_text() + "\n")  # the library was refitted
+    with pytest.raises(DatagenError, match="holds a different job"):
+        run_job(spec, out, workers=1, log=lambda m: None)

@@ -5,7 +5,6 @@ in vec3 in_position;
 in vec3 in_normal;
 in vec2 in_uv;
 in vec2 in_mirror_uv;
-in float in_material;
 uniform float u_tiles;  // UDIM tiles side by side in the map: u in [0, u_tiles)
 
 out vec3 v_position;
@@ -16,6 +15,5 @@ void main() {
     v_position = in_position;
     v_normal = in_normal;
     v_mirror_uv = vec2(in_mirror_uv.x / u_tiles, in_mirror_uv.y);
-    bool skin = abs(in_material) < 0.5 || abs(in_material - 4.0) < 0.5;  // face_parts materials 0 and 4
-    gl_Position = skin ? vec4(vec2(in_uv.x / u_tiles, in_uv.y) * 2.0 - 1.0, 0.0, 1.0) : vec4(3.0, 3.0, 3.0, 1.0);
+    gl_Position = vec4(vec2(in_uv.x / u_tiles, in_uv.y) * 2.0 - 1.0, 0.0, 1.0);  // skin triangles only
 }
