@@ -1,0 +1,138 @@
+"""Photo -> 3D face: detect, crop as in training, CoarseNet, mesh files and an overlay picture.
+
+The crop matches the training images: square, centred on the landmarks' mean, the landmark box
+(chin to brows) half its height (the quickstart's ``face_fraction`` is 0.4-0.6). A photo's camera
+is unknown; the crop is given the field of view in the middle of the training prior (26 degrees).
+Meshes are written in the crop's camera space (mm; OpenGL axes, see the README), so that they
+overlay the crop; OBJ carries the model's UVs, PLY the vertices and faces.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from ..errors import DatagenError
+from ..geometry import build_scenes, project
+from ..models import resolve_model
+from ..photos import crop_photo, neutral_appearance
+from ..render import Renderer
+from ..sampling import FaceParams, rotation_matrix
+from .data import translation_of
+from .network import CoarseNet
+
+FIELD_OF_VIEW = np.radians(26.0)
+
+
+@dataclass
+class Reconstruction:
+    params: FaceParams  # in the crop's camera
+    vertices: np.ndarray  # (V, 3) mm, crop camera space
+    landmarks: np.ndarray  # (68, 2) in the photo's pixels
+    crop: np.ndarray  # (S, S, 3) uint8
+    box: tuple  # (x0, y0, side) of the crop in the photo
+
+
+def network_crop_box(landmarks: np.ndarray) -> tuple[float, float, float]:
+    centre = landmarks.mean(0)
+    side = 2.0 * float(np.ptp(landmarks[:, 1]))
+    return centre[0] - side / 2, centre[1] - side / 2, side
+
+
+class Reconstructor:
+    def __init__(self, checkpoint: str | Path, model_dir: str | None = None, device: str | None = None):
+        path = Path(checkpoint)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except (OSError, RuntimeError, EOFError) as e:
+            raise DatagenError(f"{path}: not a readable checkpoint ({e})") from None
+        self.config = state["config"]
+        model_name = state["model"].get("job_model") or state["model"]["name"]
+        self.model = resolve_model(model_name, model_dir)
+        self.size = self.config["size"]
+        self.net = CoarseNet(self.model.num_identity, self.model.num_expression, self.config["width"])
+        self.net.load_state_dict(state["net"])
+        self.net.eval()
+        f = (self.size / 2) / np.tan(FIELD_OF_VIEW / 2)
+        self.intrinsics = np.array([f, f, self.size / 2, self.size / 2], np.float32)
+        self._renderer = None
+
+    @torch.no_grad()
+    def predict(self, images: np.ndarray, intrinsics: np.ndarray | None = None) -> list[FaceParams]:
+        """Parameters of (B, S, S, 3) uint8 crops (S = the network's input size)."""
+        x = torch.from_numpy((images.astype(np.float32).transpose(0, 3, 1, 2) / 255.0 - 0.5) / 0.25)
+        p = {k: v.numpy().astype(np.float64) for k, v in self.net(x).items()}
+        intrinsics = np.broadcast_to(self.intrinsics if intrinsics is None else intrinsics, (len(images), 4))
+        translation = translation_of(p["position"], p["scale"], intrinsics.astype(np.float64), self.size)
+        return [FaceParams(sample_index=-1, identity=p["identity"][i].astype(np.float32),
+                           expression=p["expression"][i].astype(np.float32), rotation=p["rotation"][i].astype(np.float32),
+                           translation=translation[i].astype(np.float32), intrinsics=np.asarray(intrinsics[i], np.float32),
+                           light_sh=p["light"][i].reshape(9, 3).astype(np.float32), appearance=neutral_appearance(),
+                           background=np.array([0, -1], np.int64)) for i in range(len(images))]
+
+    def camera_vertices(self, params: FaceParams) -> np.ndarray:
+        local = self.model.vertices(params.identity, params.expression) - self.model.pivot
+        return (local @ rotation_matrix(params.rotation).T.astype(np.float32) + params.translation).astype(np.float32)
+
+    def reconstruct(self, image: np.ndarray, landmarks: np.ndarray) -> Reconstruction:
+        """One face of an (H, W, 3) photo, cropped around ``landmarks`` (68, 2) (detected or annotated)."""
+        box = network_crop_box(landmarks)
+        crop = crop_photo(image, box, self.size)
+        params = self.predict(crop[None])[0]
+        vertices = self.camera_vertices(params)
+        fitted = project(vertices[self.model.landmark_ids][None], params.intrinsics[None])[0]
+        return Reconstruction(params, vertices, fitted * box[2] / self.size + box[:2], crop, box)
+
+    def overlay(self, result: Reconstruction, opacity: float = 0.6) -> Image.Image:
+        """The crop with the reconstructed mesh (shaded, semi-transparent) and its landmarks."""
+        if self._renderer is None:
+            self._renderer = Renderer(self.model, self.size, self.size, supersample=2)
+        p = result.params
+        light = np.zeros((9, 3), np.float32)
+        light[0], light[2] = 2.2, 1.0  # ambient + a light from the camera
+        shaded = FaceParams(**{**p.__dict__, "light_sh": light})
+        scenes = build_scenes(self.model, self._renderer.topology, [shaded])
+        colour = self._renderer.render(scenes, [shaded]).colour[0]
+        alpha = colour[..., 3:].astype(np.float32) / 255 * opacity
+        mixed = result.crop * (1 - alpha) + colour[..., :3] * alpha
+        picture = Image.fromarray(mixed.astype(np.uint8)).resize((2 * self.size, 2 * self.size))
+        draw = ImageDraw.Draw(picture)
+        k = 2 * self.size / result.box[2]
+        for x, y in (result.landmarks - result.box[:2]) * k:
+            draw.ellipse((x - 2, y - 2, x + 2, y + 2), fill="lime")
+        return picture
+
+
+def write_mesh(path: str | Path, vertices: np.ndarray, model) -> None:
+    """OBJ (with the model's UVs) or PLY, by the suffix."""
+    path = Path(path)
+    if path.suffix.lower() == ".ply":
+        header = (f"ply\nformat ascii 1.0\ncomment datagen reconstruction, mm, camera space\nelement vertex {len(vertices)}\n"
+                  f"property float x\nproperty float y\nproperty float z\nelement face {len(model.triangles)}\n"
+                  "property list uchar int vertex_indices\nend_header\n")
+        body = "\n".join(f"{x:.4f} {y:.4f} {z:.4f}" for x, y, z in vertices)
+        faces = "\n".join(f"3 {a} {b} {c}" for a, b, c in model.triangles)
+        path.write_text(header + body + "\n" + faces + "\n")
+    elif path.suffix.lower() == ".obj":
+        lines = ["# datagen reconstruction: mm, camera space (x right, y up, camera looking down -z)"]
+        lines += [f"v {x:.4f} {y:.4f} {z:.4f}" for x, y, z in vertices]
+        lines += [f"vt {u:.6f} {v:.6f}" for u, v in model.uv]
+        lines += [f"f {a + 1}/{ta + 1} {b + 1}/{tb + 1} {c + 1}/{tc + 1}"
+                  for (a, b, c), (ta, tb, tc) in zip(model.triangles, model.triangle_uv)]
+        path.write_text("\n".join(lines) + "\n")
+    else:
+        raise DatagenError(f"{path}: mesh files are .obj or .ply")
+
+
+def write_params(path: str | Path, result: Reconstruction) -> None:
+    p = result.params
+    Path(path).write_text(json.dumps({
+        "identity": p.identity.tolist(), "expression": p.expression.tolist(), "rotation": p.rotation.tolist(),
+        "translation": p.translation.tolist(), "intrinsics_of_crop": p.intrinsics.tolist(),
+        "light_sh": p.light_sh.tolist(), "crop_box": list(map(float, result.box)),
+        "landmarks": result.landmarks.tolist()}, indent=1))

@@ -1,0 +1,85 @@
+"""CoarseNet: a ResNet-style encoder that regresses 3DMM parameters, and the face decoder in the graph.
+
+Outputs per image: identity (K_id, standard normal), expression (K_ex blendshape weights, sigmoid
+to [0, 1]), rotation (yaw, pitch, roll), position and scale (see data.camera_targets) and the
+(9 x 3) SH lighting. ``FaceDecoder`` turns parameters into vertices with the model's bases as
+fixed tensors, so losses on vertices and reprojected landmarks train the parameters end to end.
+No pretrained weights: everything is learnt from the shards.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.skip = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                     if stride != 1 or cin != cout else nn.Identity())
+
+    def forward(self, x):
+        y = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(y)) + self.skip(x))
+
+
+class CoarseNet(nn.Module):
+    def __init__(self, num_identity: int, num_expression: int, width: int = 32, blocks=(2, 2, 2, 2)):
+        super().__init__()
+        self.num_identity, self.num_expression = num_identity, num_expression
+        layers = [nn.Conv2d(3, width, 5, 2, 2, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+        cin = width
+        for stage, count in enumerate(blocks):
+            cout = width * 2 ** stage
+            for b in range(count):
+                layers.append(BasicBlock(cin, cout, 2 if b == 0 else 1))
+                cin = cout
+        self.encoder = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Sequential(nn.Linear(cin, 512), nn.ReLU(inplace=True),
+                                  nn.Linear(512, num_identity + num_expression + 3 + 2 + 1 + 27))
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self.head(self.encoder(image))
+        k, e = self.num_identity, self.num_expression
+        return {"identity": out[:, :k], "expression": torch.sigmoid(out[:, k:k + e]),
+                "rotation": out[:, k + e:k + e + 3], "position": out[:, k + e + 3:k + e + 5],
+                "scale": out[:, k + e + 5], "light": out[:, k + e + 6:]}
+
+
+class FaceDecoder(nn.Module):
+    """Model-space vertices of chosen vertex ids from parameters, and their camera-space projection."""
+
+    def __init__(self, model, vertex_ids: np.ndarray):
+        super().__init__()
+        ids = np.asarray(vertex_ids)
+        self.register_buffer("mean", torch.from_numpy(model.mean[ids].astype(np.float32)))
+        self.register_buffer("identity", torch.from_numpy(model.identity_basis[:, ids].astype(np.float32)))
+        self.register_buffer("expression", torch.from_numpy(model.expression_basis[:, ids].astype(np.float32)))
+        self.register_buffer("pivot", torch.from_numpy(model.pivot.astype(np.float32)))
+
+    def forward(self, identity, expression):
+        return (self.mean + torch.einsum("bk,kvc->bvc", identity, self.identity)
+                + torch.einsum("be,evc->bvc", expression, self.expression))
+
+    def project(self, vertices, rotation, translation, intrinsics):
+        camera = torch.einsum("bij,bvj->bvi", rotation_matrices(rotation), vertices - self.pivot) + translation[:, None]
+        depth = (-camera[..., 2]).clamp(min=1.0)
+        fx, fy, cx, cy = (intrinsics[:, k, None] for k in range(4))
+        return torch.stack([fx * camera[..., 0] / depth + cx, cy - fy * camera[..., 1] / depth], -1)
+
+
+def rotation_matrices(rotation: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 3) R = Rz(roll) Rx(pitch) Ry(yaw), as sampling.rotation_matrix."""
+    yaw, pitch, roll = rotation[:, 0], rotation[:, 1], rotation[:, 2]
+    one, zero = torch.ones_like(yaw), torch.zeros_like(yaw)
+    cy, sy, cp, sp, cr, sr = yaw.cos(), yaw.sin(), pitch.cos(), pitch.sin(), roll.cos(), roll.sin()
+    ry = torch.stack([cy, zero, sy, zero, one, zero, -sy, zero, cy], -1).view(-1, 3, 3)
+    rx = torch.stack([one, zero, zero, zero, cp, -sp, zero, sp, cp], -1).view(-1, 3, 3)
+    rz = torch.stack([cr, -sr, zero, sr, cr, zero, zero, zero, one], -1).view(-1, 3, 3)
+    return rz @ rx @ ry

@@ -1,0 +1,244 @@
+"""Train CoarseNet on a dataset's shards: losses, the loop, checkpoints, logs, the curve.
+
+Loss = parameter regression (identity, expression, pose, camera, lighting)
+     + dense vertices (mm, model space, decoded in the graph from both parameter sets)
+     + landmark reprojection (pixels / image size, visible landmarks, with the sample's camera).
+The run is resumable: ``last.pt`` holds the network, the optimiser, the epoch and the time spent;
+``best.pt`` the network with the lowest held-out vertex error; ``metrics.csv`` one row per
+epoch; ``curve.png`` the curves. CPU works; a CUDA GPU is used when there is one, with mixed
+precision.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from ..dataset import ShardedDataset
+from ..errors import DatagenError
+from .data import FaceTrainingSet, split_indices, translation_of
+from .evaluation import landmark_nme, summarise, vertex_error
+from .network import CoarseNet, FaceDecoder
+
+LOSS_WEIGHTS = {"identity": 1.0, "expression": 10.0, "rotation": 10.0, "position": 10.0, "scale": 1.0,
+                "light": 0.1, "vertices": 0.05, "landmarks": 10.0}
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    epochs: int = 10
+    minutes: float = 0.0  # a time budget (0 = none): training stops, and the learning rate decays, by it
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    size: int = 128  # network input, pixels
+    width: int = 32  # channels of the first stage
+    workers: int = 1  # DataLoader worker processes (augmentation runs there)
+    held_out: float = 0.05
+    evaluate_samples: int = 1000  # held-out samples scored after each epoch
+    seed: int = 0
+    model_dir: str | None = None
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def face_vertex_ids(model, count: int = 2000) -> np.ndarray:
+    """The face region (or every vertex) subsampled to ``count`` ids, plus the 68 landmarks."""
+    face = np.flatnonzero(model.region_vertices("face")) if "face" in model.region_names else np.arange(model.num_vertices)
+    if len(face) == 0:
+        face = np.arange(model.num_vertices)
+    pick = face[np.linspace(0, len(face) - 1, min(count, len(face))).astype(int)]
+    return np.unique(np.concatenate([pick, model.landmark_ids]))
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, log=print):
+        self.config, self.log = config, log
+        torch.manual_seed(config.seed)
+        self.dataset = ShardedDataset(config.data, model_dir=config.model_dir)
+        self.model = self.dataset.model()
+        self.device = device()
+        train_ids, held_ids = split_indices(len(self.dataset), config.held_out)
+        if len(train_ids) < config.batch_size:
+            raise DatagenError(f"{config.data}: {len(train_ids)} training samples, fewer than one batch of {config.batch_size}")
+        self.train_set = FaceTrainingSet(config.data, train_ids, config.size, augment=True, seed=config.seed)
+        self.held_out = FaceTrainingSet(config.data, held_ids[:config.evaluate_samples], config.size, augment=False)
+        self.net = CoarseNet(self.model.num_identity, self.model.num_expression, config.width).to(self.device)
+        self.ids = face_vertex_ids(self.model)
+        self.decoder = FaceDecoder(self.model, self.ids).to(self.device)
+        self.landmark_rows = torch.from_numpy(np.searchsorted(self.ids, self.model.landmark_ids)).to(self.device)
+        self.optimiser = torch.optim.AdamW(self.net.parameters(), lr=config.learning_rate, weight_decay=1e-4)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda")
+        self.epoch, self.step, self.seconds, self.history = 0, 0, 0.0, []
+        self.best = math.inf
+        self.out = Path(config.out)
+
+    # --- state
+
+    def save(self, name: str) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        state = {"config": dataclasses.asdict(self.config), "model": {"name": self.model.name,
+                 "checksum": self.model.checksum, "job_model": self.dataset.manifest["model"].get("job_model")},
+                 "net": self.net.state_dict(), "optimiser": self.optimiser.state_dict(), "epoch": self.epoch,
+                 "step": self.step, "seconds": self.seconds, "history": self.history, "best": self.best}
+        tmp = self.out / (name + ".partial")
+        torch.save(state, tmp)
+        tmp.replace(self.out / name)
+
+    def resume(self) -> bool:
+        path = self.out / "last.pt"
+        if not path.exists():
+            return False
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        self.net.load_state_dict(state["net"])
+        self.optimiser.load_state_dict(state["optimiser"])
+        self.epoch, self.step, self.seconds = state["epoch"], state["step"], state["seconds"]
+        self.history, self.best = state["history"], state["best"]
+        self.log(f"resuming {path}: epoch {self.epoch}, {self.seconds / 60:.1f} min trained")
+        return True
+
+    # --- the loop
+
+    def progress(self, steps_per_epoch: int) -> float:
+        by_steps = self.step / max(1, steps_per_epoch * self.config.epochs)
+        by_time = self.seconds / (60 * self.config.minutes) if self.config.minutes else 0.0
+        return min(1.0, max(by_steps, by_time))
+
+    def run(self) -> dict:
+        loader = torch.utils.data.DataLoader(self.train_set, batch_size=self.config.batch_size, shuffle=True,
+                                             num_workers=self.config.workers, drop_last=True,
+                                             persistent_workers=self.config.workers > 0,
+                                             generator=torch.Generator().manual_seed(self.config.seed))
+        while self.epoch < self.config.epochs and self.progress(len(loader)) < 1.0:
+            self.train_set.epoch = self.epoch  # new augmentations per epoch (workers see it on the next epoch)
+            started, losses = time.perf_counter(), []
+            self.net.train()
+            for batch in loader:
+                lr = self.config.learning_rate * 0.5 * (1 + math.cos(math.pi * self.progress(len(loader))))
+                for group in self.optimiser.param_groups:
+                    group["lr"] = lr
+                losses.append(self.train_step(batch))
+                self.step += 1
+                self.seconds += time.perf_counter() - started
+                started = time.perf_counter()
+                if self.progress(len(loader)) >= 1.0:
+                    break
+            self.epoch += 1
+            metrics = self.evaluate()
+            row = {"epoch": self.epoch, "step": self.step, "minutes": round(self.seconds / 60, 2), "lr": lr,
+                   "train_loss": float(np.mean(losses)), **{k: v for k, v in metrics.items() if not isinstance(v, dict)}}
+            self.history.append(row)
+            self.log(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+            if metrics["vertex_error_mm"] < self.best:
+                self.best = metrics["vertex_error_mm"]
+                self.save("best.pt")
+            self.save("last.pt")
+            self.write_logs(metrics)
+        return self.history[-1] if self.history else {}
+
+    def losses(self, batch, predicted) -> dict[str, torch.Tensor]:
+        out = {}
+        for name in ("identity", "expression", "rotation", "position", "scale", "light"):
+            out[name] = torch.mean((predicted[name] - batch[name]) ** 2)
+        shape = self.decoder(predicted["identity"], predicted["expression"])
+        true_shape = self.decoder(batch["identity"], batch["expression"])
+        out["vertices"] = (shape - true_shape).norm(dim=-1).mean()
+        translation = translation_of(predicted["position"], predicted["scale"], batch["intrinsics"], self.config.size)
+        landmarks = self.decoder.project(shape[:, self.landmark_rows], predicted["rotation"], translation,
+                                         batch["intrinsics"])
+        visible = batch["visible"]
+        error = ((landmarks - batch["landmarks"]).norm(dim=-1) / self.config.size).clamp(max=1.0)  # robust to wild starts
+        out["landmarks"] = (error * visible).sum() / visible.sum().clamp(min=1)
+        return out
+
+    def train_step(self, batch) -> float:
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"):
+            predicted = self.net(batch["image"])
+        predicted = {k: v.float() for k, v in predicted.items()}
+        parts = self.losses(batch, predicted)
+        loss = sum(LOSS_WEIGHTS[k] * v for k, v in parts.items())
+        self.optimiser.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimiser)
+        self.scaler.update()
+        return loss.item()
+
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        return evaluate_network(self.net, self.model, self.held_out, self.config.size, self.device)
+
+    def write_logs(self, metrics: dict) -> None:
+        with open(self.out / "metrics.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(self.history[-1]))
+            writer.writeheader()
+            writer.writerows(self.history)
+        (self.out / "evaluation.json").write_text(json.dumps(metrics, indent=1))
+        plot_curves(self.history, self.out / "curve.png")
+
+
+@torch.no_grad()
+def evaluate_network(net, model, held_out: FaceTrainingSet, size: int, device, batch_size: int = 64) -> dict:
+    """Dense vertex error (face region, rigid alignment), mean-face baseline, landmark NME, per pose bin."""
+    net.eval()
+    face = np.flatnonzero(model.region_vertices("face")) if "face" in model.region_names else np.arange(model.num_vertices)
+    decoder = FaceDecoder(model, face).to(device)
+    landmark_decoder = FaceDecoder(model, model.landmark_ids).to(device)
+    loader = torch.utils.data.DataLoader(held_out, batch_size=batch_size, num_workers=0)
+    errors, baseline, nme, yaw = [], [], [], []
+    for batch in loader:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        p = {k: v.float() for k, v in net(batch["image"]).items()}
+        shape = decoder(p["identity"], p["expression"]).cpu().numpy()
+        truth = decoder(batch["identity"], batch["expression"]).cpu().numpy()
+        errors.append(vertex_error(shape, truth))
+        baseline.append(vertex_error(np.broadcast_to(decoder.mean.cpu().numpy(), truth.shape), truth))
+        translation = translation_of(p["position"], p["scale"], batch["intrinsics"], size)
+        points = landmark_decoder.project(landmark_decoder(p["identity"], p["expression"]), p["rotation"],
+                                          translation, batch["intrinsics"])
+        nme.append(landmark_nme(points.cpu().numpy(), batch["landmarks"].cpu().numpy()))
+        yaw.append(batch["rotation"][:, 0].cpu().numpy())
+    net.train()
+    return summarise(*(np.concatenate(v) for v in (errors, baseline, nme, yaw)))
+
+
+def plot_curves(history: list[dict], path: Path, size=(640, 360)) -> None:
+    """Training loss and held-out vertex error ratio per epoch, drawn with PIL (no plotting dependency)."""
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    w, h, m = size[0], size[1], 40
+    draw.rectangle((m, m // 2, w - m // 2, h - m), outline="black")
+    series = [("train_loss", "tab:blue", (31, 119, 180)), ("error_ratio", "vertex error / mean face", (214, 39, 40)),
+              ("landmark_nme", "landmark NME", (44, 160, 44))]
+    epochs = [r["epoch"] for r in history]
+    for i, (key, label, colour) in enumerate(series):
+        values = np.array([r[key] for r in history], float)
+        if len(values) == 0:
+            continue
+        top = values.max() if values.max() > 0 else 1
+        xs = [m + (w - 1.5 * m) * (e - epochs[0]) / max(1, epochs[-1] - epochs[0]) for e in epochs]
+        ys = [h - m - (h - 1.5 * m) * v / top for v in values]
+        draw.line(list(zip(xs, ys)), fill=colour, width=2) if len(xs) > 1 else draw.ellipse((xs[0] - 2, ys[0] - 2, xs[0] + 2, ys[0] + 2), fill=colour)
+        draw.text((m + 5, m // 2 + 5 + 14 * i), f"{label if key != 'train_loss' else 'training loss'} "
+                  f"(max {top:.3g}, last {values[-1]:.3g})", fill=colour)
+    draw.text((w // 2 - 20, h - m + 8), "epoch", fill="black")
+    image.save(path)
+
+
+def train(config: TrainConfig, log=print, resume: bool = True) -> dict:
+    trainer = Trainer(config, log)
+    if resume:
+        trainer.resume()
+    return trainer.run()
