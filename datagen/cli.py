@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import click
+import numpy as np
 
 from .errors import DatagenError
 
@@ -182,6 +183,110 @@ def fit(photos, out, landmarks, model_name, no_detect, model_dir):
     click.echo(f"{fitted} of {len(files)} photos fitted into {out}")
     if not fitted:
         sys.exit(1)
+
+
+@cli.command()
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="A generated dataset.")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Run folder (checkpoints, logs).")
+@click.option("--epochs", type=int, default=10, show_default=True)
+@click.option("--minutes", type=float, default=0.0, help="Time budget; training and its learning-rate decay end by it.")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--learning-rate", type=float, default=2e-3, show_default=True)
+@click.option("--size", type=int, default=128, show_default=True, help="Network input size, pixels.")
+@click.option("--width", type=int, default=32, show_default=True, help="Channels of the first encoder stage.")
+@click.option("--workers", type=int, default=1, show_default=True, help="DataLoader worker processes.")
+@click.option("--fresh", is_flag=True, help="Start over instead of resuming from OUT/last.pt.")
+@MODEL_DIR
+def train(data, out, epochs, minutes, batch_size, learning_rate, size, width, workers, fresh, model_dir):
+    """Train the reference CoarseNet on a dataset's shards (resumes from OUT/last.pt)."""
+    from .reconstruction import require_torch
+
+    require_torch()
+    from .reconstruction.training import TrainConfig, train as run
+
+    config = TrainConfig(data=str(data), out=str(out), epochs=epochs, minutes=minutes, batch_size=batch_size,
+                         learning_rate=learning_rate, size=size, width=width, workers=workers,
+                         model_dir=str(model_dir) if model_dir else None)
+    final = run(config, log=click.echo, resume=not fresh)
+    click.echo(f"done: {out}/best.pt (held-out vertex error {final.get('vertex_error_mm', float('nan')):.2f} mm, "
+               f"{final.get('error_ratio', float('nan')):.2f} of the mean face's; landmark NME "
+               f"{100 * final.get('landmark_nme', float('nan')):.1f}%)")
+
+
+@cli.command()
+@click.argument("photos", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Mesh file (.obj or .ply) for one photo; a folder for several (default: beside each photo).")
+@click.option("--landmarks", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="iBUG .pts of a single photo (default: <photo>.pts beside it, else detected).")
+@MODEL_DIR
+def reconstruct(photos, checkpoint, output, landmarks, model_dir):
+    """Reconstruct a 3D face from each photo: mesh (.obj with UVs, or .ply), parameters (.json), overlay (.png)."""
+    from .reconstruction import require_torch
+
+    require_torch()
+    from .landmarks import LandmarkError, photo_landmarks
+    from .photos import PhotoError, photo_files, read_photo
+    from .reconstruction.inference import Reconstructor, write_mesh, write_params
+
+    files = photo_files(photos)
+    reconstructor = Reconstructor(checkpoint, model_dir)
+    single = len(files) == 1 and output is not None and output.suffix.lower() in (".obj", ".ply")
+    done = 0
+    for photo in files:
+        try:
+            image = read_photo(photo)
+            points, _ = photo_landmarks(photo, image, landmarks if len(files) == 1 else None)
+        except (LandmarkError, PhotoError) as e:
+            click.echo(f"skipped {e}")
+            continue
+        result = reconstructor.reconstruct(image, points)
+        mesh = output if single else (output or photo.parent) / f"{photo.stem}.obj"
+        mesh.parent.mkdir(parents=True, exist_ok=True)
+        write_mesh(mesh, result.vertices, reconstructor.model)
+        write_params(mesh.with_suffix(".json"), result)
+        reconstructor.overlay(result).save(mesh.with_name(mesh.stem + "-overlay.png"))
+        done += 1
+        click.echo(f"{photo}: {mesh} ({len(result.vertices)} vertices), {mesh.with_suffix('.json').name}, "
+                   f"{mesh.stem}-overlay.png")
+    if not done:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--data", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Synthetic dataset: scored on its held-out split (the last 5% of samples).")
+@click.option("--photos", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Folder of photos with 68-point .pts annotations.")
+@click.option("--samples", type=int, default=1000, show_default=True, help="Held-out samples to score.")
+@click.option("--overlays", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write each photo's reconstruction overlay here.")
+@MODEL_DIR
+def evaluate(checkpoint, data, photos, samples, overlays, model_dir):
+    """Score a checkpoint: dense vertex error and landmark NME on synthetic data, landmark NME on real photos."""
+    from .reconstruction import require_torch
+
+    require_torch()
+    from .reconstruction.evaluation import evaluate_photos, evaluate_synthetic
+    from .reconstruction.inference import Reconstructor
+
+    reconstructor = Reconstructor(checkpoint, model_dir)
+    if data:
+        r = evaluate_synthetic(reconstructor, data, samples)
+        click.echo(f"synthetic ({r['samples']} held-out samples): vertex error {r['vertex_error_mm']:.2f} mm "
+                   f"(mean face {r['mean_face_error_mm']:.2f} mm, ratio {r['error_ratio']:.2f}), landmark NME "
+                   f"{100 * r['landmark_nme']:.2f}% (of the landmark box)")
+        for key in ("vertex_error_by_pose", "landmark_nme_by_pose"):
+            click.echo(f"  {key}: " + ", ".join(f"yaw {b}: {v:.4g} (n={n})" for b, (v, n) in r[key].items()))
+    if photos:
+        rows = evaluate_photos(reconstructor, photos, overlays)
+        for name, row in rows.items():
+            click.echo(f"{name}: landmark NME {100 * row['nme']:.2f}% of the inter-ocular distance "
+                       f"(yaw {row['yaw_deg']:.0f} deg, crop from {row['crop_from']})")
+        if rows:
+            click.echo(f"mean over {len(rows)} photos: {100 * np.mean([r['nme'] for r in rows.values()]):.2f}%")
 
 
 @cli.group()
