@@ -73,7 +73,7 @@ def test_reconstruct_writes_a_mesh_with_the_models_vertices(trained, tiny_data, 
             assert sum(line.startswith("f ") for line in text.splitlines()) == len(tiny_model.triangles)
         else:
             assert f"element vertex {tiny_model.num_vertices}" in text
-        assert (tmp_path / f"out.json").exists() and Image.open(tmp_path / "out-overlay.png").size[0] > 0
+        assert (tmp_path / "out.json").exists() and Image.open(tmp_path / "out-overlay.png").size[0] > 0
 
 
 def test_ground_truth_parameters_score_zero(tiny_data, tiny_model):
