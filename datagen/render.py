@@ -101,7 +101,7 @@ class Renderer:
             self.noise = self._noise_texture()
             self.program["u_noise"] = 0
             self.program["u_albedo_map"] = 1
-            self._albedo_texture = None
+            self._albedo_texture = self._albedo_source = None
             self._build_framebuffers()
 
     # --- set-up (once per process)
@@ -169,6 +169,10 @@ class Renderer:
         self.program["u_use_albedo_map"] = albedo is not None
         if albedo is None:
             return
+        if albedo is self._albedo_source:  # the same map as the last sample: already on the GPU
+            self._albedo_texture.use(1)
+            return
+        self._albedo_source = albedo
         texels = albedo.gl_texels  # (S, S, 3) float16 linear RGB, row 0 = v 0
         size = texels.shape[1::-1]
         if self._albedo_texture is None or self._albedo_texture.size != size:

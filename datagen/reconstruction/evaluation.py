@@ -68,8 +68,9 @@ def evaluate_synthetic(reconstructor, data, samples: int = 1000) -> dict:
     from .data import FaceTrainingSet, split_indices
     from .training import evaluate_network
 
-    dataset_size = len(FaceTrainingSet(data, [0], reconstructor.size, augment=False).shards)
-    _, held = split_indices(dataset_size)
+    from ..dataset import ShardedDataset
+
+    _, held = split_indices(len(ShardedDataset(data)))
     held_out = FaceTrainingSet(data, held[:samples], reconstructor.size, augment=False)
     return evaluate_network(reconstructor.net, reconstructor.model, held_out, reconstructor.size, torch.device("cpu"))
 
