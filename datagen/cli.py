@@ -192,9 +192,11 @@ def fit(photos, out, landmarks, model_name, no_detect, model_dir):
 @click.option("--minutes", type=float, default=0.0, help="Time budget; training and its learning-rate decay end by it.")
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--learning-rate", type=float, default=2e-3, show_default=True)
-@click.option("--size", type=int, default=128, show_default=True, help="Network input size, pixels.")
+@click.option("--size", type=int, default=112, show_default=True, help="Network input size, pixels (a square crop around the face).")
 @click.option("--width", type=int, default=32, show_default=True, help="Channels of the first encoder stage.")
-@click.option("--workers", type=int, default=1, show_default=True, help="DataLoader worker processes.")
+@click.option("--workers", type=int, default=None,
+              help="DataLoader worker processes (augmentation runs there); default: none on a CPU with at most "
+                   "4 cores, else up to 8.")
 @click.option("--fresh", is_flag=True, help="Start over instead of resuming from OUT/last.pt.")
 @MODEL_DIR
 def train(data, out, epochs, minutes, batch_size, learning_rate, size, width, workers, fresh, model_dir):
@@ -276,8 +278,11 @@ def evaluate(checkpoint, data, photos, samples, overlays, model_dir):
     if data:
         r = evaluate_synthetic(reconstructor, data, samples)
         click.echo(f"synthetic ({r['samples']} held-out samples): vertex error {r['vertex_error_mm']:.2f} mm "
-                   f"(mean face {r['mean_face_error_mm']:.2f} mm, ratio {r['error_ratio']:.2f}), landmark NME "
-                   f"{100 * r['landmark_nme']:.2f}% (of the landmark box)")
+                   f"after rigid alignment (mean face {r['mean_face_error_mm']:.2f} mm, ratio {r['error_ratio']:.2f}); "
+                   f"{r['similarity_error_mm']:.2f} mm after similarity alignment (ratio "
+                   f"{r['similarity_error_ratio']:.2f}); landmark NME {100 * r['landmark_nme']:.2f}% (of the landmark box)")
+        click.echo(f"  ratio with the predicted identity and the true expression {r['identity_error_ratio']:.2f}, "
+                   f"with the true identity and the predicted expression {r['expression_error_ratio']:.2f}")
         for key in ("vertex_error_by_pose", "landmark_nme_by_pose"):
             click.echo(f"  {key}: " + ", ".join(f"yaw {b}: {v:.4g} (n={n})" for b, (v, n) in r[key].items()))
     if photos:

@@ -8,10 +8,13 @@ from PIL import Image
 
 from datagen.cli import cli
 from datagen.job import run_job
-from datagen.reconstruction.data import FaceTrainingSet, camera_targets, split_indices, translation_of
+from datagen.errors import DatagenError
+from datagen.reconstruction.data import (FaceTrainingSet, camera_targets, face_crop_box, split_indices,
+                                         translation_of)
 from datagen.reconstruction.evaluation import landmark_nme, rigid_align, vertex_error
 from datagen.reconstruction.network import FaceDecoder
-from datagen.reconstruction.training import TrainConfig, Trainer
+from datagen.reconstruction.inference import crop_intrinsics
+from datagen.reconstruction.training import MAX_BAD_STEPS, TrainConfig, Trainer, evaluate_network
 from datagen.sampling import rotation_matrix
 from conftest import tiny_spec
 
@@ -95,3 +98,73 @@ def test_ground_truth_parameters_score_zero(tiny_data, tiny_model):
         points = decoder.project(decoder(torch.tensor(s["identity"][None]), torch.tensor(s["expression"][None])),
                                  torch.tensor(s["rotation"][None]), t.float(), torch.tensor(s["intrinsics"][None]))
         assert landmark_nme(points.numpy(), s["landmarks"][None])[0] < 1e-3
+
+
+def test_a_network_that_predicts_the_truth_scores_zero(tiny_data, tiny_model):
+    held_out = FaceTrainingSet(tiny_data, [90], size=64, augment=False)
+    truth = held_out[0]
+
+    class Oracle(torch.nn.Module):
+        def forward(self, image):
+            return {k: torch.as_tensor(np.asarray(truth[k], np.float32))[None].expand(len(image), *np.shape(truth[k]))
+                    for k in ("identity", "expression", "rotation", "position", "scale", "light")}
+
+    r = evaluate_network(Oracle(), tiny_model, held_out, 64, torch.device("cpu"))
+    assert r["samples"] == 1 and r["mean_face_error_mm"] > 0.1
+    for key in ("vertex_error_mm", "error_ratio", "similarity_error_mm", "identity_error_ratio", "expression_error_ratio",
+                "landmark_nme"):
+        assert r[key] < 1e-3, (key, r[key])
+
+
+def test_similarity_alignment_leaves_out_the_size_alone(tiny_model):
+    rng = np.random.default_rng(1)
+    shape = tiny_model.vertices(rng.standard_normal(3), rng.uniform(0, 1, 3))[None].astype(np.float64)
+    bigger = 1.1 * shape @ rotation_matrix([0.2, 0.1, -0.3]).T + [3.0, 4.0, -20.0]
+    assert vertex_error(bigger, shape, scale=True)[0] < 1e-6
+    assert vertex_error(bigger, shape)[0] > 0.02 * np.abs(shape).mean()  # rigid alignment counts the size
+
+
+def test_training_crops_frame_the_face_as_the_reconstructor_does(tiny_data):
+    data = FaceTrainingSet(tiny_data, np.arange(8), size=64, augment=False)
+    for i in range(8):
+        s = data[i]
+        x0, y0, side = face_crop_box(s["landmarks"].astype(np.float64))
+        assert abs(side - 64) < 0.01 and abs(x0) < 0.01 and abs(y0) < 0.01  # the crop is the landmarks' box
+        # the intrinsics moved with the crop: the true parameters still project onto the landmarks
+        sample = data.shards[int(data.positions[i])]
+        position, _ = camera_targets(sample["params/translation"].astype(np.float64),
+                                     s["intrinsics"].astype(np.float64), 64)
+        assert np.all(np.abs(position) < 0.5)  # the head's pivot lies inside the crop
+
+
+def test_a_photos_assumed_camera_is_the_middle_of_the_training_prior(tiny_model_dir, tmp_path):
+    """Rendered with the camera the reconstructor assumes (26 degrees, landmarks half the height),
+    a face's crop gets back its true intrinsics."""
+    import dataclasses
+
+    from datagen.dataset import ShardedDataset
+
+    spec = tiny_spec(tiny_model_dir, num_samples=4, samples_per_shard=4, size=64)
+    camera = dataclasses.replace(spec.sampling.camera, fov_deg=(26.0, 26.0), face_fraction=(0.5, 0.5),
+                                 principal_point_jitter=0.0, center_jitter=0.0)
+    pose = dataclasses.replace(spec.sampling.pose, yaw_range_deg=(0.0, 0.0), pitch_range_deg=(0.0, 0.0),
+                               roll_range_deg=(0.0, 0.0))
+    identity = dataclasses.replace(spec.sampling.identity, std=0.0)
+    expression = dataclasses.replace(spec.sampling.expression, neutral_fraction=1.0)
+    sampling = dataclasses.replace(spec.sampling, camera=camera, pose=pose, identity=identity, expression=expression)
+    run_job(dataclasses.replace(spec, sampling=sampling), tmp_path / "d", workers=1, log=lambda m: None)
+    sample = ShardedDataset(tmp_path / "d")[0]
+    box = face_crop_box(sample["landmarks_2d"].astype(np.float64))
+    true_focal = sample["params/intrinsics"][0] * 64 / box[2]
+    assumed = crop_intrinsics(sample["landmarks_2d"], box, 64)
+    assert abs(assumed[0] / true_focal - 1) < 0.02, (assumed, true_focal)
+
+
+def test_a_diverging_run_stops_with_one_clear_error(tiny_data, tmp_path, monkeypatch):
+    config = TrainConfig(data=str(tiny_data), out=str(tmp_path), epochs=40, batch_size=16, size=64, width=8,
+                         workers=0, held_out=0.2)
+    trainer = Trainer(config, log=lambda m: None)
+    monkeypatch.setattr(trainer, "losses", lambda batch, predicted: {"vertices": torch.tensor(float("nan"))})
+    with pytest.raises(DatagenError, match="diverged"):
+        trainer.run()
+    assert trainer.bad_steps == MAX_BAD_STEPS + 1

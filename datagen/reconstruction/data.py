@@ -4,8 +4,11 @@ Camera parameters are learnt in a crop-independent form (``targets``):
 - ``position``: the pivot's pixel position / image size - 0.5 (x right, y down);
 - ``scale``: log(fx * 100 mm / (-tz * size)): the image fraction that 100 mm at the pivot's depth covers;
 together with the rotation they give the translation back for any focal length (``translation_of``).
-Augmentation (random crop/scale around the face, colour jitter, blur, noise, JPEG) changes the
-image and moves the landmarks and the intrinsics with it, so every target stays exact.
+The network sees a square crop around the face (``face_crop_box``: the landmark box's larger side
+times ``CROP_SCALE``, as the reconstructor crops a detected face), so that the face fills the
+input whatever the render's framing. Augmentation (the crop's scale and position jittered, colour
+jitter, blur, noise, JPEG) changes the image and moves the landmarks and the intrinsics with it,
+so every target stays exact.
 """
 
 from __future__ import annotations
@@ -16,8 +19,12 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from ..dataset import ShardedDataset
+from ..photos import crop_photo
 
 SCALE_MM = 100.0
+CROP_SCALE = 1.6  # crop side / the larger side of the 68 landmarks' box: forehead to chin, ears to ears
+CROP_JITTER_SCALE = 0.1  # training crops: side times exp(U(-j, j))
+CROP_JITTER_SHIFT = 0.06  # training crops: centre moved by U(-j, j) of the side, per axis
 FIELDS = ["image", "landmarks_2d", "landmark_visible", "params/identity", "params/expression", "params/rotation",
           "params/translation", "params/intrinsics", "params/light_sh", "sample_index"]
 
@@ -26,6 +33,13 @@ def split_indices(n: int, held_out_fraction: float = 0.05) -> tuple[np.ndarray, 
     """(training, held-out) positions: the last ``held_out_fraction`` of the sample indices is held out."""
     cut = int(round(n * (1 - held_out_fraction)))
     return np.arange(cut), np.arange(cut, n)
+
+
+def face_crop_box(landmarks: np.ndarray, scale: float = CROP_SCALE) -> tuple[float, float, float]:
+    """(x0, y0, side) of the square crop centred on the landmarks' box."""
+    lo, hi = landmarks.min(0), landmarks.max(0)
+    centre, side = (lo + hi) / 2, scale * float((hi - lo).max())
+    return float(centre[0] - side / 2), float(centre[1] - side / 2), side
 
 
 def camera_targets(translation: np.ndarray, intrinsics: np.ndarray, size: int) -> tuple[np.ndarray, float]:
@@ -44,7 +58,8 @@ def translation_of(position, scale, intrinsics, size):
 
 
 def _exp(x):
-    return x.exp() if hasattr(x, "exp") and not isinstance(x, np.ndarray) else np.exp(x)
+    """exp of a log scale kept inside [-8, 8]: a wild prediction early in training must not overflow."""
+    return x.clamp(-8, 8).exp() if hasattr(x, "exp") and not isinstance(x, np.ndarray) else np.exp(np.clip(x, -8, 8))
 
 
 def _stack(parts):
@@ -73,15 +88,13 @@ class FaceTrainingSet:
         image = sample["image"]
         intrinsics = sample["params/intrinsics"].astype(np.float64).copy()
         landmarks = sample["landmarks_2d"].astype(np.float64).copy()
-        h = image.shape[0]
-        if self.augment:  # random square crop inside the image: 80-100% of it, anywhere it fits
-            side = h * rng.uniform(0.8, 1.0)
-            x0, y0 = rng.uniform(0, h - side, 2)
-        else:
-            side, x0, y0 = h, 0.0, 0.0
+        x0, y0, side = face_crop_box(landmarks)
+        if self.augment:
+            centre = np.array([x0, y0]) + side / 2 + rng.uniform(-CROP_JITTER_SHIFT, CROP_JITTER_SHIFT, 2) * side
+            side *= np.exp(rng.uniform(-CROP_JITTER_SCALE, CROP_JITTER_SCALE))
+            x0, y0 = centre - side / 2
         k = self.size / side
-        picture = Image.fromarray(image).resize((self.size, self.size), Image.BILINEAR,
-                                                box=(x0, y0, x0 + side, y0 + side))
+        picture = Image.fromarray(crop_photo(image, (x0, y0, side), self.size))
         intrinsics = np.array([intrinsics[0] * k, intrinsics[1] * k, (intrinsics[2] - x0) * k, (intrinsics[3] - y0) * k])
         landmarks = (landmarks - [x0, y0]) * k
         if self.augment:
@@ -99,20 +112,27 @@ class FaceTrainingSet:
 
 
 def _photometric(picture: Image.Image, rng) -> Image.Image:
-    """Colour jitter, blur, noise and JPEG: the gap between renders and photos."""
-    a = np.asarray(picture, np.float32)
+    """Colour jitter, blur, noise and JPEG: the gap between renders and photos.
+
+    Contrast, per-channel gain, brightness and saturation are all affine in RGB, so they are
+    applied as one 3x3 matrix and offset.
+    """
+    a = np.asarray(picture, np.float32).reshape(-1, 3)
+    mean = a.mean(0).mean()
+    contrast, brightness = rng.uniform(0.8, 1.2), rng.uniform(-15, 15)
     gain = rng.uniform(0.75, 1.25) * rng.uniform(0.9, 1.1, 3)
-    a = (a - a.mean()) * rng.uniform(0.8, 1.2) + a.mean()
-    a = a * gain + rng.uniform(-15, 15)
-    grey = a.mean(-1, keepdims=True)
-    a = grey + (a - grey) * rng.uniform(0.6, 1.3)
+    saturation = rng.uniform(0.6, 1.3)
+    grey = np.full((3, 3), 1 / 3)
+    matrix = np.diag(gain) @ (saturation * np.eye(3) + (1 - saturation) * grey) * contrast
+    offset = gain * (mean * (1 - contrast)) + brightness
+    a = a @ matrix.T.astype(np.float32) + offset.astype(np.float32)
     if rng.uniform() < 0.3:
-        a = a + rng.normal(0, rng.uniform(2, 8), a.shape)
-    picture = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+        a += rng.normal(0, rng.uniform(2, 8), a.shape).astype(np.float32)
+    picture = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8).reshape(picture.height, picture.width, 3))
     if rng.uniform() < 0.3:
-        picture = picture.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
+        picture = picture.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.0)))
     if rng.uniform() < 0.4:
         buffer = io.BytesIO()
-        picture.save(buffer, "JPEG", quality=int(rng.integers(30, 90)))
+        picture.save(buffer, "JPEG", quality=int(rng.integers(40, 95)))
         picture = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
     return picture

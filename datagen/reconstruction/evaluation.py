@@ -2,7 +2,10 @@
 
 - Dense error: mean distance (mm) between predicted and true face-region vertices after the
   rigid (rotation + translation, Kabsch) alignment that minimises it, so that pose errors do not
-  count twice; the baseline predicts the mean face (zero identity and expression).
+  count twice; the baseline predicts the mean face (zero identity and expression). Also reported
+  with a similarity alignment (rotation, translation and one scale, as the NoW benchmark aligns),
+  which leaves out the face's overall size: the framing of a face crop hides it, so what a single
+  image shows of the size is only the proportions that the model ties to it.
 - Landmark NME: mean 2D distance of the 68 landmarks divided by the landmark box size
   sqrt(w * h) (synthetic: profile views make the inter-ocular distance vanish, as in AFLW2000-3D),
   or by the inter-ocular distance (real photos with 300-W annotations).
@@ -16,8 +19,8 @@ import numpy as np
 POSE_BINS = ((0, 30), (30, 60), (60, 91))
 
 
-def rigid_align(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """(B, V, 3) ``source`` rigidly moved onto ``target`` (least squares, no scale)."""
+def rigid_align(source: np.ndarray, target: np.ndarray, scale: bool = False) -> np.ndarray:
+    """(B, V, 3) ``source`` rigidly moved onto ``target`` (least squares; Umeyama's scale if ``scale``)."""
     ms, mt = source.mean(1, keepdims=True), target.mean(1, keepdims=True)
     s, t = source - ms, target - mt
     u, _, vt = np.linalg.svd(np.einsum("bvi,bvj->bij", s, t))
@@ -25,12 +28,16 @@ def rigid_align(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     fix = np.ones((len(d), 3))
     fix[:, 2] = d
     rotation = np.einsum("bij,bj,bjk->bik", u, fix, vt)  # maps s to t: s @ rotation
-    return s @ rotation + mt
+    moved = s @ rotation
+    if scale:
+        moved *= ((moved * t).sum((1, 2)) / (moved * moved).sum((1, 2)).clip(min=1e-12))[:, None, None]
+    return moved + mt
 
 
-def vertex_error(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """(B,) mean per-vertex distance in mm after rigid alignment."""
-    return np.linalg.norm(rigid_align(predicted.astype(np.float64), truth.astype(np.float64)) - truth, axis=-1).mean(1)
+def vertex_error(predicted: np.ndarray, truth: np.ndarray, scale: bool = False) -> np.ndarray:
+    """(B,) mean per-vertex distance in mm after rigid (or, with ``scale``, similarity) alignment."""
+    aligned = rigid_align(predicted.astype(np.float64), truth.astype(np.float64), scale)
+    return np.linalg.norm(aligned - truth, axis=-1).mean(1)
 
 
 def landmark_nme(predicted: np.ndarray, truth: np.ndarray, normalise: str = "box") -> np.ndarray:
@@ -54,11 +61,21 @@ def pose_bins(yaw_radians: np.ndarray, values: np.ndarray) -> dict:
     return out
 
 
-def summarise(errors: np.ndarray, baseline: np.ndarray, nme: np.ndarray, yaw: np.ndarray) -> dict:
-    return {"samples": int(len(errors)), "vertex_error_mm": float(errors.mean()),
-            "mean_face_error_mm": float(baseline.mean()), "error_ratio": float(errors.mean() / baseline.mean()),
-            "landmark_nme": float(nme.mean()), "vertex_error_by_pose": pose_bins(yaw, errors),
-            "landmark_nme_by_pose": pose_bins(yaw, nme)}
+def summarise(columns: dict) -> dict:
+    """Means over samples of per-sample ``columns`` (from training.evaluate_network): vertex errors of
+    the prediction and the mean face, rigid then similarity-aligned, and their ratios; the ratios of
+    the predicted identity alone (true expression) and the predicted expression alone (true
+    identity), which tell which part of a network's error is which; landmark NME; per pose bin."""
+    mean = {name: float(values.mean()) for name, values in columns.items()}
+    baseline, yaw = mean["mean_face"], columns["yaw"]
+    return {"samples": int(len(yaw)), "vertex_error_mm": mean["predicted"], "mean_face_error_mm": baseline,
+            "error_ratio": mean["predicted"] / baseline,
+            "similarity_error_mm": mean["predicted_similarity"],
+            "similarity_error_ratio": mean["predicted_similarity"] / mean["mean_face_similarity"],
+            "identity_error_ratio": mean["identity_only"] / baseline,
+            "expression_error_ratio": mean["expression_only"] / baseline,
+            "landmark_nme": mean["landmark_nme"], "vertex_error_by_pose": pose_bins(yaw, columns["predicted"]),
+            "landmark_nme_by_pose": pose_bins(yaw, columns["landmark_nme"])}
 
 
 def evaluate_synthetic(reconstructor, data, samples: int = 1000) -> dict:

@@ -1,8 +1,9 @@
 """Photo -> 3D face: detect, crop as in training, CoarseNet, mesh files and an overlay picture.
 
-The crop matches the training images: square, centred on the landmarks' mean, the landmark box
-(chin to brows) half its height (the quickstart's ``face_fraction`` is 0.4-0.6). A photo's camera
-is unknown; the crop is given the field of view in the middle of the training prior (26 degrees).
+The crop matches the training crops (``data.face_crop_box``: square, around the landmarks' box).
+A photo's camera is unknown: its focal length is taken as that of the middle of the training
+prior, a 26-degree vertical field of view in which the landmarks (chin to brows) fill half the
+height, and its principal point as the crop's centre.
 Meshes are written in the crop's camera space (mm; OpenGL axes, see the README), so that they
 overlay the crop; OBJ carries the model's UVs, PLY the vertices and faces.
 """
@@ -23,10 +24,11 @@ from ..models import resolve_model
 from ..photos import crop_photo, neutral_appearance
 from ..render import Renderer
 from ..sampling import FaceParams, rotation_matrix
-from .data import translation_of
+from .data import face_crop_box, translation_of
 from .network import CoarseNet
 
 FIELD_OF_VIEW = np.radians(26.0)
+FACE_FRACTION = 0.5  # landmark height / image height in the middle of the training prior
 
 
 @dataclass
@@ -38,10 +40,10 @@ class Reconstruction:
     box: tuple  # (x0, y0, side) of the crop in the photo
 
 
-def network_crop_box(landmarks: np.ndarray) -> tuple[float, float, float]:
-    centre = landmarks.mean(0)
-    side = 2.0 * float(np.ptp(landmarks[:, 1]))
-    return centre[0] - side / 2, centre[1] - side / 2, side
+def crop_intrinsics(landmarks: np.ndarray, box, size: int) -> np.ndarray:
+    """(fx, fy, cx, cy) of a photo's crop, in crop pixels, under the assumed camera (module docstring)."""
+    focal = float(np.ptp(landmarks[:, 1])) / (2 * FACE_FRACTION * np.tan(FIELD_OF_VIEW / 2)) * size / box[2]
+    return np.array([focal, focal, size / 2, size / 2], np.float32)
 
 
 class Reconstructor:
@@ -58,16 +60,15 @@ class Reconstructor:
         self.net = CoarseNet(self.model.num_identity, self.model.num_expression, self.config["width"])
         self.net.load_state_dict(state["net"])
         self.net.eval()
-        f = (self.size / 2) / np.tan(FIELD_OF_VIEW / 2)
-        self.intrinsics = np.array([f, f, self.size / 2, self.size / 2], np.float32)
         self._renderer = None
 
     @torch.no_grad()
-    def predict(self, images: np.ndarray, intrinsics: np.ndarray | None = None) -> list[FaceParams]:
-        """Parameters of (B, S, S, 3) uint8 crops (S = the network's input size)."""
+    def predict(self, images: np.ndarray, intrinsics: np.ndarray) -> list[FaceParams]:
+        """Parameters of (B, S, S, 3) uint8 crops (S = the network's input size) with the crops'
+        (B, 4) or (4,) intrinsics."""
         x = torch.from_numpy((images.astype(np.float32).transpose(0, 3, 1, 2) / 255.0 - 0.5) / 0.25)
         p = {k: v.numpy().astype(np.float64) for k, v in self.net(x).items()}
-        intrinsics = np.broadcast_to(self.intrinsics if intrinsics is None else intrinsics, (len(images), 4))
+        intrinsics = np.broadcast_to(intrinsics, (len(images), 4))
         translation = translation_of(p["position"], p["scale"], intrinsics.astype(np.float64), self.size)
         return [FaceParams(sample_index=-1, identity=p["identity"][i].astype(np.float32),
                            expression=p["expression"][i].astype(np.float32), rotation=p["rotation"][i].astype(np.float32),
@@ -81,9 +82,9 @@ class Reconstructor:
 
     def reconstruct(self, image: np.ndarray, landmarks: np.ndarray) -> Reconstruction:
         """One face of an (H, W, 3) photo, cropped around ``landmarks`` (68, 2) (detected or annotated)."""
-        box = network_crop_box(landmarks)
+        box = face_crop_box(landmarks)
         crop = crop_photo(image, box, self.size)
-        params = self.predict(crop[None])[0]
+        params = self.predict(crop[None], crop_intrinsics(landmarks, box, self.size))[0]
         vertices = self.camera_vertices(params)
         fitted = project(vertices[self.model.landmark_ids][None], params.intrinsics[None])[0]
         return Reconstruction(params, vertices, fitted * box[2] / self.size + box[:2], crop, box)

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
+GRID = 4  # the encoder's output grid
+
 
 class BasicBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int):
@@ -40,8 +42,10 @@ class CoarseNet(nn.Module):
             for b in range(count):
                 layers.append(BasicBlock(cin, cout, 2 if b == 0 else 1))
                 cin = cout
-        self.encoder = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = nn.Sequential(nn.Linear(cin, 512), nn.ReLU(inplace=True),
+        # A 4 x 4 grid of features rather than one global average: where a feature is in the face
+        # (a mouth corner, the jaw line) is what the shape and pose are read from.
+        self.encoder = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(GRID), nn.Flatten())
+        self.head = nn.Sequential(nn.Linear(cin * GRID * GRID, 512), nn.ReLU(inplace=True),
                                   nn.Linear(512, num_identity + num_expression + 3 + 2 + 1 + 27))
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -1,0 +1,86 @@
+"""What the held-out shape metric can and cannot see: errors of oracle predictions, no network.
+
+    python bench/shape_floor.py --data data/train20k
+
+Over a dataset's held-out samples (their true identity and expression), prints the face-region
+vertex error ratio to the mean face's (rigid alignment, as `datagen evaluate`) of:
+- the true shape at the average size (an oracle that sees the shape but not its size, which the
+  framing of a crop hides), and the true shape with identity mode 0 set to zero;
+- the true identity with no expression, no identity with the true expression, and the first k
+  identity modes with the true expression;
+and how well a linear regression predicts a face's size from its size-free shape (R² on samples
+it was not fitted on): how much of the size the model's proportions give away.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from datagen.dataset import ShardedDataset
+from datagen.reconstruction.data import split_indices
+from datagen.reconstruction.evaluation import vertex_error
+
+
+def shapes(model, vertex_ids, identity, expression):
+    return (model.mean[vertex_ids] + np.einsum("bk,kvc->bvc", identity, model.identity_basis[:, vertex_ids])
+            + np.einsum("be,evc->bvc", expression, model.expression_basis[:, vertex_ids]))
+
+
+def size_regression_r2(model, vertex_ids, identity, expression) -> float:
+    truth = shapes(model, vertex_ids, identity, expression)
+    centred = truth - truth.mean(1, keepdims=True)
+    size = np.sqrt((centred ** 2).sum(-1).mean(1))
+    normalised = (centred / size[:, None, None]).reshape(len(truth), -1)
+    fit, test = slice(0, len(truth) * 4 // 5), slice(len(truth) * 4 // 5, None)
+    mean = normalised[fit].mean(0)
+    _, _, vt = np.linalg.svd(normalised[fit] - mean, full_matrices=False)
+    features = np.c_[np.ones(len(truth)), (normalised - mean) @ vt[:150].T]
+    weights = np.linalg.lstsq(features[fit], np.log(size[fit]), rcond=None)[0]
+    residual = np.log(size[test]) - features[test] @ weights
+    return 1 - residual.var() / np.log(size[test]).var()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--samples", type=int, default=1000, help="held-out samples (as datagen evaluate)")
+    parser.add_argument("--regression-samples", type=int, default=5000)
+    args = parser.parse_args()
+    data = ShardedDataset(args.data, fields=["params/identity", "params/expression"])
+    model = data.model()
+    face = np.flatnonzero(model.region_vertices("face")) if "face" in model.region_names else np.arange(model.num_vertices)
+
+    def params(indices):
+        rows = [data[int(i)] for i in indices]
+        return (np.stack([r["params/identity"] for r in rows]).astype(np.float64),
+                np.stack([r["params/expression"] for r in rows]).astype(np.float64))
+
+    identity, expression = params(split_indices(len(data))[1][:args.samples])
+    truth = shapes(model, face, identity, expression)
+    baseline = vertex_error(np.broadcast_to(model.mean[face], truth.shape), truth).mean()
+
+    def report(label, predicted):
+        print(f"{label:55s} {vertex_error(predicted, truth).mean() / baseline:.3f}")
+
+    print(f"{len(truth)} held-out samples, {len(face)} face vertices; mean face error {baseline:.2f} mm (ratio 1)")
+    centred = truth - truth.mean(1, keepdims=True)
+    size = np.sqrt((centred ** 2).sum(-1).mean(1))
+    report("true shape at the average size", centred * (size.mean() / size)[:, None, None])
+    no_mode0 = identity.copy()
+    no_mode0[:, 0] = 0
+    report("true shape, identity mode 0 set to zero", shapes(model, face, no_mode0, expression))
+    report("true identity, no expression", shapes(model, face, identity, 0 * expression))
+    report("no identity, true expression", shapes(model, face, 0 * identity, expression))
+    for k in (5, 10, 20, 40):
+        first = identity.copy()
+        first[:, k:] = 0
+        report(f"first {k} identity modes, true expression", shapes(model, face, first, expression))
+    step = max(1, len(data) // args.regression_samples)
+    r2 = size_regression_r2(model, face[::4], *params(range(0, len(data), step)))
+    print(f"size from the size-free shape, linear regression: R^2 = {r2:.4f} (held-out 20%)")
+
+
+if __name__ == "__main__":
+    main()
