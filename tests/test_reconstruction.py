@@ -45,6 +45,7 @@ def test_a_tiny_model_trains_and_its_loss_falls(trained):
         assert (out / name).stat().st_size > 0, name
     assert (out / "metrics.csv").read_text().count("\n") == 5
     assert Image.open(out / "curve.png").size == (640, 360)
+    assert (out / "best.pt").stat().st_size < 0.5 * (out / "last.pt").stat().st_size  # no optimiser state
 
 
 def test_training_resumes_from_its_last_checkpoint(trained):

@@ -106,12 +106,15 @@ class Trainer:
 
     # --- state
 
-    def save(self, name: str) -> None:
+    def save(self, name: str, resumable: bool = True) -> None:
+        """A checkpoint; only a resumable one (last.pt) carries the optimiser's state, 2/3 of its size."""
         self.out.mkdir(parents=True, exist_ok=True)
         state = {"config": dataclasses.asdict(self.config), "model": {"name": self.model.name,
                  "checksum": self.model.checksum, "job_model": self.dataset.manifest["model"].get("job_model")},
-                 "net": self.net.state_dict(), "optimiser": self.optimiser.state_dict(), "epoch": self.epoch,
+                 "net": self.net.state_dict(), "epoch": self.epoch,
                  "step": self.step, "seconds": self.seconds, "history": self.history, "best": self.best}
+        if resumable:
+            state["optimiser"] = self.optimiser.state_dict()
         tmp = self.out / (name + ".partial")
         torch.save(state, tmp)
         tmp.replace(self.out / name)
@@ -167,7 +170,7 @@ class Trainer:
             self.log(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
             if metrics["vertex_error_mm"] < self.best:
                 self.best = metrics["vertex_error_mm"]
-                self.save("best.pt")
+                self.save("best.pt", resumable=False)
             self.save("last.pt")
             self.write_logs(metrics)
         return self.history[-1] if self.history else {}
