@@ -17,15 +17,18 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+import torch
 
 from datagen.dataset import ShardedDataset
 from datagen.reconstruction.data import split_indices
 from datagen.reconstruction.evaluation import vertex_error
+from datagen.reconstruction.network import FaceDecoder
 
 
 def shapes(model, vertex_ids, identity, expression):
-    return (model.mean[vertex_ids] + np.einsum("bk,kvc->bvc", identity, model.identity_basis[:, vertex_ids])
-            + np.einsum("be,evc->bvc", expression, model.expression_basis[:, vertex_ids]))
+    """(B, V, 3) float64 vertices ``vertex_ids`` of the faces, through the trainer's decoder."""
+    decoder = FaceDecoder(model, vertex_ids)
+    return decoder(torch.from_numpy(identity).float(), torch.from_numpy(expression).float()).double().numpy()
 
 
 def size_regression_r2(model, vertex_ids, identity, expression) -> float:
@@ -59,7 +62,7 @@ def main() -> None:
 
     identity, expression = params(split_indices(len(data))[1][:args.samples])
     truth = shapes(model, face, identity, expression)
-    baseline = vertex_error(np.broadcast_to(model.mean[face], truth.shape), truth).mean()
+    baseline = vertex_error(np.broadcast_to(model.mean[face].astype(np.float64), truth.shape), truth).mean()
 
     def report(label, predicted):
         print(f"{label:55s} {vertex_error(predicted, truth).mean() / baseline:.3f}")

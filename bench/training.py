@@ -62,13 +62,10 @@ def network_cost(size: int, batch: int, steps: int = 12) -> None:
 def training_steps(data: str, size: int, batch: int, workers: int, warm: int = 8, timed: int = 40) -> float:
     config = TrainConfig(data=data, out="/tmp/datagen-bench-training", size=size, batch_size=batch, workers=workers)
     trainer = Trainer(config, log=lambda message: None)
-    loader = torch.utils.data.DataLoader(trainer.train_set, batch_size=batch, shuffle=True, num_workers=workers)
+    loader = trainer.loader(workers)
     times, start = [], time.perf_counter()
     for i, batch_data in enumerate(loader):
-        for group in trainer.optimiser.param_groups:
-            group["lr"] = trainer.learning_rate(len(loader))
-        trainer.train_step(batch_data)
-        trainer.step += 1
+        trainer.scheduled_step(batch_data, len(loader))
         now = time.perf_counter()
         if i >= warm:
             times.append(now - start)

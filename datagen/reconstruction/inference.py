@@ -24,11 +24,13 @@ from ..models import resolve_model
 from ..photos import crop_photo, neutral_appearance
 from ..render import Renderer
 from ..sampling import FaceParams, rotation_matrix
+from ..spec import CameraPrior
 from .data import face_crop_box, translation_of
 from .network import CoarseNet
 
-FIELD_OF_VIEW = np.radians(26.0)
-FACE_FRACTION = 0.5  # landmark height / image height in the middle of the training prior
+# A photo's assumed camera: the middle of the default camera prior (26 degrees, half the height)
+FIELD_OF_VIEW = np.radians(np.mean(CameraPrior.fov_deg))
+FACE_FRACTION = float(np.mean(CameraPrior.face_fraction))  # landmark height / image height
 
 
 @dataclass

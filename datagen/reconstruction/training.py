@@ -142,22 +142,31 @@ class Trainer:
         warm = min(1.0, (self.step + 1) / max(1, min(self.config.warmup_steps, steps_per_epoch)))
         return self.config.learning_rate * warm * 0.5 * (1 + math.cos(math.pi * self.progress(steps_per_epoch)))
 
-    def run(self) -> dict:
-        workers = loader_workers(self.device) if self.config.workers is None else self.config.workers
+    def loader(self, workers: int | None = None) -> torch.utils.data.DataLoader:
+        workers = loader_workers(self.device) if workers is None else workers
         # Workers are not persistent: each epoch's workers get the dataset with its new epoch (augmentations).
-        loader = torch.utils.data.DataLoader(self.train_set, batch_size=self.config.batch_size, shuffle=True,
-                                             num_workers=workers, drop_last=True,
-                                             generator=torch.Generator().manual_seed(self.config.seed))
+        return torch.utils.data.DataLoader(self.train_set, batch_size=self.config.batch_size, shuffle=True,
+                                           num_workers=workers, drop_last=True,
+                                           generator=torch.Generator().manual_seed(self.config.seed))
+
+    def scheduled_step(self, batch, steps_per_epoch: int) -> tuple[float, float]:
+        """One optimiser step at the schedule's learning rate: (loss, learning rate)."""
+        lr = self.learning_rate(steps_per_epoch)
+        for group in self.optimiser.param_groups:
+            group["lr"] = lr
+        loss = self.train_step(batch)
+        self.step += 1
+        return loss, lr
+
+    def run(self) -> dict:
+        loader = self.loader(self.config.workers)
         while self.epoch < self.config.epochs and self.progress(len(loader)) < 1.0:
             self.train_set.epoch = self.epoch  # new augmentations per epoch
             started, losses = time.perf_counter(), []
             self.net.train()
             for batch in loader:
-                lr = self.learning_rate(len(loader))
-                for group in self.optimiser.param_groups:
-                    group["lr"] = lr
-                losses.append(self.train_step(batch))
-                self.step += 1
+                loss, lr = self.scheduled_step(batch, len(loader))
+                losses.append(loss)
                 self.seconds += time.perf_counter() - started
                 started = time.perf_counter()
                 if self.progress(len(loader)) >= 1.0:
