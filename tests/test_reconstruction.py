@@ -169,3 +169,14 @@ def test_a_diverging_run_stops_with_one_clear_error(tiny_data, tmp_path, monkeyp
     with pytest.raises(DatagenError, match="diverged"):
         trainer.run()
     assert trainer.bad_steps == MAX_BAD_STEPS + 1
+
+
+def test_loader_workers_draw_new_augmentations_every_epoch(trained):
+    trainer, _ = trained
+    loader = trainer.loader(workers=1)
+    images = []
+    for epoch in (0, 1):
+        trainer.train_set.epoch = epoch
+        images.append({int(i): image for batch in loader for i, image in zip(batch["index"], batch["image"])})
+    both = images[0].keys() & images[1].keys()  # drop_last leaves out other samples each epoch
+    assert len(both) > 30 and all(not torch.equal(images[0][i], images[1][i]) for i in both)
