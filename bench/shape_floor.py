@@ -8,8 +8,11 @@ vertex error ratio to the mean face's (rigid alignment, as `datagen evaluate`) o
   framing of a crop hides), and the true shape with identity mode 0 set to zero;
 - the true identity with no expression, no identity with the true expression, and the first k
   identity modes with the true expression;
-and how well a linear regression predicts a face's size from its size-free shape (R² on samples
-it was not fitted on): how much of the size the model's proportions give away.
+how well a linear regression predicts a face's size from its size-free shape (R² on samples
+it was not fitted on): how much of the size the model's proportions give away; and the error of
+the reconstructor's model fit (refine.fit_to_points, the sampling prior N(0, 1) on identity) to
+the true crop positions of the network's dense points with independent noise of a few pixels:
+how precise the points must be for a given error ratio.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ import numpy as np
 import torch
 
 from datagen.dataset import ShardedDataset
-from datagen.reconstruction.data import split_indices
+from datagen.reconstruction.data import FaceTrainingSet, split_indices, translation_of
 from datagen.reconstruction.evaluation import vertex_error
 from datagen.reconstruction.network import FaceDecoder
+from datagen.reconstruction.refine import fit_to_points
+from datagen.reconstruction.training import TrainConfig, dense_vertex_ids
 
 
 def shapes(model, vertex_ids, identity, expression):
@@ -50,6 +55,7 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--samples", type=int, default=1000, help="held-out samples (as datagen evaluate)")
     parser.add_argument("--regression-samples", type=int, default=5000)
+    parser.add_argument("--fit-samples", type=int, default=256, help="held-out samples for the dense-point fits")
     args = parser.parse_args()
     data = ShardedDataset(args.data, fields=["params/identity", "params/expression"])
     model = data.model()
@@ -83,6 +89,29 @@ def main() -> None:
     step = max(1, len(data) // args.regression_samples)
     r2 = size_regression_r2(model, face[::4], *params(range(0, len(data), step)))
     print(f"size from the size-free shape, linear regression: R^2 = {r2:.4f} (held-out 20%)")
+    dense_point_fits(args.data, model, face, args.fit_samples)
+
+
+def dense_point_fits(path, model, face, samples, size=TrainConfig.size, noise_px=(0.0, 0.25, 0.5, 1.0, 2.0)):
+    """Fit the model to the true dense points of held-out crops plus independent Gaussian noise; start
+    and expression prior at the true expression and pose, identity at the mean face (prior N(0, 1))."""
+    held = FaceTrainingSet(path, split_indices(len(ShardedDataset(path)))[1][:samples], size, augment=False)
+    batch = next(iter(torch.utils.data.DataLoader(held, batch_size=samples)))
+    point_ids = dense_vertex_ids(model, TrainConfig.points)
+    points_decoder, face_decoder = FaceDecoder(model, point_ids), FaceDecoder(model, face)
+    translation = translation_of(batch["position"], batch["scale"], batch["intrinsics"], size)
+    exact = points_decoder.project(points_decoder(batch["identity"], batch["expression"]), batch["rotation"],
+                                   translation, batch["intrinsics"])
+    truth = face_decoder(batch["identity"], batch["expression"]).double().numpy()
+    baseline = vertex_error(np.broadcast_to(model.mean[face].astype(np.float64), truth.shape), truth).mean()
+    generator = torch.Generator().manual_seed(0)
+    for noise in noise_px:
+        points = exact + noise * torch.randn(exact.shape, generator=generator)
+        fit = fit_to_points(points_decoder, points, torch.full(exact.shape[:2], max(noise, 0.1)), batch["intrinsics"],
+                            torch.zeros_like(batch["identity"]), batch["expression"], batch["rotation"], translation,
+                            iterations=10, sigma_scale=1.0, identity_sigma=1.0)
+        ratio = vertex_error(face_decoder(fit["identity"], fit["expression"]).double().numpy(), truth).mean() / baseline
+        print(f"fit to {len(point_ids)} dense points with {noise:.2f} px independent noise ({size}-pixel crops)   {ratio:.3f}")
 
 
 if __name__ == "__main__":

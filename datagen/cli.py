@@ -194,12 +194,15 @@ def fit(photos, out, landmarks, model_name, no_detect, model_dir):
 @click.option("--learning-rate", type=float, default=2e-3, show_default=True)
 @click.option("--size", type=int, default=112, show_default=True, help="Network input size, pixels (a square crop around the face).")
 @click.option("--width", type=int, default=32, show_default=True, help="Channels of the first encoder stage.")
+@click.option("--points", type=int, default=500, show_default=True,
+              help="Dense 2D points (face vertices) the network predicts and reconstructions are fitted to; 0: "
+                   "the regressed parameters are the reconstruction.")
 @click.option("--workers", type=int, default=None,
               help="DataLoader worker processes (augmentation runs there); default: none on a CPU with at most "
                    "4 cores, else up to 8.")
 @click.option("--fresh", is_flag=True, help="Start over instead of resuming from OUT/last.pt.")
 @MODEL_DIR
-def train(data, out, epochs, minutes, batch_size, learning_rate, size, width, workers, fresh, model_dir):
+def train(data, out, epochs, minutes, batch_size, learning_rate, size, width, points, workers, fresh, model_dir):
     """Train the reference CoarseNet on a dataset's shards (resumes from OUT/last.pt)."""
     from .reconstruction import require_torch
 
@@ -207,7 +210,7 @@ def train(data, out, epochs, minutes, batch_size, learning_rate, size, width, wo
     from .reconstruction.training import TrainConfig, train as run
 
     config = TrainConfig(data=str(data), out=str(out), epochs=epochs, minutes=minutes, batch_size=batch_size,
-                         learning_rate=learning_rate, size=size, width=width, workers=workers,
+                         learning_rate=learning_rate, size=size, width=width, points=points, workers=workers,
                          model_dir=str(model_dir) if model_dir else None)
     final = run(config, log=click.echo, resume=not fresh)
     click.echo(f"done: {out}/best.pt (held-out vertex error {final.get('vertex_error_mm', float('nan')):.2f} mm, "
@@ -283,6 +286,8 @@ def evaluate(checkpoint, data, photos, samples, overlays, model_dir):
                    f"{r['similarity_error_ratio']:.2f}); landmark NME {100 * r['landmark_nme']:.2f}% (of the landmark box)")
         click.echo(f"  ratio with the predicted identity and the true expression {r['identity_error_ratio']:.2f}, "
                    f"with the true identity and the predicted expression {r['expression_error_ratio']:.2f}")
+        if "regressed_error_ratio" in r:
+            click.echo(f"  ratio of the regressed parameters before the fit to the dense points {r['regressed_error_ratio']:.2f}")
         for key in ("vertex_error_by_pose", "landmark_nme_by_pose"):
             click.echo(f"  {key}: " + ", ".join(f"yaw {b}: {v:.4g} (n={n})" for b, (v, n) in r[key].items()))
     if photos:

@@ -74,6 +74,7 @@ def summarise(columns: dict) -> dict:
             "similarity_error_ratio": mean["predicted_similarity"] / mean["mean_face_similarity"],
             "identity_error_ratio": mean["identity_only"] / baseline,
             "expression_error_ratio": mean["expression_only"] / baseline,
+            **({"regressed_error_ratio": mean["regressed"] / baseline} if "regressed" in mean else {}),
             "landmark_nme": mean["landmark_nme"], "vertex_error_by_pose": pose_bins(yaw, columns["predicted"]),
             "landmark_nme_by_pose": pose_bins(yaw, columns["landmark_nme"])}
 

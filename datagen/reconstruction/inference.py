@@ -1,4 +1,5 @@
-"""Photo -> 3D face: detect, crop as in training, CoarseNet, mesh files and an overlay picture.
+"""Photo -> 3D face: detect, crop as in training, CoarseNet, a model fit to its dense points, mesh files
+and an overlay picture.
 
 The crop matches the training crops (``data.face_crop_box``: square, around the landmarks' box).
 A photo's camera is unknown: its focal length is taken as that of the middle of the training
@@ -25,8 +26,10 @@ from ..photos import crop_photo, neutral_appearance
 from ..render import Renderer
 from ..sampling import FaceParams, rotation_matrix
 from ..spec import CameraPrior
-from .data import face_crop_box, translation_of
-from .network import CoarseNet
+from .data import face_crop_box
+from .network import CoarseNet, FaceDecoder
+from .refine import final_parameters
+from .training import dense_vertex_ids
 
 # A photo's assumed camera: the middle of the default camera prior (26 degrees, half the height)
 FIELD_OF_VIEW = np.radians(np.mean(CameraPrior.fov_deg))
@@ -59,9 +62,12 @@ class Reconstructor:
         model_name = state["model"].get("job_model") or state["model"]["name"]
         self.model = resolve_model(model_name, model_dir)
         self.size = self.config["size"]
-        self.net = CoarseNet(self.model.num_identity, self.model.num_expression, self.config["width"])
+        point_ids = dense_vertex_ids(self.model, self.config.get("points", 0))
+        self.net = CoarseNet(self.model.num_identity, self.model.num_expression, self.config["width"],
+                             point_ids=point_ids)
         self.net.load_state_dict(state["net"])
         self.net.eval()
+        self.point_decoder = FaceDecoder(self.model, point_ids) if len(point_ids) else None
         self._renderer = None
 
     @torch.no_grad()
@@ -69,13 +75,13 @@ class Reconstructor:
         """Parameters of (B, S, S, 3) uint8 crops (S = the network's input size) with the crops'
         (B, 4) or (4,) intrinsics."""
         x = torch.from_numpy((images.astype(np.float32).transpose(0, 3, 1, 2) / 255.0 - 0.5) / 0.25)
-        p = {k: v.numpy().astype(np.float64) for k, v in self.net(x).items()}
-        intrinsics = np.broadcast_to(intrinsics, (len(images), 4))
-        translation = translation_of(p["position"], p["scale"], intrinsics.astype(np.float64), self.size)
-        return [FaceParams(sample_index=-1, identity=p["identity"][i].astype(np.float32),
-                           expression=p["expression"][i].astype(np.float32), rotation=p["rotation"][i].astype(np.float32),
-                           translation=translation[i].astype(np.float32), intrinsics=np.asarray(intrinsics[i], np.float32),
-                           light_sh=p["light"][i].reshape(9, 3).astype(np.float32), appearance=neutral_appearance(),
+        intrinsics = np.ascontiguousarray(np.broadcast_to(intrinsics, (len(images), 4)), np.float32)
+        predicted = self.net(x)
+        fitted = final_parameters(predicted, torch.from_numpy(intrinsics), self.size, self.point_decoder)
+        p = {k: v.numpy() for k, v in {**predicted, **fitted}.items()}
+        return [FaceParams(sample_index=-1, identity=p["identity"][i], expression=p["expression"][i],
+                           rotation=p["rotation"][i], translation=p["translation"][i], intrinsics=intrinsics[i],
+                           light_sh=p["light"][i].reshape(9, 3), appearance=neutral_appearance(),
                            background=np.array([0, -1], np.int64)) for i in range(len(images))]
 
     def camera_vertices(self, params: FaceParams) -> np.ndarray:

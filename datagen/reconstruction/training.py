@@ -2,7 +2,10 @@
 
 Loss = parameter regression (identity, expression, pose, camera, lighting)
      + dense vertices (mm, model space, decoded in the graph from both parameter sets)
-     + landmark reprojection (pixels / image size, visible landmarks, with the sample's camera).
+     + landmark reprojection (pixels / image size, visible landmarks, with the sample's camera)
+     + dense 2D points: the Gaussian negative log-likelihood of the network's crop positions of
+       ``points`` face vertices (``dense_vertex_ids``) against their true projections, so that
+       each point's uncertainty is learnt with it; ``refine`` fits the model to them.
 The run is resumable: ``last.pt`` holds the network, the optimiser, the epoch and the time spent;
 ``best.pt`` the network with the lowest held-out vertex error; ``metrics.csv`` one row per
 epoch; ``curve.png`` the curves. CPU works; a CUDA GPU is used when there is one, with mixed
@@ -28,12 +31,13 @@ from ..dataset import ShardedDataset
 from ..errors import DatagenError
 from .data import FaceTrainingSet, split_indices, translation_of
 from .evaluation import landmark_nme, summarise, vertex_error
-from .network import CoarseNet, FaceDecoder
+from .network import POINT_LOG_SIGMA, CoarseNet, FaceDecoder
+from .refine import final_parameters
 
 # Shape (identity, expression, vertices) weighs as much as pose: with lighter shape terms a first
 # 20k-sample run learnt pose and camera in 3 epochs but left identity and expression at the prior.
 LOSS_WEIGHTS = {"identity": 3.0, "expression": 30.0, "rotation": 10.0, "position": 10.0, "scale": 1.0,
-                "light": 0.1, "vertices": 1.0, "landmarks": 10.0}
+                "light": 0.1, "vertices": 1.0, "landmarks": 10.0, "points": 1.0}
 GRADIENT_CLIP = 100.0  # global gradient norm; steady-state norms are ~10
 MAX_BAD_STEPS = 20  # steps with a non-finite loss (skipped) before training stops
 
@@ -49,6 +53,7 @@ class TrainConfig:
     warmup_steps: int = 300  # linear learning-rate warm-up (at most one epoch): a first full-size Adam step throws the wide head far off
     size: int = 112  # network input, pixels: a square crop around the face (data.face_crop_box)
     width: int = 32  # channels of the first stage
+    points: int = 500  # dense 2D points the network predicts and the reconstruction is fitted to (0: none)
     workers: int | None = None  # DataLoader worker processes (augmentation runs there); None: loader_workers()
     held_out: float = 0.05
     evaluate_samples: int = 1000  # held-out samples scored after each epoch
@@ -68,6 +73,11 @@ def loader_workers(device: torch.device) -> int:
     if device.type == "cpu" and cores <= 4:
         return 0
     return max(1, min(8, cores - 1))
+
+
+def dense_vertex_ids(model, points: int) -> np.ndarray:
+    """The vertices whose 2D positions a network with ``points`` dense points predicts (empty for 0)."""
+    return face_vertex_ids(model, points) if points else np.zeros(0, int)
 
 
 def face_vertex_ids(model, count: int = 2000) -> np.ndarray:
@@ -92,10 +102,12 @@ class Trainer:
         self.train_set = FaceTrainingSet(config.data, train_ids, config.size, augment=True, seed=config.seed)
         self.held_out = FaceTrainingSet(config.data, held_ids[:config.evaluate_samples], config.size, augment=False)
         # channels-last convolutions: about 20% faster on a CPU (oneDNN), and what tensor cores want
-        self.net = CoarseNet(self.model.num_identity, self.model.num_expression, config.width).to(
-            self.device, memory_format=torch.channels_last)
+        self.point_ids = dense_vertex_ids(self.model, config.points)
+        self.net = CoarseNet(self.model.num_identity, self.model.num_expression, config.width,
+                             point_ids=self.point_ids).to(self.device, memory_format=torch.channels_last)
         self.ids = face_vertex_ids(self.model)
         self.decoder = FaceDecoder(self.model, self.ids).to(self.device)
+        self.point_decoder = FaceDecoder(self.model, self.point_ids).to(self.device)
         self.landmark_rows = torch.from_numpy(np.searchsorted(self.ids, self.model.landmark_ids)).to(self.device)
         self.optimiser = torch.optim.AdamW(self.net.parameters(), lr=config.learning_rate, weight_decay=1e-4)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda")
@@ -197,7 +209,19 @@ class Trainer:
         visible = batch["visible"]
         error = ((landmarks - batch["landmarks"]).norm(dim=-1) / self.config.size).clamp(max=1.0)  # robust to wild starts
         out["landmarks"] = (error * visible).sum() / visible.sum().clamp(min=1)
+        if self.net.num_points:
+            out["points"] = self.point_loss(batch, predicted)
         return out
+
+    def point_loss(self, batch, predicted) -> torch.Tensor:
+        """Gaussian negative log-likelihood (2D, per point, up to a constant) of the dense points, pixels."""
+        true_translation = translation_of(batch["position"], batch["scale"], batch["intrinsics"], self.config.size)
+        truth = self.point_decoder.project(self.point_decoder(batch["identity"], batch["expression"]),
+                                           batch["rotation"], true_translation, batch["intrinsics"])
+        points = (predicted["points"] + 0.5) * self.config.size
+        log_sigma = predicted["point_log_sigma"].clamp(*POINT_LOG_SIGMA)
+        squared = ((points - truth) ** 2).sum(-1)
+        return (0.5 * squared * torch.exp(-2 * log_sigma) + 2 * log_sigma).mean()
 
     def train_step(self, batch) -> float:
         batch = {k: v.to(self.device) for k, v in batch.items()}
@@ -243,19 +267,22 @@ def evaluate_network(net, model, held_out: FaceTrainingSet, size: int, device, b
     face = np.flatnonzero(model.region_vertices("face")) if "face" in model.region_names else np.arange(model.num_vertices)
     decoder = FaceDecoder(model, face).to(device)
     landmark_decoder = FaceDecoder(model, model.landmark_ids).to(device)
+    point_decoder = FaceDecoder(model, net.point_ids.cpu().numpy()).to(device) if net.num_points else None
     loader = torch.utils.data.DataLoader(held_out, batch_size=batch_size, num_workers=0)
     columns = {}
     for batch in loader:
         batch = {k: v.to(device) for k, v in batch.items()}
-        p = {k: v.float() for k, v in net(batch["image"]).items()}
+        regressed = {k: v.float() for k, v in net(batch["image"]).items()}
+        p = final_parameters(regressed, batch["intrinsics"], size, point_decoder)
         truth = decoder(batch["identity"], batch["expression"]).cpu().numpy()
         faces = {"predicted": decoder(p["identity"], p["expression"]).cpu().numpy(),
                  "mean_face": np.broadcast_to(decoder.mean.cpu().numpy(), truth.shape),
                  "identity_only": decoder(p["identity"], batch["expression"]).cpu().numpy(),
                  "expression_only": decoder(batch["identity"], p["expression"]).cpu().numpy()}
-        translation = translation_of(p["position"], p["scale"], batch["intrinsics"], size)
+        if point_decoder is not None:
+            faces["regressed"] = decoder(regressed["identity"], regressed["expression"]).cpu().numpy()
         points = landmark_decoder.project(landmark_decoder(p["identity"], p["expression"]), p["rotation"],
-                                          translation, batch["intrinsics"])
+                                          p["translation"], batch["intrinsics"])
         rows = {name: vertex_error(shape, truth) for name, shape in faces.items()}
         rows.update({f"{name}_similarity": vertex_error(faces[name], truth, scale=True) for name in ("predicted", "mean_face")})
         rows["landmark_nme"] = landmark_nme(points.cpu().numpy(), batch["landmarks"].cpu().numpy())
