@@ -135,7 +135,8 @@ def test_a_network_that_predicts_the_truth_scores_zero(tiny_data, tiny_model):
     truth = held_out[0]
     point_ids = dense_vertex_ids(tiny_model, 100)
     for oracle in (Oracle(truth), Oracle(truth, true_points(tiny_model, truth, point_ids), point_ids)):
-        r = evaluate_network(oracle, tiny_model, held_out, 64, torch.device("cpu"))
+        r = evaluate_network(oracle.eval(), tiny_model, held_out, 64, torch.device("cpu"))
+        assert not oracle.training  # a Reconstructor's network stays in eval mode for the photos after it
         assert r["samples"] == 1 and r["mean_face_error_mm"] > 0.1
         for key in ("vertex_error_mm", "error_ratio", "similarity_error_mm", "identity_error_ratio",
                     "expression_error_ratio", "landmark_nme"):

@@ -75,7 +75,7 @@ class Reconstructor:
         """Parameters of (B, S, S, 3) uint8 crops (S = the network's input size) with the crops'
         (B, 4) or (4,) intrinsics."""
         x = torch.from_numpy((images.astype(np.float32).transpose(0, 3, 1, 2) / 255.0 - 0.5) / 0.25)
-        intrinsics = np.ascontiguousarray(np.broadcast_to(intrinsics, (len(images), 4)), np.float32)
+        intrinsics = np.array(np.broadcast_to(intrinsics, (len(images), 4)), np.float32)
         predicted = self.net(x)
         fitted = final_parameters(predicted, torch.from_numpy(intrinsics), self.size, self.point_decoder)
         p = {k: v.numpy() for k, v in {**predicted, **fitted}.items()}

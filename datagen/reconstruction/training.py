@@ -262,7 +262,9 @@ class Trainer:
 def evaluate_network(net, model, held_out: FaceTrainingSet, size: int, device, batch_size: int = 64) -> dict:
     """Dense vertex error (face region; rigid and similarity alignment), the mean face's, the error of
     the predicted identity (with the true expression) and of the predicted expression (with the true
-    identity), landmark NME, per pose bin: see evaluation.summarise."""
+    identity), landmark NME, per pose bin: see evaluation.summarise. The network is left in the mode
+    it came in (a Reconstructor's stays in eval mode: batch statistics of one photo are no statistics)."""
+    was_training = net.training
     net.eval()
     face = np.flatnonzero(model.region_vertices("face")) if "face" in model.region_names else np.arange(model.num_vertices)
     decoder = FaceDecoder(model, face).to(device)
@@ -289,7 +291,7 @@ def evaluate_network(net, model, held_out: FaceTrainingSet, size: int, device, b
         rows["yaw"] = batch["rotation"][:, 0].cpu().numpy()
         for name, values in rows.items():
             columns.setdefault(name, []).append(values)
-    net.train()
+    net.train(was_training)
     return summarise({name: np.concatenate(values) for name, values in columns.items()})
 
 
