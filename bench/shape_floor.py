@@ -27,7 +27,7 @@ from datagen.reconstruction.data import FaceTrainingSet, split_indices, translat
 from datagen.reconstruction.evaluation import vertex_error
 from datagen.reconstruction.network import FaceDecoder
 from datagen.reconstruction.refine import fit_to_points
-from datagen.reconstruction.training import TrainConfig, dense_vertex_ids
+from datagen.reconstruction.training import TrainConfig, dense_vertex_ids, true_projection
 
 
 def shapes(model, vertex_ids, identity, expression):
@@ -99,16 +99,15 @@ def dense_point_fits(path, model, face, samples, size=TrainConfig.size, noise_px
     batch = next(iter(torch.utils.data.DataLoader(held, batch_size=samples)))
     point_ids = dense_vertex_ids(model, TrainConfig.points)
     points_decoder, face_decoder = FaceDecoder(model, point_ids), FaceDecoder(model, face)
-    translation = translation_of(batch["position"], batch["scale"], batch["intrinsics"], size)
-    exact = points_decoder.project(points_decoder(batch["identity"], batch["expression"]), batch["rotation"],
-                                   translation, batch["intrinsics"])
+    exact = true_projection(points_decoder, batch, size)
     truth = face_decoder(batch["identity"], batch["expression"]).double().numpy()
     baseline = vertex_error(np.broadcast_to(model.mean[face].astype(np.float64), truth.shape), truth).mean()
     generator = torch.Generator().manual_seed(0)
     for noise in noise_px:
         points = exact + noise * torch.randn(exact.shape, generator=generator)
         fit = fit_to_points(points_decoder, points, torch.full(exact.shape[:2], max(noise, 0.1)), batch["intrinsics"],
-                            torch.zeros_like(batch["identity"]), batch["expression"], batch["rotation"], translation,
+                            torch.zeros_like(batch["identity"]), batch["expression"], batch["rotation"],
+                            translation_of(batch["position"], batch["scale"], batch["intrinsics"], size),
                             iterations=10, sigma_scale=1.0, identity_sigma=1.0)
         ratio = vertex_error(face_decoder(fit["identity"], fit["expression"]).double().numpy(), truth).mean() / baseline
         print(f"fit to {len(point_ids)} dense points with {noise:.2f} px independent noise ({size}-pixel crops)   {ratio:.3f}")

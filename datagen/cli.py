@@ -194,7 +194,7 @@ def fit(photos, out, landmarks, model_name, no_detect, model_dir):
 @click.option("--learning-rate", type=float, default=2e-3, show_default=True)
 @click.option("--size", type=int, default=112, show_default=True, help="Network input size, pixels (a square crop around the face).")
 @click.option("--width", type=int, default=32, show_default=True, help="Channels of the first encoder stage.")
-@click.option("--points", type=int, default=500, show_default=True,
+@click.option("--points", type=click.IntRange(min=0), default=500, show_default=True,
               help="Dense 2D points (face vertices) the network predicts and reconstructions are fitted to; 0: "
                    "the regressed parameters are the reconstruction.")
 @click.option("--workers", type=int, default=None,

@@ -15,7 +15,7 @@ from datagen.reconstruction.evaluation import landmark_nme, rigid_align, vertex_
 from datagen.reconstruction.network import FaceDecoder
 from datagen.reconstruction.inference import crop_intrinsics
 from datagen.reconstruction.training import (MAX_BAD_STEPS, TrainConfig, Trainer, dense_vertex_ids,
-                                             evaluate_network)
+                                             evaluate_network, true_projection)
 from datagen.sampling import rotation_matrix
 from conftest import tiny_spec
 
@@ -81,6 +81,17 @@ def test_reconstruct_writes_a_mesh_with_the_models_vertices(trained, tiny_data, 
         assert (tmp_path / "out.json").exists() and Image.open(tmp_path / "out-overlay.png").size[0] > 0
 
 
+def test_a_checkpoint_whose_weights_do_not_fit_its_config_is_one_clear_error(trained, tmp_path):
+    from datagen.reconstruction.inference import Reconstructor
+
+    trainer, out = trained
+    state = torch.load(out / "best.pt", weights_only=False)
+    state["config"]["points"] = 0  # the head's size no longer matches
+    torch.save(state, tmp_path / "odd.pt")
+    with pytest.raises(DatagenError, match="does not match its config"):
+        Reconstructor(tmp_path / "odd.pt")
+
+
 def test_ground_truth_parameters_score_zero(tiny_data, tiny_model):
     rng = np.random.default_rng(0)
     shape = tiny_model.vertices(rng.standard_normal(3), rng.uniform(0, 1, 3))[None]
@@ -104,10 +115,8 @@ def test_ground_truth_parameters_score_zero(tiny_data, tiny_model):
 
 def true_points(tiny_model, sample, point_ids, size=64):
     """(1, D, 2) crop pixels of ``point_ids`` for a FaceTrainingSet sample, from its true parameters."""
-    decoder = FaceDecoder(tiny_model, point_ids)
-    t = lambda k: torch.as_tensor(np.asarray(sample[k], np.float32))[None]
-    translation = translation_of(t("position"), t("scale"), t("intrinsics"), size)
-    return decoder.project(decoder(t("identity"), t("expression")), t("rotation"), translation, t("intrinsics"))
+    batch = {k: torch.as_tensor(np.asarray(v, np.float32))[None] for k, v in sample.items() if k != "image"}
+    return true_projection(FaceDecoder(tiny_model, point_ids), batch, size)
 
 
 class Oracle(torch.nn.Module):

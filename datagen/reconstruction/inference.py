@@ -65,7 +65,11 @@ class Reconstructor:
         point_ids = dense_vertex_ids(self.model, self.config.get("points", 0))
         self.net = CoarseNet(self.model.num_identity, self.model.num_expression, self.config["width"],
                              point_ids=point_ids)
-        self.net.load_state_dict(state["net"])
+        try:
+            self.net.load_state_dict(state["net"])
+        except RuntimeError as e:  # the weights do not fit the network its config and model describe
+            raise DatagenError(f"{path}: its network does not match its config and model {model_name!r} "
+                               f"({str(e).splitlines()[0]})") from None
         self.net.eval()
         self.point_decoder = FaceDecoder(self.model, point_ids) if len(point_ids) else None
         self._renderer = None

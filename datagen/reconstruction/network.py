@@ -4,8 +4,8 @@ Outputs per image: identity (K_id, standard normal), expression (K_ex blendshape
 to [0, 1]), rotation (yaw, pitch, roll), position and scale (see data.camera_targets), the
 (9 x 3) SH lighting and, given ``point_ids``, dense 2D points: the crop positions of those face
 vertices (``training.dense_vertex_ids``) with an uncertainty each, which ``refine`` fits the model
-to (dense landmarks, as Wood et al. 2022 "3D face reconstruction with dense landmarks"). ``FaceDecoder`` turns parameters into vertices with the model's bases as
-fixed tensors, so losses on vertices and reprojected landmarks train the parameters end to end.
+to (dense landmarks, as Wood et al. 2022 "3D face reconstruction with dense landmarks").
+``FaceDecoder`` turns parameters into vertices with the model's bases as fixed tensors, so losses on vertices and reprojected landmarks train the parameters end to end.
 No pretrained weights: everything is learnt from the shards.
 """
 
@@ -42,7 +42,6 @@ class CoarseNet(nn.Module):
         self.num_identity, self.num_expression, self.num_points = num_identity, num_expression, len(point_ids)
         # the model vertex ids of the dense points (not saved: the checkpoint's config gives them back)
         self.register_buffer("point_ids", torch.from_numpy(point_ids), persistent=False)
-        num_points = self.num_points
         layers = [nn.Conv2d(3, width, 5, 2, 2, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
         cin = width
         for stage, count in enumerate(blocks):
@@ -54,7 +53,7 @@ class CoarseNet(nn.Module):
         # (a mouth corner, the jaw line) is what the shape and pose are read from.
         self.encoder = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(GRID), nn.Flatten())
         self.head = nn.Sequential(nn.Linear(cin * GRID * GRID, 512), nn.ReLU(inplace=True),
-                                  nn.Linear(512, num_identity + num_expression + 3 + 2 + 1 + 27 + 3 * num_points))
+                                  nn.Linear(512, num_identity + num_expression + 3 + 2 + 1 + 27 + 3 * self.num_points))
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.head(self.encoder(image))

@@ -26,13 +26,14 @@ from .network import POINT_LOG_SIGMA, FaceDecoder, rotation_matrices
 
 EXPRESSION_SIGMA = 0.2  # how far (blendshape weight) the fit may move an expression from the network's
 # The points' errors are correlated (a network's error moves whole contours), not independent as the
-# sigmas it learns say: the fit reads them as SIGMA_SCALE times less certain. With the identity prior
-# centred on the regressed identity (the network's own estimate, SIGMA_SCALE 3 and IDENTITY_SIGMA 0.7)
-# a 10-minute network's held-out error ratio was 0.914, against 0.938 with sigmas as learnt and the
-# N(0, 1) prior, and 0.933 for its regressed parameters.
+# sigmas it learns say: the fit reads them as SIGMA_SCALE times less certain, and centres the identity
+# prior on the regressed identity (the network's own estimate). Chosen on a 10-minute trial network
+# before the 55-minute run of the README; `bench/fit_settings.py` compares settings on a checkpoint
+# (on that run: 0.757 of the mean face's error, against 0.770 with the sigmas as learnt and an
+# N(0, 1) prior about the mean face, and 0.777 for the regressed parameters).
 SIGMA_SCALE = 3.0
 IDENTITY_SIGMA = 0.7  # spread of the identity about the regressed one
-ITERATIONS = 5  # Gauss-Newton steps; from the network's start the fit settles in 3-4
+ITERATIONS = 5  # Levenberg-Marquardt steps (bench/fit_settings.py prints the fit's cost per batch)
 DAMPING = 1e-3  # Levenberg-Marquardt damping, relative to the normal matrix's diagonal
 
 
@@ -70,6 +71,7 @@ def fit_to_points(decoder: FaceDecoder, points: torch.Tensor, sigma: torch.Tenso
         residual, jacobian = problem.linearise(theta)
         normal = jacobian.transpose(1, 2) @ jacobian
         gradient = (jacobian.transpose(1, 2) @ residual[..., None])[..., 0]
+        # + 1e-9: the pose has no prior, and a degenerate view must not make the system singular
         normal = normal + torch.diag_embed(damping * normal.diagonal(dim1=1, dim2=2) + 1e-9)
         candidate = theta - torch.linalg.solve(normal, gradient)
         candidate[:, k:k + e] = candidate[:, k:k + e].clamp(0, 1)
@@ -89,26 +91,27 @@ class _Problem:
         self.decoder, self.points, self.weight, self.intrinsics = decoder, points, weight, intrinsics
         self.prior_identity, self.prior_expression = prior_identity, prior_expression
         self.k, self.e = prior_identity.shape[1], prior_expression.shape[1]
+        self.mean, self.pivot = decoder.mean.double(), decoder.pivot.double()
         self.basis = torch.cat([decoder.identity, decoder.expression]).double()  # (K + E, D, 3)
         self.prior_weight = torch.cat([torch.full((self.k,), 1.0 / identity_sigma),
                                        torch.full((self.e,), 1.0 / EXPRESSION_SIGMA)]).double()
 
-    def local(self, theta):
-        identity, expression = theta[:, :self.k], theta[:, self.k:self.k + self.e]
-        return (self.decoder.mean.double() + torch.einsum("bk,kdc->bdc", torch.cat([identity, expression], 1), self.basis)
-                - self.decoder.pivot.double())
+    def shape(self, theta):
+        """(B, D, 3) model-space vertices of the identity and expression in ``theta``."""
+        return self.mean + torch.einsum("bk,kdc->bdc", theta[:, :self.k + self.e], self.basis)
 
-    def residual(self, theta, local):
+    def residual(self, theta, shape):
         rotation, translation = theta[:, -6:-3], theta[:, -3:]
-        projected = self.decoder.project(local + self.decoder.pivot.double(), rotation, translation, self.intrinsics)
-        shape = theta[:, :self.k + self.e] - torch.cat([self.prior_identity, self.prior_expression], 1)
-        return torch.cat([((projected - self.points) * self.weight).flatten(1), shape * self.prior_weight], 1)
+        projected = self.decoder.project(shape, rotation, translation, self.intrinsics)
+        coefficients = theta[:, :self.k + self.e] - torch.cat([self.prior_identity, self.prior_expression], 1)
+        return torch.cat([((projected - self.points) * self.weight).flatten(1), coefficients * self.prior_weight], 1)
 
     def cost(self, theta):
-        return (self.residual(theta, self.local(theta)) ** 2).sum(1)
+        return (self.residual(theta, self.shape(theta)) ** 2).sum(1)
 
     def linearise(self, theta):
-        local = self.local(theta)
+        shape = self.shape(theta)
+        local = shape - self.pivot
         rotation, translation = theta[:, -6:-3], theta[:, -3:]
         matrix = rotation_matrices(rotation)
         camera = torch.einsum("bij,bdj->bdi", matrix, local) + translation[:, None]
@@ -119,7 +122,8 @@ class _Problem:
             dproj], -1).flatten(1, 2)  # (B, 2D, K + E + 6)
         priors = torch.cat([torch.diag_embed(self.prior_weight).expand(len(theta), -1, -1),
                             torch.zeros(len(theta), self.k + self.e, 6, dtype=theta.dtype)], 2)
-        return self.residual(theta, local), torch.cat([points, priors], 1)
+        return self.residual(theta, shape), torch.cat([points, priors], 1)
+
 
 def final_parameters(predicted: dict, intrinsics: torch.Tensor, size: int,
                      point_decoder: FaceDecoder | None = None) -> dict[str, torch.Tensor]:

@@ -80,6 +80,13 @@ def dense_vertex_ids(model, points: int) -> np.ndarray:
     return face_vertex_ids(model, points) if points else np.zeros(0, int)
 
 
+def true_projection(decoder: FaceDecoder, batch: dict, size: int) -> torch.Tensor:
+    """(B, D, 2) crop pixels of ``decoder``'s vertices under a FaceTrainingSet batch's true parameters."""
+    translation = translation_of(batch["position"], batch["scale"], batch["intrinsics"], size)
+    return decoder.project(decoder(batch["identity"], batch["expression"]), batch["rotation"], translation,
+                           batch["intrinsics"])
+
+
 def face_vertex_ids(model, count: int = 2000) -> np.ndarray:
     """The face region (or every vertex) subsampled to ``count`` ids, plus the 68 landmarks."""
     face = np.flatnonzero(model.region_vertices("face")) if "face" in model.region_names else np.arange(model.num_vertices)
@@ -215,9 +222,7 @@ class Trainer:
 
     def point_loss(self, batch, predicted) -> torch.Tensor:
         """Gaussian negative log-likelihood (2D, per point, up to a constant) of the dense points, pixels."""
-        true_translation = translation_of(batch["position"], batch["scale"], batch["intrinsics"], self.config.size)
-        truth = self.point_decoder.project(self.point_decoder(batch["identity"], batch["expression"]),
-                                           batch["rotation"], true_translation, batch["intrinsics"])
+        truth = true_projection(self.point_decoder, batch, self.config.size)
         points = (predicted["points"] + 0.5) * self.config.size
         log_sigma = predicted["point_log_sigma"].clamp(*POINT_LOG_SIGMA)
         squared = ((points - truth) ** 2).sum(-1)
