@@ -225,13 +225,15 @@ def train(data, out, epochs, minutes, batch_size, learning_rate, size, width, po
               help="Mesh file (.obj or .ply) for one photo; a folder for several (default: beside each photo).")
 @click.option("--landmarks", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="iBUG .pts of a single photo (default: <photo>.pts beside it, else detected).")
+@click.option("--all-faces", is_flag=True, help="Every detected face of a photo, not only the largest: the "
+              "others go to <name>-1.obj, <name>-2.obj, ... (largest first).")
 @MODEL_DIR
-def reconstruct(photos, checkpoint, output, landmarks, model_dir):
+def reconstruct(photos, checkpoint, output, landmarks, all_faces, model_dir):
     """Reconstruct a 3D face from each photo: mesh (.obj with UVs, or .ply), parameters (.json), overlay (.png)."""
     from .reconstruction import require_torch
 
     require_torch()
-    from .landmarks import LandmarkError, photo_landmarks
+    from .landmarks import LandmarkError, photo_faces
     from .photos import PhotoError, photo_files, read_photo
     from .reconstruction.inference import Reconstructor, write_mesh, write_params
 
@@ -242,19 +244,23 @@ def reconstruct(photos, checkpoint, output, landmarks, model_dir):
     for photo in files:
         try:
             image = read_photo(photo)
-            points, _ = photo_landmarks(photo, image, landmarks if len(files) == 1 else None)
+            faces, _ = photo_faces(photo, image, landmarks if len(files) == 1 else None)
         except (LandmarkError, PhotoError) as e:
             click.echo(f"skipped {e}")
             continue
-        result = reconstructor.reconstruct(image, points)
-        mesh = output if single else (output or photo.parent) / f"{photo.stem}.obj"
-        mesh.parent.mkdir(parents=True, exist_ok=True)
-        write_mesh(mesh, result.vertices, reconstructor.model)
-        write_params(mesh.with_suffix(".json"), result)
-        reconstructor.overlay(result).save(mesh.with_name(mesh.stem + "-overlay.png"))
-        done += 1
-        click.echo(f"{photo}: {mesh} ({len(result.vertices)} vertices), {mesh.with_suffix('.json').name}, "
-                   f"{mesh.stem}-overlay.png")
+        first = output if single else (output or photo.parent) / f"{photo.stem}.obj"
+        for k, points in enumerate(faces if all_faces else faces[:1]):
+            result = reconstructor.reconstruct(image, points)
+            mesh = first if k == 0 else first.with_name(f"{first.stem}-{k}{first.suffix}")
+            mesh.parent.mkdir(parents=True, exist_ok=True)
+            write_mesh(mesh, result.vertices, reconstructor.model)
+            write_params(mesh.with_suffix(".json"), result)
+            reconstructor.overlay(result).save(mesh.with_name(mesh.stem + "-overlay.png"))
+            done += 1
+            click.echo(f"{photo}: {mesh} ({len(result.vertices)} vertices), {mesh.with_suffix('.json').name}, "
+                       f"{mesh.stem}-overlay.png")
+        if len(faces) > 1 and not all_faces:
+            click.echo(f"{photo}: {len(faces)} faces found, the largest reconstructed (--all-faces: every one)")
     if not done:
         sys.exit(1)
 

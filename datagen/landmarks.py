@@ -4,9 +4,9 @@ Pixel convention (datagen's everywhere): origin at the image's top-left corner, 
 centre at (i + 0.5, j + 0.5). 300-W ``.pts`` files are 1-based (the first pixel's centre is
 1.0), so a read point is shifted by -0.5.
 
-Detection uses MediaPipe's face mesh (Apache-2.0; its weights ship inside the pip package, so
-nothing is downloaded at run time): an optional extra, ``pip install 'datagen[detect]'``. Its
-468 points are turned into iBUG-68 with ``MEDIAPIPE_TO_IBUG``, derived on renders of ICT-FaceKit
+Detection uses MediaPipe's full-range face detector and its face mesh (Apache-2.0; the weights
+ship inside the pip package, so nothing is downloaded at run time): an optional extra,
+``pip install 'datagen[detect]'``. The mesh's 468 points are turned into iBUG-68 with ``MEDIAPIPE_TO_IBUG``, derived on renders of ICT-FaceKit
 faces whose landmarks are known exactly (``scripts/derive_mediapipe_to_ibug.py``), so the
 annotated photos stay an independent check.
 """
@@ -56,7 +56,17 @@ def interocular_distance(landmarks: np.ndarray) -> float:
 
 
 class Detector:
-    """MediaPipe face mesh -> iBUG-68, one face per photo (several or none is a LandmarkError)."""
+    """MediaPipe -> iBUG-68 landmarks of the faces in a photo.
+
+    Two stages, as MediaPipe's own face mesh pipeline but with its full-range detector: the
+    full-range face detector (``model_selection=1``: faces down to about 20 pixels, where the face
+    mesh's built-in short-range detector misses a face that is small in its photo) finds the face
+    boxes; the face mesh then runs on a square crop around each box (``MESH_CROP`` times its larger
+    side, resized to ``MESH_SIZE``) and its 468 points are mapped back into the photo.
+    """
+
+    MESH_CROP = 2.0
+    MESH_SIZE = 256
 
     def __init__(self, min_confidence: float = 0.5):
         try:
@@ -64,19 +74,65 @@ class Detector:
         except ImportError:
             raise LandmarkError("landmark detection needs MediaPipe: pip install 'datagen[detect]' "
                                 "(or give each photo's landmarks as an iBUG .pts file beside it)") from None
-        self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=4,
+        self._boxes = mp.solutions.face_detection.FaceDetection(model_selection=1,
+                                                                min_detection_confidence=min_confidence)
+        self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
                                                      min_detection_confidence=min_confidence)
+
+    def faces(self, image: np.ndarray) -> list[np.ndarray]:
+        """(68, 2) float32 landmarks of every face found in an (H, W, 3) uint8 RGB image, largest first."""
+        from .photos import crop_photo
+
+        image = np.ascontiguousarray(image)
+        h, w = image.shape[:2]
+        found = []
+        for detection in self._boxes.process(image).detections or []:
+            box = detection.location_data.relative_bounding_box
+            side = self.MESH_CROP * max(box.width * w, box.height * h)
+            x0 = (box.xmin + box.width / 2) * w - side / 2
+            y0 = (box.ymin + box.height / 2) * h - side / 2
+            points = self._mesh_points(crop_photo(image, (x0, y0, side), self.MESH_SIZE))
+            if points is not None:
+                found.append(points * side + [x0, y0])
+        if not found:  # a face filling the photo: the face mesh's own detector is made for those
+            points = self._mesh_points(image)
+            if points is not None:
+                found.append(points * [w, h])
+        return [f.astype(np.float32) for f in _distinct_faces(found)]
+
+    def _mesh_points(self, image: np.ndarray) -> np.ndarray | None:
+        """(68, 2) iBUG points of the face mesh's one face, as fractions of the image's width and height."""
+        faces = self._mesh.process(np.ascontiguousarray(image)).multi_face_landmarks or []
+        if not faces:
+            return None
+        return np.array([(p.x, p.y) for p in faces[0].landmark], np.float64)[list(MEDIAPIPE_TO_IBUG)]
 
     def __call__(self, image: np.ndarray, name: str = "photo") -> np.ndarray:
         """(68, 2) float32 landmarks of the one face in an (H, W, 3) uint8 RGB image."""
-        faces = self._mesh.process(np.ascontiguousarray(image)).multi_face_landmarks or []
+        faces = self.faces(image)
         if not faces:
             raise LandmarkError(f"{name}: no face found")
         if len(faces) > 1:
             raise LandmarkError(f"{name}: {len(faces)} faces found; datagen fits one face per photo "
                                 f"(crop it, or give its landmarks as a .pts file)")
-        points = np.array([(p.x, p.y) for p in faces[0].landmark], np.float64)[list(MEDIAPIPE_TO_IBUG)]
-        return (points * [image.shape[1], image.shape[0]]).astype(np.float32)
+        return faces[0]
+
+
+def _distinct_faces(faces: list[np.ndarray], overlap: float = 0.5) -> list[np.ndarray]:
+    """Largest first, leaving out a face whose landmark box overlaps a larger one's by more than ``overlap`` (IoU)."""
+    boxes = [(f.min(0), f.max(0)) for f in faces]
+    order = sorted(range(len(faces)), key=lambda i: -np.prod(boxes[i][1] - boxes[i][0]))
+    kept = []
+    for i in order:
+        if all(_iou(boxes[i], boxes[j]) <= overlap for j in kept):
+            kept.append(i)
+    return [faces[i] for i in kept]
+
+
+def _iou(a, b) -> float:
+    inner = np.prod(np.clip(np.minimum(a[1], b[1]) - np.maximum(a[0], b[0]), 0, None))
+    union = np.prod(a[1] - a[0]) + np.prod(b[1] - b[0]) - inner
+    return float(inner / union) if union > 0 else 0.0
 
 
 @functools.lru_cache(maxsize=1)
@@ -93,3 +149,22 @@ def photo_landmarks(photo: Path, image: np.ndarray, pts: Path | None = None, det
     if not detect:
         raise LandmarkError(f"{photo}: no landmark file {pts.name} beside it, and detection is off")
     return default_detector()(image, str(photo)), "detected (MediaPipe face mesh)"
+
+
+def photo_faces(photo: Path, image: np.ndarray, pts: Path | None = None) -> tuple[list[np.ndarray], str]:
+    """Landmarks of every face of a photo, largest first, and where they came from: ``pts`` if
+    given, else ``<photo>.pts`` beside it (one face), else detected (none found: LandmarkError)."""
+    pts = pts or photo.with_suffix(".pts")
+    if pts.exists():
+        return [read_pts(pts)], str(pts)
+    faces = default_detector().faces(image)
+    if not faces:
+        raise LandmarkError(f"{photo}: no face found")
+    return faces, "detected (MediaPipe face mesh)"
+
+
+def matching_face(faces: list[np.ndarray], landmarks: np.ndarray, overlap: float = 0.3) -> np.ndarray | None:
+    """The face in ``faces`` whose landmark box overlaps that of ``landmarks`` most (IoU above ``overlap``), else None."""
+    box = (landmarks.min(0), landmarks.max(0))
+    scores = [_iou((f.min(0), f.max(0)), box) for f in faces]
+    return faces[int(np.argmax(scores))] if scores and max(scores) > overlap else None

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from datagen.cli import cli
 from datagen.fitting import fit_landmarks
-from datagen.landmarks import Detector, LandmarkError, interocular_distance, read_pts
+from datagen.landmarks import Detector, LandmarkError, interocular_distance, matching_face, read_pts
 from datagen.photos import PhotoFitter, TextureLibrary, read_photo
 from datagen.texture import SEEN
 from conftest import SHARED
@@ -125,6 +125,21 @@ def test_detector_finds_one_face_and_refuses_several():
         detector(read_photo(FACES / "breakingbad.jpg"), "breakingbad.jpg")
     with pytest.raises(LandmarkError, match="blank: no face found"):
         detector(np.full((200, 200, 3), 128, np.uint8), "blank")
+
+
+def test_detector_finds_a_small_face_and_every_face_of_a_group_photo():
+    detector = Detector()
+    for name, faces_at_least in (("einstein.jpg", 1), ("breakingbad.jpg", 2)):
+        # einstein.jpg: a ~90-pixel face in an 817 x 1024 photo, missed by the face mesh's own detector
+        truth = read_pts((FACES / name).with_suffix(".pts"))
+        faces = detector.faces(read_photo(FACES / name))
+        assert len(faces) >= faces_at_least
+        areas = [np.prod(f.max(0) - f.min(0)) for f in faces]
+        assert areas == sorted(areas, reverse=True)
+        found = matching_face(faces, truth)
+        assert found is not None and found.shape == (68, 2)
+        assert np.linalg.norm(found - truth, axis=1).mean() < 0.25 * interocular_distance(truth)
+    assert matching_face(faces, truth + 2000) is None
 
 
 def test_fit_command_reports_each_photo_and_skips_bad_ones(tmp_path, real_model_dir):

@@ -81,6 +81,22 @@ def test_reconstruct_writes_a_mesh_with_the_models_vertices(trained, tiny_data, 
         assert (tmp_path / "out.json").exists() and Image.open(tmp_path / "out-overlay.png").size[0] > 0
 
 
+def test_reconstruct_takes_the_largest_face_or_every_face(trained, tmp_path):
+    from conftest import SHARED
+
+    trainer, out = trained
+    photo = tmp_path / "group.jpg"  # two faces found in it (without its .pts: detected)
+    photo.write_bytes((SHARED / "faces" / "breakingbad.jpg").read_bytes())
+    args = ["reconstruct", str(photo), "--checkpoint", str(out / "best.pt"), "-o"]
+    result = CliRunner().invoke(cli, args + [str(tmp_path / "largest" / "face.obj")])
+    assert result.exit_code == 0, result.output
+    assert "2 faces found, the largest reconstructed" in result.output
+    assert sorted(p.name for p in (tmp_path / "largest").iterdir()) == ["face-overlay.png", "face.json", "face.obj"]
+    result = CliRunner().invoke(cli, args + [str(tmp_path / "all" / "face.obj"), "--all-faces"])
+    assert result.exit_code == 0, result.output
+    assert {"face.obj", "face-1.obj", "face-1.json", "face-1-overlay.png"} <= {p.name for p in (tmp_path / "all").iterdir()}
+
+
 def test_a_checkpoint_whose_weights_do_not_fit_its_config_is_one_clear_error(trained, tmp_path):
     from datagen.reconstruction.inference import Reconstructor
 

@@ -94,11 +94,11 @@ def evaluate_synthetic(reconstructor, data, samples: int = 1000) -> dict:
 
 
 def evaluate_photos(reconstructor, folder, overlays=None) -> dict:
-    """Landmark NME (inter-ocular) per annotated photo; the crop comes from detection where it finds
-    one face, else from the annotation's box (said per photo)."""
+    """Landmark NME (inter-ocular) per annotated photo; the crop comes from the detected face that
+    overlaps the annotated one (a photo may show several), else from the annotation's box (said per photo)."""
     from pathlib import Path
 
-    from ..landmarks import LandmarkError, default_detector, read_pts
+    from ..landmarks import LandmarkError, default_detector, matching_face, read_pts
     from ..photos import photo_files, read_photo
 
     rows = {}
@@ -108,9 +108,12 @@ def evaluate_photos(reconstructor, folder, overlays=None) -> dict:
             continue
         image, truth = read_photo(photo), read_pts(pts)
         try:
-            crop_points, source = default_detector()(image, photo.name), "detection"
-        except LandmarkError:
-            crop_points, source = truth, "annotation (no single face detected)"
+            crop_points = matching_face(default_detector().faces(image), truth)
+        except LandmarkError:  # no MediaPipe
+            crop_points = None
+        source = "detection" if crop_points is not None else "annotation (the annotated face not detected)"
+        if crop_points is None:
+            crop_points = truth
         result = reconstructor.reconstruct(image, crop_points)
         nme = float(landmark_nme(result.landmarks[None], truth[None], "iod")[0])
         rows[photo.name] = {"nme": nme, "yaw_deg": float(np.degrees(result.params.rotation[0])), "crop_from": source}
