@@ -59,9 +59,9 @@ class Detector:
     """MediaPipe -> iBUG-68 landmarks of the faces in a photo.
 
     Two stages, as MediaPipe's own face mesh pipeline but with its full-range detector: the
-    full-range face detector (``model_selection=1``: faces down to about 20 pixels, where the face
-    mesh's built-in short-range detector misses a face that is small in its photo) finds the face
-    boxes; the face mesh then runs on a square crop around each box (``MESH_CROP`` times its larger
+    full-range face detector (``model_selection=1``: faces up to 5 m from the camera, where the face
+    mesh's built-in short-range detector, made for faces within 2 m, misses a face that is small in
+    its photo) finds the face boxes; the face mesh then runs on a square crop around each box (``MESH_CROP`` times its larger
     side, resized to ``MESH_SIZE``) and its 468 points are mapped back into the photo.
     """
 
