@@ -7,8 +7,8 @@ predicted sigmas; the face-region vertex error ratio to the mean face's (rigid a
 `datagen evaluate`) of the regressed parameters and of the fit (refine.fit_to_points) under a few
 settings, with the fit's time per batch; how well the fit knows the face's size (identity mode 0)
 and the ratio when parts of its identity are replaced by the truth; the fit to the points of
-several crops of each face at once (test-time augmentation); with --photos, the mean landmark NME of the annotated
-photos with and without the fit. The shipped settings are refine.SIGMA_SCALE / IDENTITY_SIGMA.
+several crops of each face at once (test-time augmentation); with --photos, the mean landmark
+NME of the annotated photos with and without the fit. The shipped settings are refine.SIGMA_SCALE / IDENTITY_SIGMA.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch
 from datagen.dataset import ShardedDataset
 from datagen.reconstruction import refine
 from datagen.photos import crop_photo
-from datagen.reconstruction.data import FaceTrainingSet, face_crop_box, split_indices
+from datagen.reconstruction.data import FaceTrainingSet, face_crop_box, network_input, split_indices
 from datagen.reconstruction.evaluation import evaluate_photos, vertex_error
 from datagen.reconstruction.inference import Reconstructor
 from datagen.reconstruction.network import POINT_LOG_SIGMA, FaceDecoder
@@ -110,7 +110,7 @@ def multi_crop_fit(reconstructor, data, held) -> dict:
         side = first_side * factor
         x0, y0 = first_x0 + first_side * (0.5 + dx) - side / 2, first_y0 + first_side * (0.5 + dy) - side / 2
         crops = np.stack([crop_photo(s["image"], box, size) for s, box in zip(samples, zip(x0, y0, side))])
-        out = reconstructor.net(torch.from_numpy((crops.transpose(0, 3, 1, 2) / 255.0 - 0.5) / 0.25).float())
+        out = reconstructor.net(torch.from_numpy(network_input(crops)))
         # crop pixels -> photo pixels -> the first crop's pixels
         photo = (out["points"].double() + 0.5) * torch.from_numpy(side)[:, None, None] + torch.from_numpy(np.c_[x0, y0])[:, None]
         points.append((photo - torch.from_numpy(np.c_[first_x0, first_y0])[:, None]) * torch.from_numpy(size / first_side)[:, None, None])

@@ -6,8 +6,8 @@ centre at (i + 0.5, j + 0.5). 300-W ``.pts`` files are 1-based (the first pixel'
 
 Detection uses MediaPipe's full-range face detector and its face mesh (Apache-2.0; the weights
 ship inside the pip package, so nothing is downloaded at run time): an optional extra,
-``pip install 'datagen[detect]'``. The mesh's 468 points are turned into iBUG-68 with ``MEDIAPIPE_TO_IBUG``, derived on renders of ICT-FaceKit
-faces whose landmarks are known exactly (``scripts/derive_mediapipe_to_ibug.py``), so the
+``pip install 'datagen[detect]'``. The mesh's 468 points are turned into iBUG-68 with
+``MEDIAPIPE_TO_IBUG``, derived on renders of ICT-FaceKit faces whose landmarks are known exactly (``scripts/derive_mediapipe_to_ibug.py``), so the
 annotated photos stay an independent check.
 """
 
@@ -25,6 +25,9 @@ MEDIAPIPE_TO_IBUG = (34, 227, 177, 215, 172, 150, 149, 148, 152, 377, 378, 379, 
                      105, 66, 107, 336, 296, 334, 293, 300, 168, 197, 195, 4, 240, 97, 2, 326, 460, 7, 160, 158, 155,
                      153, 144, 382, 385, 387, 249, 373, 380, 61, 40, 37, 0, 267, 270, 291, 321, 314, 17, 84, 91, 77,
                      81, 13, 311, 375, 402, 14, 178)
+
+
+DETECTED = "detected (MediaPipe face detector + face mesh)"  # where detected landmarks came from
 
 
 class LandmarkError(DatagenError):
@@ -61,8 +64,9 @@ class Detector:
     Two stages, as MediaPipe's own face mesh pipeline but with its full-range detector: the
     full-range face detector (``model_selection=1``: faces up to 5 m from the camera, where the face
     mesh's built-in short-range detector, made for faces within 2 m, misses a face that is small in
-    its photo) finds the face boxes; the face mesh then runs on a square crop around each box (``MESH_CROP`` times its larger
-    side, resized to ``MESH_SIZE``) and its 468 points are mapped back into the photo.
+    its photo) finds the face boxes; the face mesh then runs on a square crop around each box
+    (``MESH_CROP`` times its larger side, resized to ``MESH_SIZE``) and its 468 points are mapped
+    back into the photo.
     """
 
     MESH_CROP = 2.0
@@ -81,7 +85,7 @@ class Detector:
 
     def faces(self, image: np.ndarray) -> list[np.ndarray]:
         """(68, 2) float32 landmarks of every face found in an (H, W, 3) uint8 RGB image, largest first."""
-        from .photos import crop_photo
+        from .photos import crop_photo  # here: photos imports this module
 
         image = np.ascontiguousarray(image)
         h, w = image.shape[:2]
@@ -120,7 +124,7 @@ class Detector:
 
 def _distinct_faces(faces: list[np.ndarray], overlap: float = 0.5) -> list[np.ndarray]:
     """Largest first, leaving out a face whose landmark box overlaps a larger one's by more than ``overlap`` (IoU)."""
-    boxes = [(f.min(0), f.max(0)) for f in faces]
+    boxes = [_box(f) for f in faces]
     order = sorted(range(len(faces)), key=lambda i: -np.prod(boxes[i][1] - boxes[i][0]))
     kept = []
     for i in order:
@@ -129,7 +133,12 @@ def _distinct_faces(faces: list[np.ndarray], overlap: float = 0.5) -> list[np.nd
     return [faces[i] for i in kept]
 
 
+def _box(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return points.min(0), points.max(0)
+
+
 def _iou(a, b) -> float:
+    """Intersection over union of two (min corner, max corner) boxes."""
     inner = np.prod(np.clip(np.minimum(a[1], b[1]) - np.maximum(a[0], b[0]), 0, None))
     union = np.prod(a[1] - a[0]) + np.prod(b[1] - b[0]) - inner
     return float(inner / union) if union > 0 else 0.0
@@ -148,7 +157,7 @@ def photo_landmarks(photo: Path, image: np.ndarray, pts: Path | None = None, det
         return read_pts(pts), str(pts)
     if not detect:
         raise LandmarkError(f"{photo}: no landmark file {pts.name} beside it, and detection is off")
-    return default_detector()(image, str(photo)), "detected (MediaPipe face mesh)"
+    return default_detector()(image, str(photo)), DETECTED
 
 
 def photo_faces(photo: Path, image: np.ndarray, pts: Path | None = None) -> tuple[list[np.ndarray], str]:
@@ -160,11 +169,10 @@ def photo_faces(photo: Path, image: np.ndarray, pts: Path | None = None) -> tupl
     faces = default_detector().faces(image)
     if not faces:
         raise LandmarkError(f"{photo}: no face found")
-    return faces, "detected (MediaPipe face mesh)"
+    return faces, DETECTED
 
 
 def matching_face(faces: list[np.ndarray], landmarks: np.ndarray, overlap: float = 0.3) -> np.ndarray | None:
     """The face in ``faces`` whose landmark box overlaps that of ``landmarks`` most (IoU above ``overlap``), else None."""
-    box = (landmarks.min(0), landmarks.max(0))
-    scores = [_iou((f.min(0), f.max(0)), box) for f in faces]
+    scores = [_iou(_box(f), _box(landmarks)) for f in faces]
     return faces[int(np.argmax(scores))] if scores and max(scores) > overlap else None

@@ -42,6 +42,12 @@ def face_crop_box(landmarks: np.ndarray, scale: float = CROP_SCALE) -> tuple[flo
     return float(centre[0] - side / 2), float(centre[1] - side / 2), side
 
 
+def network_input(crops: np.ndarray) -> np.ndarray:
+    """(..., S, S, 3) uint8 crops -> (..., 3, S, S) float32 as CoarseNet reads them: (RGB / 255 - 0.5) / 0.25."""
+    pixels = np.moveaxis(np.asarray(crops, np.float32), -1, -3) / 255.0
+    return (pixels - 0.5) / 0.25
+
+
 def camera_targets(translation: np.ndarray, intrinsics: np.ndarray, size: int) -> tuple[np.ndarray, float]:
     fx, fy, cx, cy = intrinsics
     depth = -translation[2]
@@ -100,9 +106,8 @@ class FaceTrainingSet:
         if self.augment:
             picture = _photometric(picture, rng)
         position, scale = camera_targets(sample["params/translation"].astype(np.float64), intrinsics, self.size)
-        pixels = np.asarray(picture, np.float32).transpose(2, 0, 1) / 255.0
         return {
-            "image": (pixels - 0.5) / 0.25,
+            "image": network_input(np.asarray(picture)),
             "identity": sample["params/identity"], "expression": sample["params/expression"],
             "rotation": sample["params/rotation"], "position": position, "scale": np.float32(scale),
             "light": sample["params/light_sh"].reshape(-1), "intrinsics": intrinsics.astype(np.float32),

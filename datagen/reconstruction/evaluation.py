@@ -108,13 +108,11 @@ def evaluate_photos(reconstructor, folder, overlays=None) -> dict:
             continue
         image, truth = read_photo(photo), read_pts(pts)
         try:
-            crop_points = matching_face(default_detector().faces(image), truth)
+            detected = matching_face(default_detector().faces(image), truth)
         except LandmarkError:  # no MediaPipe
-            crop_points = None
-        source = "detection" if crop_points is not None else "annotation (the annotated face not detected)"
-        if crop_points is None:
-            crop_points = truth
-        result = reconstructor.reconstruct(image, crop_points)
+            detected = None
+        source = "detection" if detected is not None else "annotation (the annotated face not detected)"
+        result = reconstructor.reconstruct(image, truth if detected is None else detected)
         nme = float(landmark_nme(result.landmarks[None], truth[None], "iod")[0])
         rows[photo.name] = {"nme": nme, "yaw_deg": float(np.degrees(result.params.rotation[0])), "crop_from": source}
         if overlays:

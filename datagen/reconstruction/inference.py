@@ -26,7 +26,7 @@ from ..photos import crop_photo, neutral_appearance
 from ..render import Renderer
 from ..sampling import FaceParams, rotation_matrix
 from ..spec import CameraPrior
-from .data import face_crop_box
+from .data import face_crop_box, network_input
 from .network import CoarseNet, FaceDecoder
 from .refine import final_parameters
 from .training import dense_vertex_ids
@@ -78,7 +78,7 @@ class Reconstructor:
     def predict(self, images: np.ndarray, intrinsics: np.ndarray) -> list[FaceParams]:
         """Parameters of (B, S, S, 3) uint8 crops (S = the network's input size) with the crops'
         (B, 4) or (4,) intrinsics."""
-        x = torch.from_numpy((images.astype(np.float32).transpose(0, 3, 1, 2) / 255.0 - 0.5) / 0.25)
+        x = torch.from_numpy(network_input(images))
         intrinsics = np.array(np.broadcast_to(intrinsics, (len(images), 4)), np.float32)
         predicted = self.net(x)
         fitted = final_parameters(predicted, torch.from_numpy(intrinsics), self.size, self.point_decoder)
