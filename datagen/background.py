@@ -9,9 +9,10 @@ import functools
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from .errors import SpecError
+from .images import ImageReadError, read_rgb
 from .sampling import sample_rng
 from .spec import BackgroundPrior
 
@@ -37,7 +38,7 @@ def make_background(seed: int, index: int, choice: np.ndarray, images: list[Path
     if choice[0] == 1:
         try:
             return _image_background(rng, images[int(choice[1])], width, height)
-        except (OSError, UnidentifiedImageError, ValueError):
+        except ImageReadError:
             pass  # an unreadable background image falls back to a procedural one, deterministically
     return _procedural(rng, width, height)
 
@@ -64,8 +65,7 @@ def _unit_grid(width: int, height: int):
 
 
 def _image_background(rng, path: Path, width: int, height: int) -> np.ndarray:
-    with Image.open(path) as im:
-        im = im.convert("RGB")
+    with Image.fromarray(read_rgb(path)) as im:
         scale = max(width / im.width, height / im.height) * rng.uniform(1.0, 1.6)
         im = im.resize((max(width, round(im.width * scale)), max(height, round(im.height * scale))), Image.BILINEAR)
         x = int(rng.integers(0, im.width - width + 1))

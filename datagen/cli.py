@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -10,26 +11,40 @@ import click
 import numpy as np
 
 from .errors import DatagenError
+from .progress import Progress
 
 MODEL_DIR = click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                          help="Model directory (default: $DATAGEN_MODEL_DIR, then ~/.cache/datagen/models).")
 JOB = click.argument("job", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what SLURM and PBS send on pre-emption or at the walltime, and ``kill``): a Ctrl-C."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 class _Group(click.Group):
-    """Turns library errors into one 'Error: ...' line, and Ctrl-C into a clean stop."""
+    """Turns library errors into one 'Error: ...' line, and Ctrl-C or SIGTERM into a clean stop."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except DatagenError as e:
             raise click.ClickException(str(e)) from None
-        except KeyboardInterrupt:
-            click.echo("\nInterrupted: only complete shards were kept; run the same command again to resume.", err=True)
-            ctx.exit(130)
+        except KeyboardInterrupt as e:
+            how, code = ("Terminated (SIGTERM)", 143) if isinstance(e, Terminated) else ("Interrupted", 130)
+            resume = {"generate": ": only complete shards were kept; run the same command again to resume",
+                      "train": ": run the same command again to resume from the last epoch's checkpoint",
+                      "fit": ": the library holds the photos fitted so far"}
+            click.echo(f"\n{how}{resume.get(ctx.invoked_subcommand, '')}.", err=True)
+            ctx.exit(code)
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     cli()
 
 
@@ -48,11 +63,25 @@ def _spec(job: Path | None, samples: int | None = None):
 
 @cli.command()
 @JOB
-def check(job):
-    """Validate JOB (default: the embedded quickstart) and say what it would generate."""
+@MODEL_DIR
+def check(job, model_dir):
+    """Validate JOB (default: the embedded quickstart) and everything it reads; say what it would generate.
+
+    Checks the keys and values, that the model is installed, that each texture library exists,
+    was fitted with that model and has entries, and that the background folder holds images.
+    """
+    from .job import check_job
+
     spec = _spec(job)
+    found = check_job(spec, model_dir)
     click.echo(f"{spec.name}: {spec.num_samples} samples in {spec.num_shards} shards of "
                f"{spec.output.samples_per_shard}, {spec.render.width}x{spec.render.height}, model {spec.model.name}")
+    extra = [f"model {found.model.name}: {found.model.num_vertices} vertices, {found.model.licence}"]
+    if found.texture_entries:
+        extra.append(f"{found.texture_entries} fitted photos in the texture libraries")
+    if found.background_images:
+        extra.append(f"{found.background_images} background images")
+    click.echo("  " + "; ".join(extra))
 
 
 @cli.command()
@@ -84,19 +113,11 @@ def generate(job, out, workers, scheduler, cluster_kind, jobs, samples, force, m
     spec = with_cluster(spec, **{k: v for k, v in changes.items() if v is not None})
     out = out or Path("data") / spec.name
     click.echo(f"{spec.name}: {spec.num_samples} samples, {spec.num_shards} shards -> {out}")
-    started = time.perf_counter()
-    with click.progressbar(length=spec.num_samples, label="samples", show_eta=True, show_pos=True,
-                           item_show_func=lambda _: _rate(bar.pos, started)) as bar:
-        summary = run_job(spec, out, model_dir=model_dir, force=force, progress=bar.update,
-                          log=lambda m: click.echo(f"\n{m}" if bar.pos else m))
+    with Progress(spec.num_samples, "generated", stream=click.get_text_stream("stdout")) as bar:
+        summary = run_job(spec, out, model_dir=model_dir, force=force, progress=bar, log=bar.message)
     click.echo(f"done: {summary.samples} samples, {summary.shards} shards ({summary.generated} generated, "
                f"{summary.skipped} kept), {summary.bytes / 2**20:.1f} MiB, {summary.seconds:.1f} s, "
-               f"{summary.samples_per_second:.1f} samples/s, {summary.retries} retries")
-
-
-def _rate(done: int, started: float) -> str:
-    elapsed = time.perf_counter() - started
-    return f"{done / elapsed:.1f} samples/s" if done and elapsed > 0 else ""
+               f"{summary.samples_per_second:.1f} samples/s, {summary.retries} retries; in {out}")
 
 
 @cli.command()
@@ -123,20 +144,56 @@ def preview(job, count, start, output, model_dir):
     click.echo(f"{output}: {count} samples of {spec.name} (from index {start})")
 
 
+def _dataset_folder(path: Path | None) -> Path:
+    """PATH, or where ``datagen generate`` writes the default job (data/<its name>)."""
+    if path is None:
+        path = Path("data") / _spec(None).name
+    if not path.is_dir():
+        raise click.UsageError(f"{path} is not a folder: give the dataset folder 'datagen generate' wrote")
+    return path
+
+
 @cli.command()
-@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("path", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--quick", is_flag=True, help="Check structure only; skip reading every array and its checksum.")
 def inspect(path, quick):
     """Print a dataset's size, schema and parameter statistics, and validate every shard.
 
-    Exits with status 1 if any shard is missing, truncated or corrupt.
+    PATH defaults to where 'datagen generate' writes the default job (data/quickstart). Exits
+    with status 1 if any shard is missing, truncated or corrupt, or the folder holds shard
+    files its manifest does not list.
     """
     from .inspection import format_report, inspect_dataset
 
-    report = inspect_dataset(path, deep=not quick)
+    report = inspect_dataset(_dataset_folder(path), deep=not quick)
     click.echo(format_report(report))
     if not report.ok:
         sys.exit(1)
+
+
+@cli.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("indices", nargs=-1, required=True, type=click.IntRange(min=0))
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Mesh file (.obj or .ply) for one sample; a folder for several (default: sample-<index>.obj here).")
+@click.option("--ply", is_flag=True, help="Write .ply instead of .obj where the name is chosen for you.")
+@MODEL_DIR
+def mesh(path, indices, output, ply, model_dir):
+    """Write the 3D face of dataset samples INDICES as meshes (camera space, mm) for MeshLab or Blender.
+
+    The vertices are the stored ones (output.store_vertices), else rebuilt from the sample's
+    parameters and the model, so the mesh lines up with the sample's image, depth and landmarks.
+    """
+    from .dataset import ShardedDataset
+    from .meshes import MESH_SUFFIXES, write_sample_mesh
+
+    dataset = ShardedDataset(path, model_dir=str(model_dir) if model_dir else None)
+    single = len(indices) == 1 and output is not None and output.suffix.lower() in MESH_SUFFIXES
+    for index in indices:
+        if index >= len(dataset):
+            raise click.BadParameter(f"{index}: the dataset has {len(dataset)} samples", param_hint="INDICES")
+        target = output if single else (output or Path(".")) / f"sample-{index}{'.ply' if ply else '.obj'}"
+        click.echo(f"{write_sample_mesh(dataset, index, target)}: sample {index} of {path}")
 
 
 @cli.command()
@@ -244,7 +301,7 @@ def reconstruct(photos, checkpoint, output, landmarks, all_faces, model_dir):
     for photo in files:
         try:
             image = read_photo(photo)
-            faces, _ = photo_faces(photo, image, landmarks if len(files) == 1 else None)
+            faces, source = photo_faces(photo, image, landmarks if len(files) == 1 else None)
         except (LandmarkError, PhotoError) as e:
             click.echo(f"skipped {e}")
             continue
@@ -258,7 +315,7 @@ def reconstruct(photos, checkpoint, output, landmarks, all_faces, model_dir):
             reconstructor.overlay(result).save(mesh.with_name(mesh.stem + "-overlay.png"))
             done += 1
             click.echo(f"{photo}: {mesh} ({len(result.vertices)} vertices), {mesh.with_suffix('.json').name}, "
-                       f"{mesh.stem}-overlay.png")
+                       f"{mesh.stem}-overlay.png [landmarks: {source}]")
         if len(faces) > 1 and not all_faces:
             click.echo(f"{photo}: {len(faces)} faces found, the largest reconstructed (--all-faces: every one)")
     if not done:
@@ -335,7 +392,12 @@ def show_texture(library, name, output, model_dir):
     from .photos import PhotoFitter, TextureLibrary, entry_sheet
 
     lib = TextureLibrary(library)
-    model = resolve_model(lib.index()["model"], model_dir)
+    index = lib.index()
+    names = [e["name"] for e in index["entries"]]
+    if name not in names:
+        raise click.BadParameter(f"'{name}' is not in {library}; its entries: {', '.join(names[:20]) or 'none'}"
+                                 f"{' ...' if len(names) > 20 else ''}", param_hint="NAME")
+    model = resolve_model(index["model"], model_dir)
     fitted = lib.load(name)
     output = output or Path(f"{name}.png")
     entry_sheet(fitted, PhotoFitter(model).rerender(fitted)).save(output)

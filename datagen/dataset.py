@@ -10,12 +10,18 @@ A fully random order over thousands of shards touches a different file at nearly
 so an LRU of open files cannot help. ``ShardShuffleSampler`` shuffles shards, then samples
 within a window of a few shards at a time (as webdataset and TFDS do): every DataLoader worker
 opens each shard about once per epoch, and batches still mix ``shards_at_once`` shards.
+
+Every read is verified: shards carry a Fletcher-32 checksum per chunk, which HDF5 checks as it
+reads, so a corrupt chunk raises ``ShardError`` instead of reaching a trainer (bench/reader.py
+measures the cost). Shards written before those checksums are verified whole, once per process,
+against their content checksum when first opened.
 """
 
 from __future__ import annotations
 
 import bisect
 import os
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 
@@ -23,18 +29,20 @@ import h5py
 import numpy as np
 
 from .errors import ShardError
-from .job import read_manifest
+from .manifest import read_manifest, unlisted_shards
 
 
 class ShardedDataset:
     def __init__(self, path: str | Path, fields: list[str] | None = None, max_open_files: int = 32,
-                 model_dir: str | None = None):
+                 model_dir: str | None = None, verify: bool = True):
         """
         Args:
           path: the dataset folder (with manifest.json).
           fields: the datasets to return from ``ds[i]`` (default: all).
           max_open_files: bound on open HDF5 files in this process.
           model_dir: where to find the model for ``vertices(i)`` when vertices were not stored.
+          verify: check what is read (per-chunk checksums; shards without them are checked whole
+            when first opened). False reads without checks, as fast as h5py can.
         """
         self.path = Path(path)
         self.manifest = read_manifest(self.path)
@@ -43,8 +51,14 @@ class ShardedDataset:
             missing = len(self.manifest["shards"]) - len(self.shards)
             raise ShardError(f"{self.path}: {missing} of {len(self.manifest['shards'])} shards are not complete; "
                              f"run 'datagen generate' again to finish them")
+        strays = unlisted_shards(self.path, self.manifest)
+        if strays:
+            warnings.warn(f"{self.path} holds {len(strays)} shard files its manifest does not list "
+                          f"({', '.join(strays[:3])}): they are not read; 'datagen inspect' reports them", stacklevel=2)
         self._ends = np.cumsum([s["stop"] - s["start"] for s in self.shards]).tolist()
         self.fields = fields
+        self.verify = verify
+        self._verified: set[int] = set()  # shards without chunk checksums checked whole in this process
         self.max_open_files = max_open_files
         self.model_dir = model_dir
         self._open: OrderedDict = OrderedDict()
@@ -79,7 +93,13 @@ class ShardedDataset:
             try:
                 entry = (h5py.File(path, "r"), {})
             except OSError as e:
-                raise ShardError(f"{path}: unreadable ({e}); run 'datagen inspect {self.path}'") from None
+                raise ShardError(f"{path}: unreadable ({_first_line(e)}); run 'datagen inspect {self.path}'") from None
+            try:
+                if self.verify and s not in self._verified and not _has_chunk_checksums(entry[0]):
+                    self._verify_whole(s, entry[0])
+            except (OSError, RuntimeError, KeyError, ValueError) as e:
+                entry[0].close()
+                raise self._corrupt(s, _first_line(e)) from None
             self.files_opened += 1
             self._open[s] = entry
             if len(self._open) > self.max_open_files:
@@ -99,11 +119,28 @@ class ShardedDataset:
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
         s, offset = self.locate(int(i))
         f, datasets = self._entry(s)
-        names = self.fields or self.field_names()
-        for name in names:
-            if name not in datasets:
-                datasets[name] = f[name]
-        return {name: datasets[name][offset] for name in names}
+        try:
+            names = self.fields or self.field_names()
+            for name in names:
+                if name not in datasets:
+                    datasets[name] = f[name]
+            return {name: datasets[name][offset] for name in names}
+        except (OSError, KeyError, RuntimeError, ValueError) as e:
+            raise self._corrupt(s, f"sample {offset}: {_first_line(e)}") from None
+
+    def _verify_whole(self, s: int, f: h5py.File) -> None:
+        from .shards import validate_shard
+
+        try:
+            validate_shard(self.path / self.shards[s]["file"], self.shards[s]["checksum"])
+        except ShardError as e:
+            f.close()
+            raise self._corrupt(s, str(e).split(": ", 1)[-1]) from None
+        self._verified.add(s)
+
+    def _corrupt(self, s: int, reason: str) -> ShardError:
+        return ShardError(f"{self.path / self.shards[s]['file']}: corrupt ({reason}); "
+                          f"run 'datagen inspect {self.path}', then 'datagen generate' to rewrite it")
 
     def __iter__(self):
         for i in range(len(self)):
@@ -152,6 +189,16 @@ class ShardedDataset:
         state["_open"] = OrderedDict()  # handles never cross processes
         state["_model"] = None
         return state
+
+
+def _has_chunk_checksums(f: h5py.File) -> bool:
+    found = []
+    f.visititems(lambda n, o: found.append(o.fletcher32) if isinstance(o, h5py.Dataset) else None)
+    return bool(found) and all(found)
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 class ShardShuffleSampler:

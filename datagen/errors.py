@@ -19,3 +19,7 @@ class ShardError(DatagenError):
 
 class RenderError(DatagenError):
     """The headless OpenGL context could not be created or used."""
+
+
+class DiskFullError(DatagenError):
+    """The output's file system is full (or over its quota, or read-only): retrying cannot help."""

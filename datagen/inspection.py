@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 
 from .errors import ShardError
-from .job import read_manifest
+from .manifest import read_manifest, unlisted_shards
 from .shards import validate_shard
 
 
@@ -53,6 +53,8 @@ def inspect_dataset(path: str | Path, deep: bool = True) -> Report:
             continue
         report.valid.append(info)
         report.bytes += info.bytes
+    for name in unlisted_shards(path, manifest):
+        report.problems.append((name, "not listed in the manifest: from another job or run, and never read"))
     if report.valid:
         _describe(report)
     return report
@@ -103,7 +105,10 @@ def format_report(report: Report) -> str:
             lines.append(f"  {name:<20} {mean:>9.3f} {std:>9.3f} {lo:>9.3f} {hi:>9.3f}  {unit}")
     lines.append("")
     if report.problems:
-        lines.append(f"INVALID: {len(report.problems)} of {report.num_shards} shards")
+        invalid = report.num_shards - len(report.valid)
+        strays = len(report.problems) - invalid
+        lines.append(f"INVALID: {invalid} of {report.num_shards} shards"
+                     + (f", and {strays} shard files the manifest does not list" if strays else ""))
         lines.extend(f"  {file}: {message}" for file, message in report.problems)
     else:
         lines.append(f"OK: all {report.num_shards} shards valid")

@@ -8,34 +8,31 @@ output skips every shard that validates against the manifest and regenerates the
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
-import json
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
+
 from . import __version__
-from .errors import DatagenError, ShardError
+from .errors import DatagenError, DiskFullError, ShardError
+from .files import remove_partial_files
 from .generator import cached_generator
+from .locking import OutputLock
+from .manifest import MANIFEST, SHARD_PATTERN, read_manifest, shard_name, spec_fingerprint, unlisted_shards, write_manifest
 from .models import resolve_model
 from .morphable_model import MorphableModel, model_checksum
 from .cluster import WorkerSetup, check_batch_system, connect
 from .render import is_software
-from .shards import ShardWriter, shard_name, validate_shard
+from .shards import ShardWriter, validate_shard
 from .spec import JobSpec, with_cluster
 
-MANIFEST = "manifest.json"
+__all__ = ["MANIFEST", "JobCheck", "RunSummary", "check_job", "generate_shard", "plan", "prepare_output", "read_manifest", "run_job",
+           "spec_fingerprint", "write_manifest"]
+
 TASK_RETRIES = 2
-
-
-def spec_fingerprint(spec: JobSpec) -> str:
-    """What makes two jobs produce the same samples: everything but where and how fast they run."""
-    content = dataclasses.asdict(spec)
-    for key in ("cluster", "source_text", "source_path"):
-        content.pop(key)
-    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
 def plan(spec: JobSpec, model: MorphableModel) -> dict:
@@ -59,6 +56,29 @@ def plan(spec: JobSpec, model: MorphableModel) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class JobCheck:
+    """What ``check_job`` found: the job can run, and what it will read."""
+
+    model: MorphableModel
+    texture_entries: int
+    background_images: int
+
+
+def check_job(spec: JobSpec, model_dir: str | None = None) -> JobCheck:
+    """Check everything a run of ``spec`` reads, before any work (``datagen check``): the model is
+    installed and loads, each texture library exists, was fitted with this model and has entries,
+    and the background folder holds images. Raises one ``DatagenError`` saying what is wrong."""
+    from .background import list_background_images
+    from .photos import checked_library
+
+    model = resolve_model(spec.model.name, model_dir, download=False)
+    libraries = [spec.photoreal.library] if spec.photoreal.library else list(spec.sampling.appearance.texture_libraries)
+    entries = sum(len(checked_library(path, model)["entries"]) for path in libraries)
+    return JobCheck(model=model, texture_entries=entries,
+                    background_images=len(list_background_images(spec.sampling.background)))
+
+
 def texture_fingerprints(spec: JobSpec) -> dict:
     """SHA-256 of the index of every texture library the job reads: refitting a library changes the samples."""
     libraries = [spec.photoreal.library] if spec.photoreal.library else list(spec.sampling.appearance.texture_libraries)
@@ -70,23 +90,6 @@ def texture_fingerprints(spec: JobSpec) -> dict:
         except OSError:
             raise DatagenError(f"{library}: not a texture library (no index.json); make one with 'datagen fit'") from None
     return fingerprints
-
-
-def read_manifest(out_dir: str | Path) -> dict:
-    path = Path(out_dir) / MANIFEST
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ShardError(f"{out_dir}: no {MANIFEST}; not a datagen dataset") from None
-    except ValueError as e:
-        raise ShardError(f"{path}: corrupt manifest ({e})") from None
-
-
-def write_manifest(out_dir: str | Path, manifest: dict) -> None:
-    path = Path(out_dir) / MANIFEST
-    tmp = path.with_name(MANIFEST + ".partial")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, path)
 
 
 # --- one task: one shard (runs in a dask worker process)
@@ -116,6 +119,15 @@ def generate_shard(spec: JobSpec, shard_index: int, out_dir: str, model_dir: str
             "device": generator.device, "software": is_software(ctx), "pid": os.getpid()}
 
 
+def shard_task(spec: JobSpec, shard_index: int, out_dir: str, model_dir: str | None) -> dict:
+    """``generate_shard`` as a dask task: a full disk is returned as ``{"disk_full": message}``, not
+    raised, since dask retries raised errors and a full disk fails every retry the same way."""
+    try:
+        return generate_shard(spec, shard_index, out_dir, model_dir)
+    except DiskFullError as e:
+        return {"file": shard_name(shard_index), "disk_full": str(e)}
+
+
 # --- the client
 
 
@@ -138,15 +150,14 @@ class RunSummary:
 
 
 def prepare_output(spec: JobSpec, out_dir: Path, model: MorphableModel, force: bool, log) -> tuple[dict, list[int]]:
-    """Write or check the manifest; return it and the shards that still need generating."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        remove_partial_files(out_dir)
-        probe = out_dir / ".write-test.partial"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise DatagenError(f"{out_dir}: cannot write the output folder ({e.strerror or e})") from None
+    """Write or check the manifest; return it and the shards that still need generating.
+
+    The caller holds the folder's ``OutputLock``. Shard files the manifest does not account for
+    are never silently overwritten or left beside the new ones: without a manifest, shards this
+    job wrote (same fingerprint, valid) are taken in, others refused; with one, unlisted shard
+    files are refused. ``force`` discards them instead.
+    """
+    remove_partial_files(out_dir)
     fresh = plan(spec, model)
     if (out_dir / MANIFEST).exists():
         old = read_manifest(out_dir)
@@ -155,10 +166,12 @@ def prepare_output(spec: JobSpec, out_dir: Path, model: MorphableModel, force: b
             if not force:
                 raise DatagenError(f"{out_dir} holds a different job ('{old.get('name')}'); use another --out, "
                                    f"or --force to discard its shards and start again")
-            for shard in out_dir.glob("shard-*.h5"):
-                shard.unlink()
+            _discard_shards(out_dir)
         else:
             fresh["shards"] = old["shards"]
+            _refuse_unlisted(out_dir, fresh, force)
+    else:
+        _adopt_orphans(out_dir, fresh, force, log)
     write_manifest(out_dir, fresh)
     todo = []
     for i, record in enumerate(fresh["shards"]):
@@ -170,18 +183,75 @@ def prepare_output(spec: JobSpec, out_dir: Path, model: MorphableModel, force: b
             except ShardError as e:
                 log(f"regenerating {e}")
         elif path.exists():
-            path.unlink()  # not in the manifest as complete: from an interrupted run
+            info = _own_shard(path, record, fresh)
+            if info is not None:  # written whole, but the run ended before the manifest said so
+                record.update(checksum=info.checksum, bytes=info.bytes)
+                continue
+            path.unlink()  # not this job's, or not whole: from an interrupted run
         record["checksum"] = record["bytes"] = None
         todo.append(i)
     write_manifest(out_dir, fresh)
     return fresh, todo
 
 
-def remove_partial_files(out_dir: Path) -> None:
-    """Shards a killed or interrupted worker left half-written: never valid, always safe to delete."""
-    for stale in out_dir.glob("*.partial"):
-        with contextlib.suppress(FileNotFoundError):
-            stale.unlink()
+def _discard_shards(out_dir: Path) -> None:
+    for shard in out_dir.glob(SHARD_PATTERN):
+        shard.unlink()
+
+
+def _refuse_unlisted(out_dir: Path, manifest: dict, force: bool) -> None:
+    strays = unlisted_shards(out_dir, manifest)
+    if not strays:
+        return
+    if not force:
+        raise DatagenError(f"{out_dir} holds {len(strays)} shard files its manifest does not list "
+                           f"({', '.join(strays[:3])}{', ...' if len(strays) > 3 else ''}): not from this run; "
+                           f"move them away, or use --force to delete them")
+    for name in strays:
+        (out_dir / name).unlink()
+
+
+def _adopt_orphans(out_dir: Path, manifest: dict, force: bool, log) -> None:
+    """Shard files with no manifest (it was deleted or lost): keep the ones this job wrote, refuse others.
+
+    A shard is this job's when its ``spec_fingerprint`` attribute is the job's, its sample range
+    is the plan's and it validates; a job that reads texture libraries is never matched this way
+    (a shard does not record which version of a library it used).
+    """
+    orphans = sorted(out_dir.glob(SHARD_PATTERN))
+    if not orphans:
+        return
+    records = {r["file"]: r for r in manifest["shards"]}
+    foreign = []
+    for path in orphans:
+        record = records.get(path.name)
+        info = _own_shard(path, record, manifest) if record and not manifest["textures"] else None
+        if info is None:
+            foreign.append(path)
+        else:
+            record.update(checksum=info.checksum, bytes=info.bytes)
+    if foreign and not force:
+        raise DatagenError(f"{out_dir} has no {MANIFEST} but holds {len(foreign)} shard files this job did not "
+                           f"write ({', '.join(p.name for p in foreign[:3])}{', ...' if len(foreign) > 3 else ''}); "
+                           f"use another --out, or --force to delete them")
+    for path in foreign:
+        path.unlink()
+    if len(orphans) > len(foreign):
+        log(f"{out_dir}: no {MANIFEST}; took in {len(orphans) - len(foreign)} shards this job had written")
+
+
+def _own_shard(path: Path, record: dict, manifest: dict):
+    try:
+        with h5py.File(path, "r") as f:
+            fingerprint = f.attrs.get("spec_fingerprint")
+        if fingerprint != manifest["spec_fingerprint"]:
+            return None
+        info = validate_shard(path)
+    except (OSError, ShardError):
+        return None
+    if (info.sample_start, info.num_samples) != (record["start"], record["stop"] - record["start"]):
+        return None
+    return info
 
 
 def run_job(spec: JobSpec, out_dir: str | Path, model_dir: str | None = None, workers: int | None = None,
@@ -189,15 +259,19 @@ def run_job(spec: JobSpec, out_dir: str | Path, model_dir: str | None = None, wo
             log=print) -> RunSummary:
     """Generate the job's dataset into ``out_dir`` on dask (the job's ``[cluster]``: local by default).
 
-    Every shard is one task. Shards that fail (a full disk, a worker that keeps dying) do not stop
+    Every shard is one task. Shards that fail (a worker that keeps dying, an error) do not stop
     the others; the run then raises one ``DatagenError`` listing them, and running it again
-    retries just those. Ctrl-C (KeyboardInterrupt) cancels the tasks and leaves only complete shards.
+    retries just those. A full disk (or quota, or a read-only file system) stops the run at the
+    first shard it hits, without retries. Ctrl-C (KeyboardInterrupt) cancels the tasks and
+    leaves only complete shards. One run at a time holds ``out_dir`` (``locking.OutputLock``).
 
     Args:
       workers: local worker processes (overrides the job's ``cluster.workers``).
       scheduler: address of an existing dask scheduler (overrides the job's ``[cluster]``).
       client: an existing ``distributed.Client`` to run on instead of the job's ``[cluster]``.
-      progress: callable(samples_just_finished) for a progress bar.
+      progress: callable(samples_just_finished) for a progress bar, or an object with
+        ``update(samples)`` and ``skip(samples)`` (``datagen.progress.Progress``), which is told
+        apart the samples a resumed run found complete.
       log: callable(str) for one-line messages.
     """
     if workers is not None:
@@ -209,41 +283,91 @@ def run_job(spec: JobSpec, out_dir: str | Path, model_dir: str | None = None, wo
     out_dir = Path(out_dir)
     started = time.perf_counter()
     model = resolve_model(spec.model.name, model_dir)
-    manifest, todo = prepare_output(spec, out_dir, model, force, log)
-    skipped = spec.num_shards - len(todo)
-    if skipped:
-        log(f"resuming: {skipped} of {spec.num_shards} shards already complete")
-        if progress:
-            progress(sum(s["stop"] - s["start"] for i, s in enumerate(manifest["shards"]) if i not in todo))
-    devices, retries, failures = [], 0, {}
-    if todo:
-        run = contextlib.nullcontext(client) if client is not None else connect(spec.cluster, log)
-        try:
-            with run as client:
-                futures = _submit(client, spec, todo, out_dir, model_dir, manifest["spec_fingerprint"])
-                for future in _completed(client, futures):
-                    i = futures[future]
-                    if future.status != "finished":
-                        failures[i] = (_failure_message(future.exception(), out_dir / shard_name(i))
-                                       if future.status == "error" else f"its task was {future.status}")
-                        continue
-                    record = future.result()
-                    if record["device"] not in devices:
-                        devices.append(record["device"])
-                        log(f"rendering on {record['device']}")
-                    manifest["shards"][i].update(checksum=record["checksum"], bytes=record["bytes"])
-                    write_manifest(out_dir, manifest)
-                    if progress:
-                        progress(record["stop"] - record["start"])
-                retries = _retries(client, futures)
-        finally:
-            if spec.cluster.kind == "local":
-                remove_partial_files(out_dir)  # its workers are gone now; a remote straggler cleans up itself
-    if failures:
-        raise DatagenError(_failure_report(failures, len(todo)))
+    _make_output_folder(out_dir)
+    with OutputLock(out_dir):
+        manifest, todo = prepare_output(spec, out_dir, model, force, log)
+        skipped = spec.num_shards - len(todo)
+        if skipped:
+            log(f"resuming: {skipped} of {spec.num_shards} shards already complete")
+            _report(progress, sum(s["stop"] - s["start"] for i, s in enumerate(manifest["shards"]) if i not in todo),
+                    skipped=True)
+        devices, retries = [], 0
+        if todo:
+            run = contextlib.nullcontext(client) if client is not None else connect(spec.cluster, log)
+            try:
+                with run as client:
+                    devices, retries = _run_shards(client, spec, todo, out_dir, model_dir, manifest, progress, log)
+            finally:
+                if spec.cluster.kind == "local":
+                    remove_partial_files(out_dir)  # its workers are gone now; a remote straggler cleans up itself
     return RunSummary(out_dir=out_dir, samples=spec.num_samples, shards=spec.num_shards, skipped=skipped,
                       generated=len(todo), bytes=sum(s["bytes"] or 0 for s in manifest["shards"]),
                       seconds=time.perf_counter() - started, retries=retries, devices=devices)
+
+
+def _make_output_folder(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".write-test-{os.getpid()}.partial"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise DatagenError(f"{out_dir}: cannot write the output folder ({e.strerror or e})") from None
+
+
+def _report(progress, samples: int, skipped: bool = False) -> None:
+    if progress is None:
+        return
+    if hasattr(progress, "update"):
+        (progress.skip if skipped else progress.update)(samples)
+    else:
+        progress(samples)
+
+
+def _run_shards(client, spec, todo, out_dir, model_dir, manifest, progress, log) -> tuple[list, int]:
+    """Submit the shards, record each as it completes; raise one DatagenError for all that failed."""
+    futures = _submit(client, spec, todo, out_dir, model_dir, manifest["spec_fingerprint"])
+    completed = _completed(client, futures)
+    try:
+        devices, failures, disk_full = _collect(completed, futures, out_dir, manifest, progress, log)
+    finally:
+        completed.close()  # cancels the tasks still queued or running
+    retries = _retries(client, futures)
+    if disk_full:
+        done = sum(1 for s in manifest["shards"] if s["checksum"])
+        raise DiskFullError(f"the output's disk is full, so the run stopped: {disk_full}. {done} of "
+                            f"{len(manifest['shards'])} shards are complete and kept; free some space (or choose "
+                            f"another --out) and run the same command again")
+    if failures:
+        raise DatagenError(_failure_report(failures, len(todo)))
+    return devices, retries
+
+
+def _collect(completed, futures, out_dir, manifest, progress, log) -> tuple[list, dict, str | None]:
+    """(devices rendered on, failure per shard, why the disk is full or None) as the shards complete.
+
+    Stops at the first full-disk error: every shard after it would fail the same way."""
+    devices, failures = [], {}
+    for future in completed:
+        i = futures[future]
+        if future.status != "finished":
+            failures[i] = (_failure_message(future.exception(), out_dir / shard_name(i))
+                           if future.status == "error" else f"its task was {future.status}")
+            continue
+        record = future.result()
+        if "disk_full" in record:
+            return devices, failures, f"{shard_name(i)}: {_failure_message(DiskFullError(record['disk_full']), out_dir / shard_name(i))}"
+        if record["device"] not in devices:
+            devices.append(record["device"])
+            log(f"rendering on {record['device']}")
+        manifest["shards"][i].update(checksum=record["checksum"], bytes=record["bytes"])
+        try:
+            write_manifest(out_dir, manifest)
+        except DiskFullError as e:  # the shard is whole on disk; the next run takes it in (prepare_output)
+            manifest["shards"][i].update(checksum=None, bytes=None)
+            return devices, failures, str(e)
+        _report(progress, record["stop"] - record["start"])
+    return devices, failures, None
 
 
 def _submit(client, spec, todo, out_dir, model_dir, fingerprint) -> dict:
@@ -255,7 +379,7 @@ def _submit(client, spec, todo, out_dir, model_dir, fingerprint) -> dict:
         raise
     except Exception as e:  # e.g. a worker without the model or an EGL driver
         raise DatagenError(f"a dask worker could not set up: {type(e).__name__}: {e}") from None
-    return {client.submit(generate_shard, spec, i, str(out_dir.resolve()), model_dir,
+    return {client.submit(shard_task, spec, i, str(out_dir.resolve()), model_dir,
                           key=f"{spec.name}-{shard_name(i)}-{fingerprint[:8]}", retries=TASK_RETRIES,
                           pure=False): i for i in todo}
 

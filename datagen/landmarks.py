@@ -13,8 +13,11 @@ annotated photos stay an independent check.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -78,10 +81,11 @@ class Detector:
         except ImportError:
             raise LandmarkError("landmark detection needs MediaPipe: pip install 'datagen[detect]' "
                                 "(or give each photo's landmarks as an iBUG .pts file beside it)") from None
-        self._boxes = mp.solutions.face_detection.FaceDetection(model_selection=1,
-                                                                min_detection_confidence=min_confidence)
-        self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
-                                                     min_detection_confidence=min_confidence)
+        with _quiet_native_logs():
+            self._boxes = mp.solutions.face_detection.FaceDetection(model_selection=1,
+                                                                    min_detection_confidence=min_confidence)
+            self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
+                                                         min_detection_confidence=min_confidence)
 
     def faces(self, image: np.ndarray) -> list[np.ndarray]:
         """(68, 2) float32 landmarks of every face found in an (H, W, 3) uint8 RGB image, largest first."""
@@ -90,7 +94,9 @@ class Detector:
         image = np.ascontiguousarray(image)
         h, w = image.shape[:2]
         found = []
-        for detection in self._boxes.process(image).detections or []:
+        with _quiet_native_logs():
+            detections = self._boxes.process(image).detections or []
+        for detection in detections:
             box = detection.location_data.relative_bounding_box
             side = self.MESH_CROP * max(box.width * w, box.height * h)
             x0 = (box.xmin + box.width / 2) * w - side / 2
@@ -106,7 +112,8 @@ class Detector:
 
     def _mesh_points(self, image: np.ndarray) -> np.ndarray | None:
         """(68, 2) iBUG points of the face mesh's one face, as fractions of the image's width and height."""
-        faces = self._mesh.process(np.ascontiguousarray(image)).multi_face_landmarks or []
+        with _quiet_native_logs():
+            faces = self._mesh.process(np.ascontiguousarray(image)).multi_face_landmarks or []
         if not faces:
             return None
         return np.array([(p.x, p.y) for p in faces[0].landmark], np.float64)[list(MEDIAPIPE_TO_IBUG)]
@@ -120,6 +127,26 @@ class Detector:
             raise LandmarkError(f"{name}: {len(faces)} faces found; datagen fits one face per photo "
                                 f"(crop it, or give its landmarks as a .pts file)")
         return faces[0]
+
+
+@contextlib.contextmanager
+def _quiet_native_logs():
+    """MediaPipe's C++ graph (TFLite, absl logging) writes INFO and WARNING lines straight to file
+    descriptor 2, which no Python setting reaches: point it at /dev/null while the graph runs."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all
+        yield
+        return
+    sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _distinct_faces(faces: list[np.ndarray], overlap: float = 0.5) -> list[np.ndarray]:

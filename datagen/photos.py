@@ -27,11 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from .errors import DatagenError
 from .fitting import LandmarkFit, default_intrinsics, fit_landmarks
 from .geometry import build_scenes
+from .images import ImageReadError, read_rgb
 from .landmarks import photo_landmarks
 from .morphable_model import MorphableModel, model_checksum
 from .render import Renderer
@@ -77,12 +78,11 @@ def neutral_appearance() -> np.ndarray:
 
 
 def read_photo(path: str | Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB, or one PhotoError naming the file."""
+    """(H, W, 3) uint8 RGB, upright (see ``images.read_rgb``), or one PhotoError naming the file."""
     try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (OSError, UnidentifiedImageError, ValueError) as e:
-        raise PhotoError(f"{path}: unreadable photo ({e})") from None
+        return read_rgb(path)
+    except ImageReadError as e:
+        raise PhotoError(str(e).replace("unreadable image", "unreadable photo")) from None
 
 
 def crop_box(landmarks: np.ndarray, scale: float = 1.9) -> tuple[float, float, float]:
@@ -262,19 +262,22 @@ def entry_sheet(fitted: FittedPhoto, rendered) -> Image.Image:
     return sheet
 
 
-def load_photos(libraries, model: MorphableModel) -> list[FittedPhoto]:
-    """Every entry of the texture ``libraries``, in order (a job's albedo sources / photos to re-render).
+def checked_library(path: str | Path, model: MorphableModel) -> dict:
+    """The index of the texture library at ``path``, after checking it was fitted with ``model``
+    (its UV layout) and holds entries; one clear error otherwise."""
+    index = TextureLibrary(path).index()
+    if index.get("model_checksum") != model_checksum(model):
+        raise DatagenError(f"{path}: its textures were fitted with model '{index.get('model')}', not this job's "
+                           f"'{model.name}' (or another version of it); fit the photos again with --model")
+    if not index["entries"]:
+        raise DatagenError(f"{path}: the texture library is empty; add photos with 'datagen fit'")
+    return index
 
-    Each library must have been fitted with ``model`` (its UV layout); one clear error otherwise.
-    """
+
+def load_photos(libraries, model: MorphableModel) -> list[FittedPhoto]:
+    """Every entry of the texture ``libraries``, in order (a job's albedo sources / photos to re-render)."""
     photos = []
     for path in libraries:
         library = TextureLibrary(path)
-        index = library.index()
-        if index.get("model_checksum") != model_checksum(model):
-            raise DatagenError(f"{path}: its textures were fitted with model '{index.get('model')}', not this job's "
-                               f"'{model.name}' (or another version of it); fit the photos again with --model")
-        if not index["entries"]:
-            raise DatagenError(f"{path}: the texture library is empty; add photos with 'datagen fit'")
-        photos += [library.load(entry["name"]) for entry in index["entries"]]
+        photos += [library.load(entry["name"]) for entry in checked_library(path, model)["entries"]]
     return photos

@@ -14,6 +14,7 @@ With neither, the colour comes from the first pass.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from importlib import resources
 
@@ -52,6 +53,7 @@ def create_context(device_index: int | None = None):
 
     from .gpus import egl_device
 
+    load_llvm_users_first()
     if device_index is None:
         device_index = egl_device().device
     try:
@@ -61,6 +63,27 @@ def create_context(device_index: int | None = None):
             f"cannot create a headless OpenGL (EGL) context on device {device_index}: {e}. "
             "Install an EGL driver: on NVIDIA nodes the driver's libEGL_nvidia; elsewhere Mesa "
             "(Debian/Ubuntu: apt-get install libegl1 libgl1-mesa-dri)") from None
+
+
+# Packages that bring their own LLVM and crash the process (SIGSEGV) when first loaded after Mesa's
+# llvmpipe has loaded its own: triton (installed with CUDA builds of PyTorch; torch imports it
+# lazily, e.g. when an optimiser is created). Loaded before, they coexist.
+LLVM_USERS = ("triton",)
+
+
+def load_llvm_users_first() -> None:
+    """Import the installed ``LLVM_USERS`` before any GL context exists (a no-op once imported)."""
+    import importlib
+    import importlib.util
+
+    for name in LLVM_USERS:
+        if name in sys.modules:
+            continue
+        try:
+            if importlib.util.find_spec(name) is not None:
+                importlib.import_module(name)
+        except Exception:  # a broken install of an optional package: it cannot be imported later either
+            pass
 
 
 def describe_context(ctx) -> str:

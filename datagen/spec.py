@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import os
 import re
 import sys
 import typing
@@ -336,13 +338,44 @@ QUICKSTART = "quickstart"
 
 
 def load_spec(path: str | Path) -> JobSpec:
-    """Read and validate a job file. Raises ``SpecError`` naming the file, line and key."""
+    """Read and validate a job file. Raises ``SpecError`` naming the file, line and key.
+
+    Relative paths in the file (``photoreal.library``, ``sampling.appearance.texture_libraries``,
+    ``sampling.background.images_dir``, a model directory in ``model.name``) are relative to the
+    job file's folder, and are made absolute here, so any process on any node reads the same folder.
+    """
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not a job file (not UTF-8 text; a job file is TOML)") from None
     except OSError as e:
         raise SpecError(f"{path}: cannot read the job file ({e.strerror or e})") from None
-    return parse_spec(text, str(path))
+    return resolve_paths(parse_spec(text, str(path)), path.resolve().parent)
+
+
+def resolve_paths(spec: JobSpec, base: Path) -> JobSpec:
+    """``spec`` with its relative paths taken relative to ``base`` (see ``load_spec``)."""
+    def absolute(value: str) -> str:
+        if not value:
+            return value
+        return os.path.abspath(base / Path(value).expanduser())  # base / an absolute path is that path
+
+    sampling = spec.sampling
+    appearance = dataclasses.replace(sampling.appearance,
+                                     texture_libraries=tuple(absolute(p) for p in sampling.appearance.texture_libraries))
+    background = dataclasses.replace(sampling.background, images_dir=absolute(sampling.background.images_dir))
+    model = spec.model
+    if _names_a_directory(model.name):
+        model = dataclasses.replace(model, name=absolute(model.name))
+    return dataclasses.replace(
+        spec, model=model, photoreal=dataclasses.replace(spec.photoreal, library=absolute(spec.photoreal.library)),
+        sampling=dataclasses.replace(sampling, appearance=appearance, background=background))
+
+
+def _names_a_directory(name: str) -> bool:
+    """A model given by path, not by registered name ("ict-facekit", "sfm")."""
+    return "/" in name or "\\" in name or name.startswith((".", "~"))
 
 
 def default_spec_text() -> str:
@@ -446,6 +479,8 @@ def _convert(kind, value, where: _Where, name: str, ctx: _Context):
         raise where.error(name, f"expected an integer, got {_describe(value)}")
     if kind is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise where.error(name, f"expected a finite number, got {_describe(value)}")
             return float(value)
         raise where.error(name, f"expected a number, got {_describe(value)}")
     if kind is str:
@@ -455,6 +490,8 @@ def _convert(kind, value, where: _Where, name: str, ctx: _Context):
     if kind == Range:
         if (isinstance(value, list) and len(value) == 2
                 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+            if not all(math.isfinite(v) for v in value):
+                raise where.error(name, f"expected [low, high] as two finite numbers, got {_describe(value)}")
             return (float(value[0]), float(value[1]))
         raise where.error(name, f"expected [low, high] as two numbers, got {_describe(value)}")
     if kind == typing.Tuple[str, ...]:
@@ -471,6 +508,10 @@ def _describe(value) -> str:
         return "a table"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, list):
+        return "[" + ", ".join(_describe(v) for v in value) + "]"
     return repr(value)
 
 

@@ -127,3 +127,88 @@ def test_shard_shuffle_sampler_mixes_a_window_of_shards():
     assert sorted(order) == list(range(200))
     for w in range(0, 200, 40):  # each run of 40 samples comes from exactly 4 shards
         assert len({i // 10 for i in order[w:w + 40]}) == 4
+
+
+# --- corruption: the reader never serves a damaged sample
+
+
+def _read_all(ds):
+    return [{k: np.array(v) for k, v in ds[i].items()} for i in range(len(ds))]
+
+
+def test_a_flipped_byte_anywhere_in_a_shard_raises_or_changes_nothing(dataset_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(dataset_dir, copy)
+    original = _read_all(ShardedDataset(copy))
+    shard = copy / "shard-00001.h5"
+    good = shard.read_bytes()
+    rng = np.random.default_rng(1)
+    raised = 0
+    for position in [len(good) // 2] + rng.integers(0, len(good), 24).tolist():
+        bad = bytearray(good)
+        bad[position] ^= 0xFF
+        shard.write_bytes(bytes(bad))
+        ds = ShardedDataset(copy)
+        try:
+            read = _read_all(ds)
+        except ShardError as e:
+            assert "shard-00001.h5: corrupt" in str(e) and "datagen inspect" in str(e)
+            raised += 1
+            continue
+        finally:
+            ds.close()
+        for got, want in zip(read, original):  # nothing raised: then every value is the written one
+            for name in want:
+                np.testing.assert_array_equal(got[name], want[name], err_msg=f"byte {position}: {name}")
+    assert raised >= 20  # nearly every byte of a shard is chunk data or checksummed metadata
+
+
+def test_shards_without_chunk_checksums_are_verified_whole_when_first_opened(dataset_dir, tmp_path):
+    import h5py
+
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    manifest = read_manifest(dataset_dir)
+    for record in manifest["shards"]:  # rewrite each shard as datagen wrote them before: no checksums
+        with h5py.File(dataset_dir / record["file"]) as src, h5py.File(legacy / record["file"], "w") as dst:
+            dst.attrs.update(src.attrs)
+            names = []
+            src.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+            for name in names:
+                dst.create_dataset(name, data=src[name][()], chunks=src[name].chunks)
+    write_manifest(legacy, manifest)
+    ds = ShardedDataset(legacy)
+    assert int(ds[7]["sample_index"]) == 7 and ds._verified == {0, 1}  # 0: the field names
+    with h5py.File(legacy / "shard-00002.h5", "r+") as f:  # a wrong value that no HDF5 check can see
+        f["depth"][0, 10, 10] = np.nan
+    with pytest.raises(ShardError, match="shard-00002.h5: corrupt .*NaN"):
+        ds[11]
+    assert int(ShardedDataset(legacy, verify=False)[11]["sample_index"]) == 11
+
+
+def test_a_truncated_shard_is_one_clear_error(dataset_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(dataset_dir, copy)
+    shard = copy / "shard-00000.h5"
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    with pytest.raises(ShardError, match="shard-00000.h5: unreadable"):
+        ShardedDataset(copy)[0]
+
+
+def test_shard_files_the_manifest_does_not_list_are_reported(dataset_dir, tmp_path):
+    import shutil
+
+    from datagen.inspection import format_report, inspect_dataset
+
+    copy = tmp_path / "copy"
+    shutil.copytree(dataset_dir, copy)
+    shutil.copy(copy / "shard-00000.h5", copy / "shard-00007.h5")
+    with pytest.warns(UserWarning, match="1 shard files its manifest does not list"):
+        assert len(ShardedDataset(copy)) == 12
+    report = inspect_dataset(copy, deep=False)
+    assert not report.ok
+    assert "shard-00007.h5: not listed in the manifest" in format_report(report)

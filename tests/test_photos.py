@@ -6,11 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from datagen.cli import cli
 from datagen.fitting import fit_landmarks
 from datagen.landmarks import Detector, LandmarkError, interocular_distance, matching_face, read_pts
-from datagen.photos import PhotoFitter, TextureLibrary, read_photo
+from datagen.photos import PhotoError, PhotoFitter, TextureLibrary, read_photo
 from datagen.texture import SEEN
 from conftest import SHARED
 
@@ -276,3 +277,65 @@ def test_a_refitted_library_is_another_job(takeo_library, real_model_dir, tmp_pa
     index.write_text(index.read_text() + "\n")  # the library was refitted
     with pytest.raises(DatagenError, match="holds a different job"):
         run_job(spec, out, workers=1, log=lambda m: None)
+
+
+# --- photos as users have them: 16-bit, rotated by EXIF, very large
+
+
+def test_a_16_bit_photo_is_read_at_its_brightness_and_its_face_found(tmp_path):
+    from datagen.landmarks import Detector
+
+    grey = np.asarray(Image.open(SHARED / "faces" / "takeo.ppm").convert("L"))
+    path = tmp_path / "takeo16.png"
+    Image.fromarray(grey.astype(np.uint16) * 257).save(path)
+    assert Image.open(path).mode == "I;16"
+    image = read_photo(path)
+    assert image.dtype == np.uint8 and np.abs(image[..., 0].astype(int) - grey).max() <= 1
+    assert len(Detector().faces(image)) == 1
+
+
+def test_a_photo_rotated_by_its_exif_orientation_is_read_upright(tmp_path):
+    photo = np.asarray(Image.open(SHARED / "faces" / "takeo.ppm").convert("RGB"))
+    stored = Image.fromarray(np.ascontiguousarray(np.rot90(photo, 1)))  # what a phone held sideways stores
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to view
+    stored.save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    upright = read_photo(tmp_path / "phone.jpg")
+    assert upright.shape == photo.shape
+    assert np.abs(upright.astype(int) - photo).mean() < 3  # JPEG's loss only
+
+
+def test_large_photos_read_quietly_and_bombs_are_one_clear_error(tmp_path, monkeypatch):
+    import warnings
+
+    import PIL.Image
+
+    monkeypatch.setattr(PIL.Image, "MAX_IMAGE_PIXELS", 1000)  # 40x40 is "large", over 2000 pixels a bomb
+    Image.new("RGB", (40, 40), "white").save(tmp_path / "large.png")
+    Image.new("RGB", (50, 50), "white").save(tmp_path / "bomb.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_photo(tmp_path / "large.png").shape == (40, 40, 3)
+    with pytest.raises(PhotoError, match=r"bomb.png: too large to read \(over 0 megapixels, Pillow's limit"):
+        read_photo(tmp_path / "bomb.png")
+
+
+def test_detection_prints_nothing_of_mediapipes_own_logs():
+    import subprocess
+    import sys
+
+    code = (f"from datagen.landmarks import Detector; from datagen.photos import read_photo\n"
+            f"print(len(Detector().faces(read_photo({str(FACES / 'takeo.ppm')!r}))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout == "1\n"
+    assert result.stderr == ""  # without the redirection: "INFO: Created TensorFlow Lite XNNPACK delegate ..."
+
+
+def test_textures_show_names_the_entries_of_a_library(takeo_library, real_model_dir, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(cli, ["textures", "show", str(takeo_library), "nobody", "--model-dir", str(real_model_dir)])
+    assert result.exit_code == 2 and "'nobody' is not in" in result.output and "its entries: takeo" in result.output
+    result = runner.invoke(cli, ["textures", "show", str(takeo_library), "takeo", "-o", str(tmp_path / "t.png"),
+                                 "--model-dir", str(real_model_dir)])
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "t.png").size[1] == 512

@@ -1,5 +1,7 @@
 """The reference reconstructor: training on shards, mesh export, and metrics with known answers."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -32,10 +34,13 @@ def tiny_data(tmp_path_factory, tiny_model_dir):
 def trained(tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     config = TrainConfig(data=str(tiny_data), out=str(out), epochs=4, batch_size=16, size=64, width=8, workers=0,
-                         held_out=0.2, learning_rate=3e-3)
-    trainer = Trainer(config, log=lambda m: None)
+                         held_out=0.2, learning_rate=3e-3, progress_seconds=0.0)
+    trainer = Trainer(config, log=trainer_log.append)
     trainer.run()
     return trainer, out
+
+
+trainer_log = []  # what the trained fixture's Trainer logged
 
 
 def test_a_tiny_model_trains_and_its_loss_falls(trained):
@@ -47,6 +52,14 @@ def test_a_tiny_model_trains_and_its_loss_falls(trained):
     assert (out / "metrics.csv").read_text().count("\n") == 5
     assert Image.open(out / "curve.png").size == (640, 360)
     assert (out / "best.pt").stat().st_size < 0.5 * (out / "last.pt").stat().st_size  # no optimiser state
+
+
+def test_training_reports_progress_within_each_epoch(trained):
+    trainer, _ = trained
+    first_epoch_end = next(i for i, line in enumerate(trainer_log) if line.startswith("epoch 1 step"))
+    within = trainer_log[:first_epoch_end]
+    assert within and re.match(r"epoch 1: batch 1/\d+, loss [\d.]+ \(last 1 batches\), [\d.]+ samples/s, "
+                               r"epoch ends in 0:\d\d$", within[0]), within[:1]
 
 
 def test_training_resumes_from_its_last_checkpoint(trained):
@@ -71,6 +84,7 @@ def test_reconstruct_writes_a_mesh_with_the_models_vertices(trained, tiny_data, 
         result = CliRunner().invoke(cli, ["reconstruct", str(photo), "--checkpoint", str(out / "best.pt"), "-o", str(mesh),
                                           "--landmarks", str(pts)])
         assert result.exit_code == 0, result.output
+        assert f"[landmarks: {pts}]" in result.output
         text = mesh.read_text()
         if suffix == ".obj":
             assert sum(line.startswith("v ") for line in text.splitlines()) == tiny_model.num_vertices
@@ -91,6 +105,7 @@ def test_reconstruct_takes_the_largest_face_or_every_face(trained, tmp_path):
     result = CliRunner().invoke(cli, args + [str(tmp_path / "largest" / "face.obj")])
     assert result.exit_code == 0, result.output
     assert "2 faces found, the largest reconstructed" in result.output
+    assert "[landmarks: detected (MediaPipe face detector + face mesh)]" in result.output
     assert sorted(p.name for p in (tmp_path / "largest").iterdir()) == ["face-overlay.png", "face.json", "face.obj"]
     result = CliRunner().invoke(cli, args + [str(tmp_path / "all" / "face.obj"), "--all-faces"])
     assert result.exit_code == 0, result.output

@@ -131,3 +131,24 @@ def test_image_backgrounds_and_unreadable_ones(tiny_model, ctx, tmp_path):
     for k in broken:  # falls back to a procedural background, deterministically
         assert out["image"][k][background[k]].std() > 1
     np.testing.assert_array_equal(g.generate(broken[:1])["image"], out["image"][broken[:1]])
+
+
+def test_packages_with_their_own_llvm_are_loaded_before_the_gl_context(tmp_path):
+    """triton (beside CUDA builds of PyTorch) segfaults when first imported after Mesa's llvmpipe has
+    loaded its LLVM, and loads fine before it: create_context imports it first. A stand-in records
+    whether a context existed when it was imported."""
+    import subprocess
+    import sys
+
+    fake = tmp_path / "triton"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("import sys\nIMPORTED_AFTER_A_CONTEXT = 'datagen.render' in sys.modules and "
+                                      "getattr(sys.modules['datagen.render'], '_made', False)\n")
+    code = ("import sys, datagen.render as r\n"
+            "ctx = r.create_context(); r._made = True\n"
+            "import triton\n"
+            "print(triton.IMPORTED_AFTER_A_CONTEXT, 'triton' in sys.modules)")
+    env = {**__import__("os").environ, "PYTHONPATH": f"{tmp_path}"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "True"]

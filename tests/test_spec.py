@@ -1,3 +1,6 @@
+import re
+from pathlib import Path
+
 import pytest
 
 from datagen.errors import SpecError
@@ -62,3 +65,37 @@ def test_invalid_toml_is_one_clear_error():
 def test_unreadable_file(tmp_path):
     with pytest.raises(SpecError, match="cannot read the job file"):
         load_spec(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize("line, message", [
+    ("[sampling.pose]\nyaw_std_deg = inf", "line 3: sampling.pose.yaw_std_deg: expected a finite number, got inf"),
+    ("[sampling.identity]\ntruncation = inf", "sampling.identity.truncation: expected a finite number, got inf"),
+    ("[sampling.pose]\nroll_std_deg = nan", "sampling.pose.roll_std_deg: expected a finite number, got nan"),
+    ("[sampling.pose]\nyaw_range_deg = [-inf, 30]", "expected [low, high] as two finite numbers, got [-inf, 30]"),
+])
+def test_infinite_and_nan_values_are_refused(line, message):
+    with pytest.raises(SpecError, match=re.escape(message)):
+        parse_spec(f'name = "x"\n{line}\n', "<job>")
+
+
+def test_a_binary_file_is_one_clear_error(tmp_path):
+    job = tmp_path / "job.toml"
+    job.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(SpecError, match=re.escape(f"{job}: not a job file (not UTF-8 text; a job file is TOML)")):
+        load_spec(job)
+
+
+def test_paths_in_a_job_file_are_relative_to_its_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "jobs"
+    folder.mkdir()
+    (folder / "job.toml").write_text('name = "x"\n[model]\nname = "../models/tiny"\n[photoreal]\nlibrary = "../lib"\n'
+                                     '[sampling.appearance]\ntexture_libraries = ["skins", "/abs/skins"]\n'
+                                     '[sampling.background]\nkind = "images"\nimages_dir = "~/pictures"\n')
+    monkeypatch.chdir(tmp_path / "..")
+    spec = load_spec(folder / "job.toml")
+    assert spec.photoreal.library == str(tmp_path / "lib")
+    assert spec.model.name == str(tmp_path / "models" / "tiny")
+    assert spec.sampling.appearance.texture_libraries == (str(folder / "skins"), "/abs/skins")
+    assert spec.sampling.background.images_dir == str(Path.home() / "pictures")
+    assert load_spec(REPO / "jobs" / "photoreal.toml").photoreal.library == str(REPO / "textures" / "mylib")
+    assert load_default_spec().model.name == "ict-facekit"

@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw
 
 from ..errors import DatagenError
 from ..geometry import build_scenes, project
+from ..meshes import write_mesh  # noqa: F401  (re-exported: reconstructions are written with it)
 from ..models import resolve_model
 from ..photos import crop_photo, neutral_appearance
 from ..render import Renderer
@@ -119,27 +120,6 @@ class Reconstructor:
         for x, y in (result.landmarks - result.box[:2]) * k:
             draw.ellipse((x - 2, y - 2, x + 2, y + 2), fill="lime")
         return picture
-
-
-def write_mesh(path: str | Path, vertices: np.ndarray, model) -> None:
-    """OBJ (with the model's UVs) or PLY, by the suffix."""
-    path = Path(path)
-    if path.suffix.lower() == ".ply":
-        header = (f"ply\nformat ascii 1.0\ncomment datagen reconstruction, mm, camera space\nelement vertex {len(vertices)}\n"
-                  f"property float x\nproperty float y\nproperty float z\nelement face {len(model.triangles)}\n"
-                  "property list uchar int vertex_indices\nend_header\n")
-        body = "\n".join(f"{x:.4f} {y:.4f} {z:.4f}" for x, y, z in vertices)
-        faces = "\n".join(f"3 {a} {b} {c}" for a, b, c in model.triangles)
-        path.write_text(header + body + "\n" + faces + "\n")
-    elif path.suffix.lower() == ".obj":
-        lines = ["# datagen reconstruction: mm, camera space (x right, y up, camera looking down -z)"]
-        lines += [f"v {x:.4f} {y:.4f} {z:.4f}" for x, y, z in vertices]
-        lines += [f"vt {u:.6f} {v:.6f}" for u, v in model.uv]
-        lines += [f"f {a + 1}/{ta + 1} {b + 1}/{tb + 1} {c + 1}/{tc + 1}"
-                  for (a, b, c), (ta, tb, tc) in zip(model.triangles, model.triangle_uv)]
-        path.write_text("\n".join(lines) + "\n")
-    else:
-        raise DatagenError(f"{path}: mesh files are .obj or .ply")
 
 
 def write_params(path: str | Path, result: Reconstruction) -> None:

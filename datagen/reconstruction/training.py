@@ -29,6 +29,7 @@ from PIL import Image, ImageDraw
 
 from ..dataset import ShardedDataset
 from ..errors import DatagenError
+from ..progress import format_duration
 from .data import FaceTrainingSet, split_indices, translation_of
 from .evaluation import landmark_nme, summarise, vertex_error
 from .network import POINT_LOG_SIGMA, CoarseNet, FaceDecoder
@@ -59,6 +60,7 @@ class TrainConfig:
     evaluate_samples: int = 1000  # held-out samples scored after each epoch
     seed: int = 0
     model_dir: str | None = None
+    progress_seconds: float = 30.0  # a progress line within each epoch at most this often
 
 
 def device() -> torch.device:
@@ -182,14 +184,18 @@ class Trainer:
         while self.epoch < self.config.epochs and self.progress(len(loader)) < 1.0:
             self.train_set.epoch = self.epoch  # new augmentations per epoch
             started, losses = time.perf_counter(), []
+            epoch_started = last_report = time.perf_counter()
             self.net.train()
-            for batch in loader:
+            for done, batch in enumerate(loader, 1):
                 loss, lr = self.scheduled_step(batch, len(loader))
                 losses.append(loss)
                 self.seconds += time.perf_counter() - started
                 started = time.perf_counter()
                 if self.progress(len(loader)) >= 1.0:
                     break
+                if started - last_report >= self.config.progress_seconds:
+                    self.log(self.epoch_progress(done, len(loader), losses, started - epoch_started))
+                    last_report = started
             self.epoch += 1
             metrics = self.evaluate()
             row = {"epoch": self.epoch, "step": self.step, "minutes": round(self.seconds / 60, 2), "lr": lr,
@@ -202,6 +208,14 @@ class Trainer:
             self.save("last.pt")
             self.write_logs(metrics)
         return self.history[-1] if self.history else {}
+
+    def epoch_progress(self, done: int, batches: int, losses: list, seconds: float) -> str:
+        rate = done * self.config.batch_size / seconds if seconds > 0 else 0.0
+        left = (batches - done) * seconds / done
+        recent = [v for v in losses[-50:] if math.isfinite(v)]
+        loss = f"{np.mean(recent):.4g}" if recent else "nan"
+        return (f"epoch {self.epoch + 1}: batch {done}/{batches}, loss {loss} (last {len(losses[-50:])} batches), "
+                f"{rate:.1f} samples/s, epoch ends in {format_duration(left)}")
 
     def losses(self, batch, predicted) -> dict[str, torch.Tensor]:
         out = {}
