@@ -49,7 +49,7 @@ def without_checksums(source: Path, target: Path) -> None:
     manifest = read_manifest(source)
     for record in manifest["shards"]:
         with h5py.File(source / record["file"]) as src, h5py.File(target / record["file"], "w") as dst:
-            dst.attrs.update(src.attrs)
+            dst.attrs.update({k: v for k, v in src.attrs.items() if k != "attributes_sha256"})  # not yet then
             names = []
             src.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
             for name in names:

@@ -14,16 +14,17 @@ from PIL import Image
 from .errors import SpecError
 from .images import ImageReadError, read_rgb
 from .sampling import sample_rng
-from .spec import BackgroundPrior
+from .spec import JobSpec
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".webp")
 
 
-def list_background_images(prior: BackgroundPrior) -> list[Path]:
+def list_background_images(spec: JobSpec) -> list[Path]:
     """The sorted image files of ``images_dir`` (empty for procedural backgrounds)."""
+    prior = spec.sampling.background
     if prior.kind == "procedural":
         return []
-    folder = Path(prior.images_dir).expanduser()
+    folder = Path(spec.path(prior.images_dir))
     if not folder.is_dir():
         raise SpecError(f"sampling.background.images_dir: {folder} is not a folder")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -65,7 +66,7 @@ def _unit_grid(width: int, height: int):
 
 
 def _image_background(rng, path: Path, width: int, height: int) -> np.ndarray:
-    with Image.fromarray(read_rgb(path)) as im:
+    with Image.fromarray(read_rgb(path, upright=False)) as im:  # as before: a job's pixels stay the same
         scale = max(width / im.width, height / im.height) * rng.uniform(1.0, 1.6)
         im = im.resize((max(width, round(im.width * scale)), max(height, round(im.height * scale))), Image.BILINEAR)
         x = int(rng.integers(0, im.width - width + 1))

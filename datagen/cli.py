@@ -138,7 +138,7 @@ def preview(job, count, start, output, model_dir):
     from .preview import contact_sheet
 
     spec = _spec(job)
-    generator = FaceGenerator(spec, resolve_model(spec.model.name, model_dir, progress=_download_progress()))
+    generator = FaceGenerator(spec, resolve_model(spec.model_reference(), model_dir, progress=_download_progress()))
     arrays = generator.generate(range(start, start + count))
     contact_sheet(arrays).save(output)
     click.echo(f"{output}: {count} samples of {spec.name} (from index {start})")
@@ -187,8 +187,11 @@ def mesh(path, indices, output, ply, model_dir):
     from .dataset import ShardedDataset
     from .meshes import MESH_SUFFIXES, write_sample_mesh
 
+    named = output is not None and output.suffix.lower() in MESH_SUFFIXES
+    if named and len(indices) > 1:
+        raise click.UsageError(f"-o {output} names one mesh file; give a folder for {len(indices)} samples")
     dataset = ShardedDataset(path, model_dir=str(model_dir) if model_dir else None)
-    single = len(indices) == 1 and output is not None and output.suffix.lower() in MESH_SUFFIXES
+    single = named
     for index in indices:
         if index >= len(dataset):
             raise click.BadParameter(f"{index}: the dataset has {len(dataset)} samples", param_hint="INDICES")

@@ -20,6 +20,7 @@ against their content checksum when first opened.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import os
 import warnings
 from collections import OrderedDict
@@ -41,8 +42,8 @@ class ShardedDataset:
           fields: the datasets to return from ``ds[i]`` (default: all).
           max_open_files: bound on open HDF5 files in this process.
           model_dir: where to find the model for ``vertices(i)`` when vertices were not stored.
-          verify: check what is read (per-chunk checksums; shards without them are checked whole
-            when first opened). False reads without checks, as fast as h5py can.
+          verify: check shards written before per-chunk checksums whole when first opened (HDF5
+            checks the chunk checksums of newer shards on every read, whatever this says).
         """
         self.path = Path(path)
         self.manifest = read_manifest(self.path)
@@ -95,11 +96,10 @@ class ShardedDataset:
             except OSError as e:
                 raise ShardError(f"{path}: unreadable ({_first_line(e)}); run 'datagen inspect {self.path}'") from None
             try:
-                if self.verify and s not in self._verified and not _has_chunk_checksums(entry[0]):
-                    self._verify_whole(s, entry[0])
-            except (OSError, RuntimeError, KeyError, ValueError) as e:
+                self._check_on_open(s, entry[0])
+            except (OSError, RuntimeError, KeyError, ValueError, ShardError) as e:
                 entry[0].close()
-                raise self._corrupt(s, _first_line(e)) from None
+                raise self._corrupt(s, str(e).split(": ", 1)[-1] if isinstance(e, ShardError) else _first_line(e)) from None
             self.files_opened += 1
             self._open[s] = entry
             if len(self._open) > self.max_open_files:
@@ -119,24 +119,33 @@ class ShardedDataset:
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
         s, offset = self.locate(int(i))
         f, datasets = self._entry(s)
-        try:
+        with self._reading(s, f"sample {offset}"):
             names = self.fields or self.field_names()
             for name in names:
                 if name not in datasets:
                     datasets[name] = f[name]
             return {name: datasets[name][offset] for name in names}
-        except (OSError, KeyError, RuntimeError, ValueError) as e:
-            raise self._corrupt(s, f"sample {offset}: {_first_line(e)}") from None
 
-    def _verify_whole(self, s: int, f: h5py.File) -> None:
-        from .shards import validate_shard
-
+    @contextlib.contextmanager
+    def _reading(self, s: int, what: str):
+        """An HDF5 read that fails (a chunk's checksum, damaged metadata) -> one ShardError naming the shard."""
         try:
-            validate_shard(self.path / self.shards[s]["file"], self.shards[s]["checksum"])
-        except ShardError as e:
-            f.close()
-            raise self._corrupt(s, str(e).split(": ", 1)[-1]) from None
-        self._verified.add(s)
+            yield
+        except (OSError, KeyError, RuntimeError, ValueError) as e:
+            raise self._corrupt(s, f"{what}: {_first_line(e)}") from None
+
+    def _check_on_open(self, s: int, f: h5py.File) -> None:
+        """Cheap checks of a shard as it is opened: it is the manifest's (its content checksum), its
+        attributes are the ones written; a shard without chunk checksums is verified whole, once."""
+        from .shards import check_attributes, validate_shard
+
+        name = self.shards[s]["file"]
+        if f.attrs.get("content_sha256") != self.shards[s]["checksum"]:
+            raise ShardError(f"{name}: not the shard the manifest lists (its content checksum differs)")
+        check_attributes(f, name)
+        if self.verify and s not in self._verified and not _has_chunk_checksums(f):
+            validate_shard(self.path / name, self.shards[s]["checksum"])
+            self._verified.add(s)
 
     def _corrupt(self, s: int, reason: str) -> ShardError:
         return ShardError(f"{self.path / self.shards[s]['file']}: corrupt ({reason}); "
@@ -147,14 +156,18 @@ class ShardedDataset:
             yield self[i]
 
     def attrs(self) -> dict:
-        return dict(self._file(0).attrs)
+        with self._reading(0, "attributes"):
+            return dict(self._file(0).attrs)
 
     def model(self):
         if self._model is None:
             from .models import resolve_model
 
             entry = self.manifest["model"]
-            self._model = resolve_model(entry.get("job_model", entry["name"]), self.model_dir)
+            where = self.manifest.get("model_path")  # the job's model directory, resolved, if it named one
+            written = entry.get("job_model", entry["name"])
+            self._model = resolve_model(where if where and Path(where, "model.json").exists() else written,
+                                        self.model_dir)
             if self._model.checksum and self._model.checksum != self.manifest["model"]["checksum"]:
                 raise ShardError(f"{self.path} was made with another version of model "
                                  f"'{self._model.name}' (checksum differs)")
@@ -165,14 +178,16 @@ class ShardedDataset:
         ``from_params``) rebuilt from the sample's parameters and the model."""
         s, offset = self.locate(int(i))
         f = self._file(s)
-        if "vertices" in f and not from_params:
-            return f["vertices"][offset]
+        with self._reading(s, f"sample {offset}"):
+            if "vertices" in f and not from_params:
+                return f["vertices"][offset]
+            identity, expression = f["params/identity"][offset], f["params/expression"][offset]
+            rotation, translation = f["params/rotation"][offset], f["params/translation"][offset]
         from .sampling import rotation_matrix
 
         model = self.model()
-        local = model.vertices(f["params/identity"][offset], f["params/expression"][offset]) - model.pivot
-        rotation = rotation_matrix(f["params/rotation"][offset]).astype(np.float32)
-        return (local @ rotation.T + f["params/translation"][offset]).astype(np.float32)
+        local = model.vertices(identity, expression) - model.pivot
+        return (local @ rotation_matrix(rotation).astype(np.float32).T + translation).astype(np.float32)
 
     def shard_bounds(self) -> list[tuple[int, int]]:
         """[start, stop) sample positions of every shard, in dataset order."""

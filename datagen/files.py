@@ -35,6 +35,14 @@ def fsync_file(path: Path) -> None:
         os.fsync(f.fileno())
 
 
+def drop_cached_pages(fd: int) -> None:
+    """Ask the kernel to forget a flushed file's cached pages, so that the next read comes from the
+    disk (a no-op where unsupported, and on tmpfs, whose pages are the storage)."""
+    if hasattr(os, "posix_fadvise"):
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+
 def fsync_folder(folder: Path) -> None:
     with contextlib.suppress(OSError):  # not every file system lets a folder be opened and synced
         fd = os.open(folder, os.O_RDONLY)

@@ -28,8 +28,8 @@ class FaceGenerator:
         self.spec, self.model = spec, model
         r = spec.render
         self.renderer = renderer or Renderer(model, r.width, r.height, r.msaa, r.supersample)
-        self.background_images = list_background_images(spec.sampling.background)
-        libraries = [spec.photoreal.library] if spec.photoreal.library else list(spec.sampling.appearance.texture_libraries)
+        self.background_images = list_background_images(spec)
+        libraries = [path for _, path in spec.texture_libraries()]
         self.photos = load_photos(libraries, model) if libraries else []
         self.backdrop = PhotoBackdrop(self.photos, model, r.width, r.height) if spec.photoreal.library else None
 
@@ -109,5 +109,5 @@ def cached_generator(spec: JobSpec, model_dir: str | None) -> FaceGenerator:
     if key not in cache:
         if len(cache) >= 2:  # a worker serving a new job: free the oldest context
             cache.pop(next(iter(cache))).renderer.release()
-        cache[key] = FaceGenerator(spec, resolve_model(spec.model.name, model_dir))
+        cache[key] = FaceGenerator(spec, resolve_model(spec.model_reference(), model_dir))
     return cache[key]

@@ -22,13 +22,14 @@ class ImageReadError(ValueError):
     """An image that cannot be read; the message names the file and why."""
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of an image file, upright; ImageReadError if it cannot be read."""
+def read_rgb(path: str | Path, upright: bool = True) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of an image file, upright (``upright``: EXIF orientation applied);
+    ImageReadError if it cannot be read."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                return to_rgb8(ImageOps.exif_transpose(image))
+                return to_rgb8(ImageOps.exif_transpose(image) if upright else image)
     except Image.DecompressionBombError:
         limit = 2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6
         raise ImageReadError(f"{path}: too large to read (over {limit:.0f} megapixels, Pillow's limit against "

@@ -46,6 +46,7 @@ def plan(spec: JobSpec, model: MorphableModel) -> dict:
         "spec_fingerprint": spec_fingerprint(spec),
         "model": {"name": model.name, "job_model": spec.model.name, "checksum": model_checksum(model),
                   "licence": model.licence},
+        "model_path": spec.model_reference(),  # what the job loaded: a name, or a model directory resolved
         "textures": texture_fingerprints(spec),
         "seed": spec.seed,
         "num_samples": spec.num_samples,
@@ -72,21 +73,18 @@ def check_job(spec: JobSpec, model_dir: str | None = None) -> JobCheck:
     from .background import list_background_images
     from .photos import checked_library
 
-    model = resolve_model(spec.model.name, model_dir, download=False)
-    libraries = [spec.photoreal.library] if spec.photoreal.library else list(spec.sampling.appearance.texture_libraries)
-    entries = sum(len(checked_library(path, model)["entries"]) for path in libraries)
-    return JobCheck(model=model, texture_entries=entries,
-                    background_images=len(list_background_images(spec.sampling.background)))
+    model = resolve_model(spec.model_reference(), model_dir, download=False)
+    entries = sum(len(checked_library(path, model)["entries"]) for _, path in spec.texture_libraries())
+    return JobCheck(model=model, texture_entries=entries, background_images=len(list_background_images(spec)))
 
 
 def texture_fingerprints(spec: JobSpec) -> dict:
     """SHA-256 of the index of every texture library the job reads: refitting a library changes the samples."""
-    libraries = [spec.photoreal.library] if spec.photoreal.library else list(spec.sampling.appearance.texture_libraries)
     fingerprints = {}
-    for library in libraries:
+    for written, library in spec.texture_libraries():
         index = Path(library) / "index.json"
         try:
-            fingerprints[library] = hashlib.sha256(index.read_bytes()).hexdigest()
+            fingerprints[written] = hashlib.sha256(index.read_bytes()).hexdigest()
         except OSError:
             raise DatagenError(f"{library}: not a texture library (no index.json); make one with 'datagen fit'") from None
     return fingerprints
@@ -241,13 +239,24 @@ def _adopt_orphans(out_dir: Path, manifest: dict, force: bool, log) -> None:
 
 
 def _own_shard(path: Path, record: dict, manifest: dict):
+    """The shard's ShardInfo if this job wrote it (and it validates), else None.
+
+    This job's: its ``spec_fingerprint`` is the job's; a shard from before that attribute existed
+    counts when its job text, seed and model checksum are the job's.
+    """
     try:
         with h5py.File(path, "r") as f:
-            fingerprint = f.attrs.get("spec_fingerprint")
-        if fingerprint != manifest["spec_fingerprint"]:
+            attrs = dict(f.attrs)
+        fingerprint = attrs.get("spec_fingerprint")
+        if fingerprint is None:
+            same = (attrs.get("job_spec") == manifest["job_spec"] and int(attrs.get("seed", -1)) == manifest["seed"]
+                    and attrs.get("model_checksum") == manifest["model"]["checksum"])
+        else:
+            same = fingerprint == manifest["spec_fingerprint"]
+        if not same:
             return None
         info = validate_shard(path)
-    except (OSError, ShardError):
+    except (OSError, ShardError, ValueError, TypeError):
         return None
     if (info.sample_start, info.num_samples) != (record["start"], record["stop"] - record["start"]):
         return None
@@ -282,7 +291,7 @@ def run_job(spec: JobSpec, out_dir: str | Path, model_dir: str | None = None, wo
         check_batch_system(spec.cluster)
     out_dir = Path(out_dir)
     started = time.perf_counter()
-    model = resolve_model(spec.model.name, model_dir)
+    model = resolve_model(spec.model_reference(), model_dir)
     _make_output_folder(out_dir)
     with OutputLock(out_dir):
         manifest, todo = prepare_output(spec, out_dir, model, force, log)

@@ -23,7 +23,7 @@ def shard_name(index: int) -> str:
 def spec_fingerprint(spec) -> str:
     """What makes two jobs produce the same samples: everything but where and how fast they run."""
     content = dataclasses.asdict(spec)
-    for key in ("cluster", "source_text", "source_path"):
+    for key in ("cluster", "source_text", "source_path", "base_dir"):
         content.pop(key)
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DatagenError
-from .files import atomic_write_text
+from .files import write_text_or_fail
 
 MESH_SUFFIXES = (".obj", ".ply")
 
@@ -38,8 +38,11 @@ def write_mesh(path: str | Path, vertices: np.ndarray, model, comment: str = "da
         lines += [f"f {a + 1}/{ta + 1} {b + 1}/{tb + 1} {c + 1}/{tc + 1}"
                   for (a, b, c), (ta, tb, tc) in zip(model.triangles, model.triangle_uv)]
         text = "\n".join(lines) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, text)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DatagenError(f"{path.parent}: cannot make the folder ({e.strerror or e})") from None
+    write_text_or_fail(path, text, "mesh")
 
 
 def write_sample_mesh(dataset, index: int, path: str | Path) -> Path:

@@ -14,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +25,7 @@ import numpy as np
 
 from . import __version__
 from .errors import DatagenError, ShardError
-from .files import partial_path, replace_durably, write_error
+from .files import drop_cached_pages, partial_path, replace_durably, write_error
 from .manifest import shard_name, spec_fingerprint
 from .face_parts import LABELS
 from .morphable_model import MorphableModel, model_checksum
@@ -31,6 +33,7 @@ from .sampling import APPEARANCE_NAMES
 from .spec import JobSpec
 
 SCHEMA_VERSION = 1
+ATTRIBUTES_DIGEST = "attributes_sha256"
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,8 @@ class ShardWriter:
     23 MB for 64 samples at 224x224) and written to disk in one sequential pass by plain file
     I/O, so a full disk, a quota or a vanished folder is one ``OSError`` of this module's own
     write, never an HDF5 error raised late, printed while freeing objects, or fatal to the process.
-    The file is then read back and checked against the arrays that were meant to be written.
+    The file is then flushed to the disk, dropped from the page cache, read back and checked
+    against the arrays that were meant to be written, and only then renamed.
     """
 
     def __init__(self, path: str | Path, spec: JobSpec, model: MorphableModel, shard_index: int, samples: range):
@@ -148,9 +152,18 @@ class ShardWriter:
             self._out = open(self.partial, "wb")
         except OSError as e:
             raise _write_error(self.path, e) from None
-        # In memory only (backing_store=False); HDF5 1.10's file format: checksums on the metadata
+        try:
+            self._create_datasets()
+        except BaseException:
+            self.__exit__(*sys.exc_info())
+            raise
+        return self
+
+    def _create_datasets(self) -> None:
+        # In memory only (backing_store=False), named after the unique .partial (HDF5 takes two core
+        # files of one name for the same file); HDF5 1.10's file format: checksums on the metadata
         # too (object headers, chunk indexes), beside the Fletcher-32 checksum of every chunk.
-        self._file = h5py.File(self.path.name, "w", driver="core", backing_store=False, libver=("v110", "latest"))
+        self._file = h5py.File(self.partial.name, "w", driver="core", backing_store=False, libver=("v110", "latest"))
         n = len(self.samples)
         for name, f in self.fields.items():
             # Per-sample fields: one chunk per sample; per-sample scalars: one chunk for the shard.
@@ -161,7 +174,6 @@ class ShardWriter:
             for key, value in _field_attrs(name, self._model).items():
                 ds.attrs[key] = value
             self._datasets[name] = ds
-        return self
 
     def write(self, arrays: dict) -> None:
         b = len(arrays["sample_index"])
@@ -192,12 +204,16 @@ class ShardWriter:
         for key, value in self._attrs.items():
             self._file.attrs[key] = value
         self._file.attrs["content_sha256"] = self.hash.hexdigest()
+        self._file.attrs[ATTRIBUTES_DIGEST] = attributes_digest(self._file)
         self._file.flush()
         image = self._file.id.get_file_image()
         self._close_memory_file()
         try:
             with self._out:
                 self._out.write(image)
+                self._out.flush()
+                os.fsync(self._out.fileno())
+                drop_cached_pages(self._out.fileno())  # so that the check below reads the disk, not memory
         except OSError as e:
             raise _write_error(self.path, e) from None
         del image
@@ -281,6 +297,7 @@ def validate_shard(path: str | Path, expected_checksum: str | None = None, deep:
                     digest.update({name: data})
                 if digest.hexdigest() != attrs["content_sha256"]:
                     raise ShardError(f"{path.name}: content checksum mismatch; the shard is corrupt")
+            check_attributes(f, path.name)
             checksum = str(attrs["content_sha256"])
             if expected_checksum and checksum != expected_checksum:
                 raise ShardError(f"{path.name}: checksum differs from the manifest's; the shard is from another run")
@@ -310,6 +327,28 @@ def _os_reason(error: Exception) -> str:
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
     return text.split(" (")[0]
+
+
+def attributes_digest(f: h5py.File) -> str:
+    """SHA-256 over every attribute of the file and of its datasets but this digest itself: HDF5
+    keeps string attributes (the job spec, label names, checksums) in a heap that has no checksum
+    of its own, so a damaged one would otherwise read back as a different value without error."""
+    digest = hashlib.sha256()
+    for where, attrs in [("/", f.attrs)] + [(name, f[name].attrs) for name in _dataset_names(f)]:
+        for key in sorted(attrs):
+            if key != ATTRIBUTES_DIGEST:
+                value = attrs[key]
+                text = value if isinstance(value, str) else f"{np.asarray(value).dtype.str}:{np.asarray(value).tobytes().hex()}"
+                digest.update(f"{where}\0{key}\0{text}\n".encode())
+    return digest.hexdigest()
+
+
+def check_attributes(f: h5py.File, name: str) -> None:
+    """Raise ShardError if the shard's attributes are not the ones written (shards from before the
+    attribute digest existed carry none, and pass)."""
+    recorded = f.attrs.get(ATTRIBUTES_DIGEST)
+    if recorded is not None and recorded != attributes_digest(f):
+        raise ShardError(f"{name}: its attributes differ from what was written; the shard is corrupt")
 
 
 def _dataset_names(f: h5py.File) -> list[str]:

@@ -312,6 +312,7 @@ class JobSpec:
     photoreal: PhotorealSpec = field(default_factory=PhotorealSpec)
     source_text: str = field(default="", compare=False, repr=False)
     source_path: str = field(default="", compare=False, repr=False)
+    base_dir: str = field(default="", compare=False, repr=False)  # relative paths' folder (the job file's)
 
     def check(self, where):
         _require(bool(re.fullmatch(r"[A-Za-z0-9_.-]+", self.name)), where, "name",
@@ -321,6 +322,23 @@ class JobSpec:
         if self.photoreal.library:
             _require(self.render.width == self.render.height, _Where(where.ctx, "render"), "width",
                      "must equal height for photo-realistic jobs (fitted photos are square crops)")
+
+    def path(self, value: str) -> str:
+        """A path from the job file, absolute: relative ones are relative to the job file's folder
+        (to the working directory for a spec parsed from text); ``~`` is the home folder."""
+        if not value:
+            return value
+        return os.path.abspath(Path(self.base_dir or ".") / Path(value).expanduser())
+
+    def model_reference(self) -> str:
+        """What to load: a registered model name as it is, a model directory resolved (``path``)."""
+        return self.path(self.model.name) if _names_a_directory(self.model.name) else self.model.name
+
+    def texture_libraries(self) -> list[tuple[str, str]]:
+        """(as written, resolved) for each texture library the job reads: the photo-realistic
+        library, else the albedo libraries of ``[sampling.appearance]``."""
+        written = [self.photoreal.library] if self.photoreal.library else list(self.sampling.appearance.texture_libraries)
+        return [(w, self.path(w)) for w in written]
 
     @property
     def num_shards(self) -> int:
@@ -342,7 +360,8 @@ def load_spec(path: str | Path) -> JobSpec:
 
     Relative paths in the file (``photoreal.library``, ``sampling.appearance.texture_libraries``,
     ``sampling.background.images_dir``, a model directory in ``model.name``) are relative to the
-    job file's folder, and are made absolute here, so any process on any node reads the same folder.
+    job file's folder: the spec keeps them as written (a job's identity does not depend on where its
+    folder is) and ``JobSpec.path`` resolves them against ``base_dir``, the folder's absolute path.
     """
     path = Path(path)
     try:
@@ -351,26 +370,7 @@ def load_spec(path: str | Path) -> JobSpec:
         raise SpecError(f"{path}: not a job file (not UTF-8 text; a job file is TOML)") from None
     except OSError as e:
         raise SpecError(f"{path}: cannot read the job file ({e.strerror or e})") from None
-    return resolve_paths(parse_spec(text, str(path)), path.resolve().parent)
-
-
-def resolve_paths(spec: JobSpec, base: Path) -> JobSpec:
-    """``spec`` with its relative paths taken relative to ``base`` (see ``load_spec``)."""
-    def absolute(value: str) -> str:
-        if not value:
-            return value
-        return os.path.abspath(base / Path(value).expanduser())  # base / an absolute path is that path
-
-    sampling = spec.sampling
-    appearance = dataclasses.replace(sampling.appearance,
-                                     texture_libraries=tuple(absolute(p) for p in sampling.appearance.texture_libraries))
-    background = dataclasses.replace(sampling.background, images_dir=absolute(sampling.background.images_dir))
-    model = spec.model
-    if _names_a_directory(model.name):
-        model = dataclasses.replace(model, name=absolute(model.name))
-    return dataclasses.replace(
-        spec, model=model, photoreal=dataclasses.replace(spec.photoreal, library=absolute(spec.photoreal.library)),
-        sampling=dataclasses.replace(sampling, appearance=appearance, background=background))
+    return dataclasses.replace(parse_spec(text, str(path)), base_dir=str(path.resolve().parent))
 
 
 def _names_a_directory(name: str) -> bool:
@@ -447,7 +447,7 @@ def _build(cls, table: dict, prefix: str, ctx: _Context):
     if not isinstance(table, dict):
         raise where.error("", f"must be a table, got {_describe(table)}")
     hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls) if f.name not in ("source_text", "source_path")}
+    known = {f.name: f for f in dataclasses.fields(cls) if f.name not in ("source_text", "source_path", "base_dir")}
     for key in table:
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)

@@ -86,16 +86,24 @@ def test_a_binary_file_is_one_clear_error(tmp_path):
 
 
 def test_paths_in_a_job_file_are_relative_to_its_folder(tmp_path, monkeypatch):
+    from datagen.manifest import spec_fingerprint
+
     folder = tmp_path / "jobs"
     folder.mkdir()
-    (folder / "job.toml").write_text('name = "x"\n[model]\nname = "../models/tiny"\n[photoreal]\nlibrary = "../lib"\n'
-                                     '[sampling.appearance]\ntexture_libraries = ["skins", "/abs/skins"]\n'
-                                     '[sampling.background]\nkind = "images"\nimages_dir = "~/pictures"\n')
+    text = ('name = "x"\n[model]\nname = "../models/tiny"\n[photoreal]\nlibrary = "../lib"\n'
+            '[sampling.appearance]\ntexture_libraries = ["skins", "/abs/skins"]\n'
+            '[sampling.background]\nkind = "images"\nimages_dir = "~/pictures"\n')
+    (folder / "job.toml").write_text(text)
     monkeypatch.chdir(tmp_path / "..")
     spec = load_spec(folder / "job.toml")
-    assert spec.photoreal.library == str(tmp_path / "lib")
-    assert spec.model.name == str(tmp_path / "models" / "tiny")
-    assert spec.sampling.appearance.texture_libraries == (str(folder / "skins"), "/abs/skins")
-    assert spec.sampling.background.images_dir == str(Path.home() / "pictures")
-    assert load_spec(REPO / "jobs" / "photoreal.toml").photoreal.library == str(REPO / "textures" / "mylib")
-    assert load_default_spec().model.name == "ict-facekit"
+    assert spec.photoreal.library == "../lib"  # kept as written: the job's identity is where-independent
+    assert spec.texture_libraries() == [("../lib", str(tmp_path / "lib"))]
+    assert spec.model_reference() == str(tmp_path / "models" / "tiny")
+    assert spec.path("skins") == str(folder / "skins") and spec.path("/abs/skins") == "/abs/skins"
+    assert spec.path(spec.sampling.background.images_dir) == str(Path.home() / "pictures")
+    assert load_spec(REPO / "jobs" / "photoreal.toml").texture_libraries()[0][1] == str(REPO / "textures" / "mylib")
+    assert load_default_spec().model_reference() == "ict-facekit"
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    (moved / "job.toml").write_text(text)
+    assert spec_fingerprint(load_spec(moved / "job.toml")) == spec_fingerprint(spec)  # the folder moved: same job
