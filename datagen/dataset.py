@@ -183,11 +183,10 @@ class ShardedDataset:
                 return f["vertices"][offset]
             identity, expression = f["params/identity"][offset], f["params/expression"][offset]
             rotation, translation = f["params/rotation"][offset], f["params/translation"][offset]
-        from .sampling import rotation_matrix
+        from .camera import to_camera
 
         model = self.model()
-        local = model.vertices(identity, expression) - model.pivot
-        return (local @ rotation_matrix(rotation).astype(np.float32).T + translation).astype(np.float32)
+        return to_camera(model.vertices(identity, expression), model.pivot, rotation, translation).astype(np.float32)
 
     def shard_bounds(self) -> list[tuple[int, int]]:
         """[start, stop) sample positions of every shard, in dataset order."""

@@ -24,7 +24,7 @@ from scipy.optimize import least_squares
 
 from .landmarks import interocular_distance
 from .morphable_model import MorphableModel
-from .sampling import rotation_matrix
+from .camera import to_camera
 
 
 @dataclass(frozen=True)
@@ -92,11 +92,11 @@ def fit_landmarks(model: MorphableModel, landmarks: np.ndarray, width: int, heig
     iod = interocular_distance(landmarks)
     target = np.asarray(landmarks, np.float64)
     pivot = model.pivot.astype(np.float64)
-    fx, fy, cx, cy = intrinsics.astype(np.float64)  # datagen's pinhole: geometry.project
+    fx, fy, cx, cy = intrinsics.astype(np.float64)  # datagen's pinhole: camera.project
 
     def landmarks_of(x):
         local = mean + (id_basis @ x[6:6 + k_id]).reshape(-1, 3) + (ex_basis @ x[6 + k_id:]).reshape(-1, 3)
-        camera_space = (local - pivot) @ rotation_matrix(x[:3]).T + x[3:6]
+        camera_space = to_camera(local, pivot, x[:3], x[3:6])
         depth = -camera_space[:, 2]  # float64 throughout: the Jacobian is taken by finite differences
         return np.stack([fx * camera_space[:, 0] / depth + cx, cy - fy * camera_space[:, 1] / depth], 1)
 

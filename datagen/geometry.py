@@ -1,9 +1,6 @@
 """Geometry of a batch of samples: model -> camera space, vertex normals, projection. numpy only, no GL.
 
-Camera space is OpenGL's: the camera sits at the origin looking down -z, x to the right,
-y up, millimetres. ``depth`` is the distance along the viewing axis, ``-z``. Pixel coordinates
-have their origin at the top-left corner of the image, x to the right, y down; pixel (i, j)'s
-centre is at (i + 0.5, j + 0.5).
+The axes, units and pixel convention are ``camera``'s.
 """
 
 from __future__ import annotations
@@ -13,8 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse
 
+from .camera import project, to_camera
 from .morphable_model import MorphableModel
-from .sampling import FaceParams, rotation_matrix
+from .sampling import FaceParams
 
 
 @dataclass(frozen=True)
@@ -54,10 +52,8 @@ def build_scenes(model: MorphableModel, topology: MeshTopology, params: list[Fac
     """Shape, pose and project a batch of samples (vectorised over the batch)."""
     identity = np.stack([p.identity for p in params])
     expression = np.stack([p.expression for p in params])
-    local = model.vertices(identity, expression) - model.pivot  # (B, V, 3)
-    rotations = np.stack([rotation_matrix(p.rotation) for p in params]).astype(np.float32)
-    translations = np.stack([p.translation for p in params])
-    vertices = np.einsum("bij,bvj->bvi", rotations, local) + translations[:, None, :]
+    vertices = to_camera(model.vertices(identity, expression), model.pivot, [p.rotation for p in params],
+                         np.stack([p.translation for p in params]))
     normals = vertex_normals(vertices, topology)
     intrinsics = np.stack([p.intrinsics for p in params])
     landmarks_3d = vertices[:, model.landmark_ids]
@@ -76,26 +72,3 @@ def vertex_normals(vertices: np.ndarray, topology: MeshTopology) -> np.ndarray:
     normals = summed.reshape(v, b, 3).transpose(1, 0, 2)
     length = np.linalg.norm(normals, axis=-1, keepdims=True)
     return (normals / np.maximum(length, 1e-12)).astype(np.float32)
-
-
-def project(points: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
-    """Pinhole projection of camera-space points (B, N, 3) with intrinsics (B, 4) -> pixels (B, N, 2)."""
-    fx, fy, cx, cy = (intrinsics[:, i, None] for i in range(4))
-    depth = -points[..., 2]
-    u = fx * points[..., 0] / depth + cx
-    v = cy - fy * points[..., 1] / depth
-    return np.stack([u, v], axis=-1).astype(np.float32)
-
-
-def projection_matrix(intrinsics, width: int, height: int, near: float, far: float) -> np.ndarray:
-    """The OpenGL projection (4, 4, row-major) that maps camera space to clip space exactly as ``project``.
-
-    With the framebuffer read back top row first, NDC (-1, 1) is the top-left pixel corner.
-    """
-    fx, fy, cx, cy = (float(x) for x in intrinsics)
-    return np.array([
-        [2 * fx / width, 0, 1 - 2 * cx / width, 0],
-        [0, 2 * fy / height, 2 * cy / height - 1, 0],
-        [0, 0, -(far + near) / (far - near), -2 * far * near / (far - near)],
-        [0, 0, -1, 0],
-    ], np.float32)

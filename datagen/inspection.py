@@ -9,6 +9,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .camera import SH_NORM
 from .errors import ShardError
 from .manifest import read_manifest, unlisted_shards
 from .shards import validate_shard
@@ -83,7 +84,7 @@ def _describe(report: Report) -> None:
         report.stats.append(_stat("jawOpen", p["params/expression"][:, expression_names.index("jawOpen")], "weight"))
     report.stats.append(_stat("focal length", p["params/intrinsics"][:, 1], "px"))
     report.stats.append(_stat("distance", -p["params/translation"][:, 2], "mm"))
-    report.stats.append(_stat("ambient light", p["params/light_sh"][:, 0].mean(1) * 0.282095, ""))
+    report.stats.append(_stat("ambient light", p["params/light_sh"][:, 0].mean(1) * SH_NORM[0], ""))
     report.stats.append(_stat("visible landmarks", p["landmark_visible"].sum(1), "of 68"))
 
 

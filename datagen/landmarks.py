@@ -86,6 +86,11 @@ class Detector:
                                                                     min_detection_confidence=min_confidence)
             self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
                                                          min_detection_confidence=min_confidence)
+            # The graphs open their calculators (which log) on threads of their own after start-up:
+            # one frame through each waits for that inside the quiet window.
+            blank = np.full((64, 64, 3), 128, np.uint8)
+            self._boxes.process(blank)
+            self._mesh.process(blank)
 
     def faces(self, image: np.ndarray) -> list[np.ndarray]:
         """(68, 2) float32 landmarks of every face found in an (H, W, 3) uint8 RGB image, largest first."""

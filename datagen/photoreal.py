@@ -15,9 +15,8 @@ from scipy.interpolate import RBFInterpolator
 from scipy.ndimage import map_coordinates, zoom
 
 from .face_parts import LABEL, MATERIAL, face_parts
-from .geometry import project
+from .camera import project, to_camera
 from .morphable_model import MorphableModel
-from .sampling import rotation_matrix
 
 WARP_POINTS = 400
 GRID = 32  # the warp field is evaluated on a GRID x GRID lattice, then interpolated
@@ -45,8 +44,8 @@ class PhotoBackdrop:
             crop = photo.crop.shape[0]
             self.images.append(np.asarray(Image.fromarray(photo.crop).resize((width, height), Image.LANCZOS)))
             fit = photo.fit
-            local = model.vertices(fit.identity, fit.expression)[self.ids] - model.pivot
-            camera = local @ rotation_matrix(fit.rotation).T.astype(np.float32) + fit.translation
+            vertices = model.vertices(fit.identity, fit.expression)[self.ids]
+            camera = to_camera(vertices, model.pivot, fit.rotation, fit.translation)
             scale = np.array([width, height] * 2, np.float32) / crop
             self.fitted_points.append(project(camera[None], (fit.intrinsics * scale)[None])[0])
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .camera import SH_NORM, crop_intrinsics
 from .errors import DatagenError
 from .fitting import LandmarkFit, default_intrinsics, fit_landmarks
 from .geometry import build_scenes
@@ -122,8 +123,7 @@ class PhotoFitter:
         box = crop_box(landmarks)
         k = self.crop_size / box[2]
         crop = crop_photo(image, box, self.crop_size)
-        fx, fy, cx, cy = default_intrinsics(w, h)  # the whole photo's camera, seen through the crop
-        intrinsics = np.array([fx * k, fy * k, (cx - box[0]) * k, (cy - box[1]) * k], np.float32)
+        intrinsics = crop_intrinsics(default_intrinsics(w, h), box, self.crop_size).astype(np.float32)
         fit = fit_landmarks(self.model, (landmarks - box[:2]) * k, self.crop_size, self.crop_size, intrinsics)
         return self.recover(name or photo.stem, crop, fit, str(photo), source)
 
@@ -146,7 +146,7 @@ class PhotoFitter:
     def seen_mask(self, fitted: FittedPhoto) -> np.ndarray:
         """(S, S) bool: crop pixels whose face point's albedo was seen in the photo (not filled)."""
         flat = np.zeros((9, 3), np.float32)
-        flat[0] = 1 / 0.282095  # E(n) = 1: the render shows the map itself
+        flat[0] = 1 / SH_NORM[0]  # E(n) = 1: the render shows the map itself
         seen = (fitted.albedo.confidence >= SEEN).astype(np.float32)
         probe = AlbedoMap(np.repeat(seen[..., None], 3, -1), seen, fitted.albedo.tiles)
         params = fitted.params()

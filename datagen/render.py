@@ -22,7 +22,8 @@ import numpy as np
 
 from .errors import RenderError
 from .face_parts import face_parts
-from .geometry import MeshTopology, SceneBatch, projection_matrix
+from .camera import glsl_sh_constants, projection_matrix
+from .geometry import MeshTopology, SceneBatch
 from .morphable_model import MorphableModel
 from .sampling import FaceParams
 
@@ -98,7 +99,8 @@ def is_software(ctx) -> bool:
 
 
 def _shader(name: str) -> str:
-    return resources.files("datagen").joinpath("shaders", name).read_text()
+    source = resources.files("datagen").joinpath("shaders", name).read_text()
+    return source.replace("SH_CONSTANTS", glsl_sh_constants())
 
 
 class Renderer:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .camera import SH_NORM, rotation_matrix, sh_basis
 from .morphable_model import MorphableModel
 from .spec import JobSpec, PosePrior, SamplingSpec
 
@@ -34,8 +35,6 @@ APPEARANCE_NAMES = (
     "pore_strength", "specular", "shininess", "iris_hue", "iris_darkness", "teeth_yellowness",
     "pattern_offset_u", "pattern_offset_v",
 )
-
-SH_NORM = (0.282095, 0.488603, 0.488603, 0.488603, 1.092548, 1.092548, 0.315392, 1.092548, 0.546274)
 
 
 @dataclass(frozen=True)
@@ -170,16 +169,6 @@ def sample_camera(rng, s: SamplingSpec, model: MorphableModel, rotation, width: 
     return (np.array([fx, fy, cx, cy], np.float32), np.array([tx, ty, tz], np.float32))
 
 
-def rotation_matrix(rotation) -> np.ndarray:
-    """(3, 3) R = Rz(roll) @ Rx(pitch) @ Ry(yaw) for rotation = (yaw, pitch, roll) in radians."""
-    yaw, pitch, roll = (float(a) for a in rotation)
-    cy, sy, cp, sp, cr, sr = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch), np.cos(roll), np.sin(roll)
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rx = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
-    rz = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
-    return rz @ rx @ ry
-
-
 def sample_lighting(rng, s: SamplingSpec) -> np.ndarray:
     """Ambient + one directional light, as SH radiance coefficients (9, 3)."""
     p = s.lighting
@@ -193,15 +182,6 @@ def sample_lighting(rng, s: SamplingSpec) -> np.ndarray:
     sh[0] += ambient / SH_NORM[0]  # irradiance/pi of a uniform environment = L00 * Y00
     sh[1:] += rng.normal(0, p.random_sh_std, size=8) * ambient / SH_NORM[0]
     return (sh[:, None] * colour[None, :]).astype(np.float32)
-
-
-def sh_basis(n: np.ndarray) -> np.ndarray:
-    """The 9 real SH basis functions at unit direction(s) n (..., 3) -> (..., 9)."""
-    n = np.asarray(n, np.float64)
-    x, y, z = n[..., 0], n[..., 1], n[..., 2]
-    k = SH_NORM
-    return np.stack([np.full_like(x, k[0]), k[1] * y, k[2] * z, k[3] * x, k[4] * x * y, k[5] * y * z,
-                     k[6] * (3 * z * z - 1), k[7] * x * z, k[8] * (x * x - y * y)], axis=-1)
 
 
 def sample_appearance(rng, s: SamplingSpec) -> np.ndarray:

@@ -30,13 +30,11 @@ import numpy as np
 from scipy.ndimage import zoom
 from scipy.spatial import cKDTree
 
+from .camera import irradiance_basis
 from .face_parts import LABEL, MATERIAL, face_parts
 from .geometry import SceneBatch
 from .render import Renderer
 
-# face.frag's irradiance(): constant * band factor for each of the 9 SH functions
-_C0, _C1, _C2, _C3, _C4 = 0.282095, 0.488603, 1.092548, 0.315392, 0.546274
-_A1, _A2 = 2.0 / 3.0, 0.25
 SKIN_LABELS = (LABEL["skin"], LABEL["nose"], LABEL["head_neck"])
 SKIN_ALBEDO = (0.52, 0.37, 0.30)  # a typical skin's linear RGB reflectance (luminance 0.4)
 MAX_ALBEDO = 1.0
@@ -52,14 +50,6 @@ def srgb_to_linear(image: np.ndarray) -> np.ndarray:
 def linear_to_srgb(colour: np.ndarray) -> np.ndarray:
     c = np.clip(colour, 0, 1)
     return np.round(255 * np.where(c <= 0.0031308, c * 12.92, 1.055 * c ** (1 / 2.4) - 0.055)).astype(np.uint8)
-
-
-def irradiance_basis(normals: np.ndarray) -> np.ndarray:
-    """(N, 9): E(n) = basis @ sh for (9, 3) radiance SH ``sh``, exactly as face.frag computes it."""
-    x, y, z = normals[:, 0], normals[:, 1], normals[:, 2]
-    return np.stack([np.full_like(x, _C0), _A1 * _C1 * y, _A1 * _C1 * z, _A1 * _C1 * x, _A2 * _C2 * x * y,
-                     _A2 * _C2 * y * z, _A2 * _C3 * (3 * z * z - 1), _A2 * _C2 * x * z,
-                     _A2 * _C4 * (x * x - y * y)], 1)
 
 
 def estimate_lighting(colour: np.ndarray, normals: np.ndarray, skin_albedo=SKIN_ALBEDO,

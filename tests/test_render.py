@@ -5,7 +5,8 @@ import pytest
 
 from datagen.face_parts import LABEL
 from datagen.generator import FaceGenerator
-from datagen.geometry import build_scenes, project, projection_matrix
+from datagen.camera import project, projection_matrix
+from datagen.geometry import build_scenes
 from datagen.render import Renderer
 from datagen.spec import parse_spec
 

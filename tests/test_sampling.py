@@ -53,7 +53,7 @@ def test_rotation_convention():
 def test_face_lands_where_the_camera_prior_says(ict_model):
     spec = _spec("[sampling.camera]\ncenter_jitter = 0.0\nprincipal_point_jitter = 0.0\nface_fraction = [0.5, 0.5]\n"
                  "[sampling.pose]\nyaw_std_deg = 0.0\nyaw_range_deg = [0, 0]\npitch_range_deg = [0, 0]\nroll_range_deg = [0, 0]\n")
-    from datagen.geometry import project
+    from datagen.camera import project
 
     p = sample_face(spec, ict_model, 0)
     lm = ict_model.mean[ict_model.landmark_ids] - ict_model.pivot + p.translation

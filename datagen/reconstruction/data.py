@@ -18,6 +18,7 @@ import io
 import numpy as np
 from PIL import Image, ImageFilter
 
+from ..camera import crop_intrinsics
 from ..dataset import ShardedDataset
 from ..photos import crop_photo
 
@@ -101,7 +102,7 @@ class FaceTrainingSet:
             x0, y0 = centre - side / 2
         k = self.size / side
         picture = Image.fromarray(crop_photo(image, (x0, y0, side), self.size))
-        intrinsics = np.array([intrinsics[0] * k, intrinsics[1] * k, (intrinsics[2] - x0) * k, (intrinsics[3] - y0) * k])
+        intrinsics = crop_intrinsics(intrinsics, (x0, y0, side), self.size)
         landmarks = (landmarks - [x0, y0]) * k
         if self.augment:
             picture = _photometric(picture, rng)

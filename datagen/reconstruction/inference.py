@@ -20,12 +20,13 @@ import torch
 from PIL import Image, ImageDraw
 
 from ..errors import DatagenError
-from ..geometry import build_scenes, project
+from ..camera import project, to_camera
+from ..geometry import build_scenes
 from ..meshes import write_mesh  # noqa: F401  (re-exported: reconstructions are written with it)
 from ..models import resolve_model
 from ..photos import crop_photo, neutral_appearance
 from ..render import Renderer
-from ..sampling import FaceParams, rotation_matrix
+from ..sampling import FaceParams
 from ..spec import CameraPrior
 from .data import face_crop_box, network_input
 from .network import CoarseNet, FaceDecoder
@@ -90,8 +91,8 @@ class Reconstructor:
                            background=np.array([0, -1], np.int64)) for i in range(len(images))]
 
     def camera_vertices(self, params: FaceParams) -> np.ndarray:
-        local = self.model.vertices(params.identity, params.expression) - self.model.pivot
-        return (local @ rotation_matrix(params.rotation).T.astype(np.float32) + params.translation).astype(np.float32)
+        vertices = self.model.vertices(params.identity, params.expression)
+        return to_camera(vertices, self.model.pivot, params.rotation, params.translation).astype(np.float32)
 
     def reconstruct(self, image: np.ndarray, landmarks: np.ndarray) -> Reconstruction:
         """One face of an (H, W, 3) photo, cropped around ``landmarks`` (68, 2) (detected or annotated)."""

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..camera import project_torch, to_camera_torch
+
 GRID = 4  # the encoder's output grid
 POINT_LOG_SIGMA = (-2.0, 4.0)  # a dense point's log standard deviation (pixels) is read inside this range
 
@@ -85,18 +87,4 @@ class FaceDecoder(nn.Module):
                 + torch.einsum("be,evc->bvc", expression, self.expression))
 
     def project(self, vertices, rotation, translation, intrinsics):
-        camera = torch.einsum("bij,bvj->bvi", rotation_matrices(rotation), vertices - self.pivot) + translation[:, None]
-        depth = (-camera[..., 2]).clamp(min=1.0)
-        fx, fy, cx, cy = (intrinsics[:, k, None] for k in range(4))
-        return torch.stack([fx * camera[..., 0] / depth + cx, cy - fy * camera[..., 1] / depth], -1)
-
-
-def rotation_matrices(rotation: torch.Tensor) -> torch.Tensor:
-    """(B, 3, 3) R = Rz(roll) Rx(pitch) Ry(yaw), as sampling.rotation_matrix."""
-    yaw, pitch, roll = rotation[:, 0], rotation[:, 1], rotation[:, 2]
-    one, zero = torch.ones_like(yaw), torch.zeros_like(yaw)
-    cy, sy, cp, sp, cr, sr = yaw.cos(), yaw.sin(), pitch.cos(), pitch.sin(), roll.cos(), roll.sin()
-    ry = torch.stack([cy, zero, sy, zero, one, zero, -sy, zero, cy], -1).view(-1, 3, 3)
-    rx = torch.stack([one, zero, zero, zero, cp, -sp, zero, sp, cp], -1).view(-1, 3, 3)
-    rz = torch.stack([cr, -sr, zero, sr, cr, zero, zero, zero, one], -1).view(-1, 3, 3)
-    return rz @ rx @ ry
+        return project_torch(to_camera_torch(vertices, self.pivot, rotation, translation), intrinsics)

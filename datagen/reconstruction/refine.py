@@ -22,7 +22,8 @@ import torch
 from torch.func import jacfwd, vmap
 
 from .data import translation_of
-from .network import POINT_LOG_SIGMA, FaceDecoder, rotation_matrices
+from ..camera import rotation_matrix_torch
+from .network import POINT_LOG_SIGMA, FaceDecoder
 
 EXPRESSION_SIGMA = 0.2  # how far (blendshape weight) the fit may move an expression from the network's
 # The points' errors are correlated (a network's error moves whole contours), not independent as the
@@ -39,7 +40,7 @@ DAMPING = 1e-3  # Levenberg-Marquardt damping, relative to the normal matrix's d
 
 def _rotation_derivatives(rotation: torch.Tensor) -> torch.Tensor:
     """(B, 3, 3, 3): d R / d (yaw, pitch, roll), the last axis the angle."""
-    return vmap(jacfwd(lambda r: rotation_matrices(r[None])[0]))(rotation)
+    return vmap(jacfwd(lambda r: rotation_matrix_torch(r[None])[0]))(rotation)
 
 
 def _projection_jacobian(camera: torch.Tensor, intrinsics: torch.Tensor) -> torch.Tensor:
@@ -113,7 +114,7 @@ class _Problem:
         shape = self.shape(theta)
         local = shape - self.pivot
         rotation, translation = theta[:, -6:-3], theta[:, -3:]
-        matrix = rotation_matrices(rotation)
+        matrix = rotation_matrix_torch(rotation)
         camera = torch.einsum("bij,bdj->bdi", matrix, local) + translation[:, None]
         dproj = _projection_jacobian(camera, self.intrinsics) * self.weight[..., None]  # (B, D, 2, 3)
         points = torch.cat([

@@ -25,8 +25,7 @@ const float PI = 3.14159265;
 
 vec3 irradiance(vec3 n) {
     // E(n) / pi with the clamped-cosine kernel's band factors pi, 2pi/3, pi/4 folded in.
-    const float c0 = 0.282095, c1 = 0.488603, c2 = 1.092548, c3 = 0.315392, c4 = 0.546274;
-    const float a0 = 1.0, a1 = 2.0 / 3.0, a2 = 0.25;
+    SH_CONSTANTS  // camera.glsl_sh_constants(): the SH basis constants and band factors
     vec3 e = a0 * c0 * u_sh[0]
         + a1 * c1 * (u_sh[1] * n.y + u_sh[2] * n.z + u_sh[3] * n.x)
         + a2 * (c2 * (u_sh[4] * n.x * n.y + u_sh[5] * n.y * n.z + u_sh[7] * n.x * n.z)
