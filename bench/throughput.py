@@ -113,10 +113,10 @@ def main():
     indices = list(range(1000, 1000 + n))
     generator.generate(indices[:4])  # warm up
     params = [generator.sample_params(i) for i in indices]
-    scenes = build_scenes(model, renderer.topology, params)
+    scenes = build_scenes(model, params)
     t_sample = timed(lambda: [generator.sample_params(i) for i in indices], args.repeats) / n
-    t_geometry = timed(lambda: build_scenes(model, renderer.topology, params), args.repeats) / n
-    t_render = timed(lambda: renderer.render(scenes, params), args.repeats) / n
+    t_geometry = timed(lambda: build_scenes(model, params), args.repeats) / n
+    t_render = timed(lambda: renderer.render(scenes), args.repeats) / n
     t_total = timed(lambda: generator.generate(indices), args.repeats) / n
     print(f"\n2. one process, per sample: sampling {t_sample * 1e3:.2f} ms, geometry {t_geometry * 1e3:.1f} ms, "
           f"render {t_render * 1e3:.1f} ms, rest (annotate, background) {(t_total - t_sample - t_geometry - t_render) * 1e3:.1f} ms "
@@ -130,13 +130,13 @@ def main():
     t_numpy = timed(lambda: [numpy_zbuffer(scenes.vertices[i], scenes.normals[i], tris, scenes.intrinsics[i],
                                            spec.render.width, spec.render.height) for i in range(k)], args.repeats) / k
     depth, _ = numpy_zbuffer(scenes.vertices[0], scenes.normals[0], tris, scenes.intrinsics[0], spec.render.width, spec.render.height)
-    gl = renderer.render(scenes, params).depth[0]
+    gl = renderer.render(scenes).depth[0]
     agree = np.mean((depth > 0) == (gl > 0))
     single = Renderer(model, spec.render.width, spec.render.height, msaa=0, supersample=1, ctx=renderer.ctx)
-    t_single = timed(lambda: single.render(scenes, params), args.repeats) / n
+    t_single = timed(lambda: single.render(scenes), args.repeats) / n
     print(f"   one pass, no anti-aliasing (the same outputs, image aliased):          {1 / t_single:7.1f} frames/s")
     msaa = Renderer(model, spec.render.width, spec.render.height, msaa=4, ctx=renderer.ctx)
-    t_msaa = timed(lambda: msaa.render(scenes, params), args.repeats) / n
+    t_msaa = timed(lambda: msaa.render(scenes), args.repeats) / n
     print(f"   ground-truth pass + 4x MSAA colour pass instead of supersampling:      {1 / t_msaa:7.1f} frames/s")
     print(f"4. numpy z-buffer rasteriser (same mesh, depth + normals, one pass, no shading): {1 / t_numpy:7.1f} frames/s "
           f"(its mask agrees with GL's on {agree:.1%} of pixels)")

@@ -52,9 +52,9 @@ class FaceGenerator:
 
     def _batch(self, indices) -> dict[str, np.ndarray]:
         params = [self.sample_params(i) for i in indices]
-        scenes = build_scenes(self.model, self.renderer.topology, params)
         albedo_maps = [self.photos[p.albedo_source].albedo if p.albedo_source >= 0 else None for p in params]
-        rendered = self.renderer.render(scenes, params, albedo_maps)
+        scenes = build_scenes(self.model, params, albedo_maps, self.renderer.topology)
+        rendered = self.renderer.render(scenes)
         images = np.stack([composite(self._foreground(rendered, scenes, k, p), self._background(scenes, k, p))
                            for k, p in enumerate(params)])
         arrays = {

@@ -19,6 +19,7 @@ library holds complete entries only. A fitted texture carries the rights of its 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -131,8 +132,8 @@ class PhotoFitter:
         """Lighting and albedo of a fitted crop."""
         probe = FittedPhoto(name, crop, fit, np.zeros((9, 3), np.float32), None, source, landmark_source)
         params = probe.params()
-        scenes = build_scenes(self.model, self.renderer.topology, [params])
-        truth = self.renderer.render(scenes, [params])
+        scenes = build_scenes(self.model, [params], topology=self.renderer.topology)
+        truth = self.renderer.render(scenes)
         linear = srgb_to_linear(crop)
         skin = np.isin(truth.segmentation[0], SKIN_LABELS) & (truth.depth[0] > 0)
         skin &= (linear.mean(-1) > 0.01) & (linear.max(-1) < 0.98)  # not clipped shadows or highlights
@@ -149,17 +150,15 @@ class PhotoFitter:
         flat[0] = 1 / SH_NORM[0]  # E(n) = 1: the render shows the map itself
         seen = (fitted.albedo.confidence >= SEEN).astype(np.float32)
         probe = AlbedoMap(np.repeat(seen[..., None], 3, -1), seen, fitted.albedo.tiles)
-        params = fitted.params()
-        params = FaceParams(**{**params.__dict__, "light_sh": flat})
-        scenes = build_scenes(self.model, self.renderer.topology, [params])
-        out = self.renderer.render(scenes, [params], albedo_maps=[probe])
+        params = dataclasses.replace(fitted.params(), light_sh=flat)
+        scenes = build_scenes(self.model, [params], [probe], self.renderer.topology)
+        out = self.renderer.render(scenes)
         return (out.colour[0][..., 0] > 250) & (out.depth[0] > 0) & np.isin(out.segmentation[0], SKIN_LABELS + FACE_FEATURES)
 
     def rerender(self, fitted: FittedPhoto, params: FaceParams | None = None):
         """Render ``fitted``'s face (its own parameters by default) with its recovered albedo."""
         params = params or fitted.params()
-        scenes = build_scenes(self.model, self.renderer.topology, [params])
-        return self.renderer.render(scenes, [params], albedo_maps=[fitted.albedo])
+        return self.renderer.render(build_scenes(self.model, [params], [fitted.albedo], self.renderer.topology))
 
 
 # --- the library on disk

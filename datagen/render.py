@@ -20,12 +20,26 @@ from importlib import resources
 
 import numpy as np
 
-from .errors import RenderError
-from .face_parts import face_parts
 from .camera import glsl_sh_constants, projection_matrix
-from .geometry import MeshTopology, SceneBatch
+from .errors import RenderError
+from .geometry import MeshTopology, SceneBatch, mesh_topology
 from .morphable_model import MorphableModel
-from .sampling import FaceParams
+
+# The vertex buffers, named once: (shader input, topology attribute or None, format) in buffer order.
+# Per sample (uploaded for each draw): camera-space position and normal. Per model (uploaded once):
+# the topology's attributes.
+DYNAMIC_LAYOUT = (("in_position", None, "3f"), ("in_normal", None, "3f"))
+STATIC_LAYOUT = (("in_uv", "uv", "2f"), ("in_label", "label", "1f"), ("in_material", "material", "1f"),
+                 ("in_weights", "weights", "4f"))
+
+
+def _format(layout, inputs) -> str:
+    """The moderngl buffer format reading ``inputs`` of ``layout`` and skipping the rest ("2f 24x")."""
+    parts = []
+    for name, _, fmt in layout:
+        size = 4 * int(fmt[:-1])
+        parts.append(fmt if name in inputs else f"{size}x")
+    return " ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -106,23 +120,21 @@ def _shader(name: str) -> str:
 class Renderer:
     """Draws batches of one model's faces into fixed-size images."""
 
-    def __init__(self, model: MorphableModel, width: int, height: int, msaa: int = 0, supersample: int = 2, ctx=None):
+    def __init__(self, model: MorphableModel, width: int, height: int, msaa: int = 0, supersample: int = 2, ctx=None,
+                 topology: MeshTopology | None = None):
         self.ctx = ctx or create_context()
         self.model, self.width, self.height = model, width, height
         self.msaa = msaa if msaa > 1 else 0
         self.supersample = 1 if self.msaa else max(1, supersample)
-        parts = face_parts(model)
-        triangles = model.triangles[parts.drawn_triangles]
-        self.topology = MeshTopology(model, triangles)
+        self.topology = topology or mesh_topology(model)
         # Every GL call runs with this context current in this thread: a process may hold several
         # contexts (a preview beside a fitter, tests), and a call lands in whichever is current.
         with self.ctx:
-            self._build_mesh(model, parts, triangles)
+            self._build_buffers()
             self.program = self.ctx.program(vertex_shader=_shader("face.vert"), fragment_shader=_shader("face.frag"))
-            self.vao = self.ctx.vertex_array(self.program, [
-                (self.dynamic, "3f 3f", "in_position", "in_normal"),
-                (self.static, "2f 1f 1f 4f", "in_uv", "in_label", "in_material", "in_weights"),
-            ], index_buffer=self.index)
+            self.vao = self.ctx.vertex_array(
+                self.program, self.vertex_buffers(*(name for name, _, _ in DYNAMIC_LAYOUT + STATIC_LAYOUT)),
+                index_buffer=self.index)
             self.noise = self._noise_texture()
             self.program["u_noise"] = 0
             self.program["u_albedo_map"] = 1
@@ -131,21 +143,25 @@ class Renderer:
 
     # --- set-up (once per process)
 
-    def _build_mesh(self, model, parts, triangles):
-        """Split vertices along UV seams: a render vertex is a unique (vertex, uv) pair."""
-        uv_ids = model.triangle_uv[parts.drawn_triangles]
-        keys = triangles.astype(np.int64) * (len(model.uv) + 1) + uv_ids
-        unique, inverse = np.unique(keys.reshape(-1), return_inverse=True)
-        self.render_to_model = (unique // (len(model.uv) + 1)).astype(np.int64)
-        self.render_uv = render_uv = model.uv[unique % (len(model.uv) + 1)]
-        v = self.render_to_model
-        static = np.concatenate([render_uv, parts.labels[v, None].astype(np.float32),
-                                 parts.material[v, None].astype(np.float32), parts.weights[v]], axis=1)
-        self.static = self.ctx.buffer(np.ascontiguousarray(static, np.float32).tobytes())
-        self.render_triangles = inverse.astype(np.int32).reshape(-1, 3)  # render-vertex ids
-        self.index = self.ctx.buffer(self.render_triangles.tobytes())
-        self.dynamic = self.ctx.buffer(reserve=len(v) * 6 * 4, dynamic=True)
-        self._upload = np.empty((len(v), 6), np.float32)
+    def _build_buffers(self):
+        """The index and per-model buffers from the topology, and room for a sample's vertices."""
+        t = self.topology
+        columns = [np.asarray(t.attributes[key], np.float32).reshape(len(t.render_to_model), -1)
+                   for _, key, _ in STATIC_LAYOUT]
+        self.static = self.ctx.buffer(np.ascontiguousarray(np.concatenate(columns, axis=1), np.float32).tobytes())
+        self.index = self.ctx.buffer(t.render_triangles.tobytes())
+        self.dynamic = self.ctx.buffer(reserve=len(t.render_to_model) * 6 * 4, dynamic=True)
+        self._upload = np.empty((len(t.render_to_model), 6), np.float32)
+
+    def vertex_buffers(self, *inputs: str) -> list[tuple]:
+        """moderngl ``vertex_array`` content that feeds the shader ``inputs`` from this renderer's
+        buffers (a shader of another pass, as texture.UVRasteriser's, shares them this way)."""
+        content = []
+        for buffer, layout in ((self.dynamic, DYNAMIC_LAYOUT), (self.static, STATIC_LAYOUT)):
+            names = [name for name, _, _ in layout if name in inputs]
+            if names:
+                content.append((buffer, _format(layout, names), *names))
+        return content
 
     def _noise_texture(self):
         from scipy.ndimage import gaussian_filter
@@ -178,16 +194,16 @@ class Renderer:
 
     # --- per sample
 
-    def render(self, scenes: SceneBatch, params: list[FaceParams], albedo_maps=None) -> RenderOutput:
-        """Draw every sample of the batch. ``params`` supplies lighting and appearance;
-        ``albedo_maps[i]`` (an ``AlbedoMap`` or None) replaces sample i's procedural albedo."""
+    def render(self, scenes: SceneBatch) -> RenderOutput:
+        """Draw every sample of the batch with its own light and material (an albedo map, else the
+        procedural appearance)."""
         b, h, w = len(scenes), self.height, self.width
         out = RenderOutput(colour=np.empty((b, h, w, 4), np.uint8), depth=np.empty((b, h, w), np.float32),
                            normal=np.empty((b, h, w, 3), np.float32), segmentation=np.empty((b, h, w), np.uint8))
         with self.ctx:  # current in this thread (see __init__)
             for i in range(b):
-                self._use_albedo_map(albedo_maps[i] if albedo_maps is not None else None)
-                self._draw(scenes, i, params[i], out)
+                self._use_albedo_map(scenes.albedo_maps[i])
+                self._draw(scenes, i, out)
         return out
 
     def _use_albedo_map(self, albedo) -> None:
@@ -211,11 +227,11 @@ class Renderer:
 
     def upload(self, scenes: SceneBatch, i: int) -> None:
         """Put sample i's camera-space vertices and normals in the vertex buffer (shared with texture.UVRasteriser)."""
-        self._upload[:, :3] = scenes.vertices[i][self.render_to_model]
-        self._upload[:, 3:] = scenes.normals[i][self.render_to_model]
+        self._upload[:, :3] = scenes.vertices[i][self.topology.render_to_model]
+        self._upload[:, 3:] = scenes.normals[i][self.topology.render_to_model]
         self.dynamic.write(self._upload)
 
-    def _draw(self, scenes: SceneBatch, i: int, params: FaceParams, out: RenderOutput) -> None:
+    def _draw(self, scenes: SceneBatch, i: int, out: RenderOutput) -> None:
         ctx = self.ctx
         vertices = scenes.vertices[i]
         self.upload(scenes, i)
@@ -224,8 +240,8 @@ class Renderer:
         far = float(depth.max()) * 1.5 + 1.0
         proj = projection_matrix(scenes.intrinsics[i], self.width, self.height, near, far)
         self.program["u_projection"].write(np.ascontiguousarray(proj.T).tobytes())
-        self.program["u_sh"].write(np.ascontiguousarray(params.light_sh, np.float32).tobytes())
-        self.program["u_appearance"].write(np.ascontiguousarray(params.appearance, np.float32).tobytes())
+        self.program["u_sh"].write(np.ascontiguousarray(scenes.light_sh[i], np.float32).tobytes())
+        self.program["u_appearance"].write(np.ascontiguousarray(scenes.appearance[i], np.float32).tobytes())
         self.noise.use(0)
         ctx.enable(ctx.DEPTH_TEST | ctx.CULL_FACE)  # closed, outward-facing (CCW) surfaces: back faces are hidden
 

@@ -32,7 +32,7 @@ from scipy.spatial import cKDTree
 
 from .camera import irradiance_basis
 from .face_parts import LABEL, MATERIAL, face_parts
-from .geometry import SceneBatch
+from .geometry import MeshTopology, SceneBatch
 from .render import Renderer
 
 SKIN_LABELS = (LABEL["skin"], LABEL["nose"], LABEL["head_neck"])
@@ -95,23 +95,21 @@ def uv_tiles(model) -> int:
     return max(1, int(np.ceil(uv[..., 0].max() - 1e-6)))
 
 
-def mirror_uvs(renderer: Renderer) -> np.ndarray:
+def mirror_uvs(model, topology: MeshTopology) -> np.ndarray:
     """(R, 2) per render vertex: the UV of the vertex at its mirror position (x -> -x) on the mean face."""
-    model = renderer.model
-    vertex = renderer.render_to_model
-    parts = face_parts(model)
-    skin = np.flatnonzero(np.isin(parts.material[vertex], (MATERIAL["skin"], MATERIAL["eye_socket"])))
+    vertex = topology.render_to_model
+    skin = np.flatnonzero(np.isin(topology.attributes["material"], (MATERIAL["skin"], MATERIAL["eye_socket"])))
     _, nearest = cKDTree(model.mean[vertex[skin]]).query(model.mean[vertex] * [-1, 1, 1])
-    return renderer.render_uv[skin[nearest]]  # only skin: the eyes' UVs overlap the face's tile
+    return topology.render_uv[skin[nearest]]  # only skin: the eyes' UVs overlap the face's tile
 
 
-def unwrapped_triangles(renderer: Renderer) -> np.ndarray:
-    """The renderer's skin triangles (render-vertex ids, (F, 3)): those whose three vertices are skin
-    or eye socket. (A triangle straddling skin and eye, as the SFM's eye outlines do, is left out
-    rather than stretched across the map.)"""
-    material = face_parts(renderer.model).material[renderer.render_to_model]
-    skin = np.isin(material[renderer.render_triangles], (MATERIAL["skin"], MATERIAL["eye_socket"])).all(1)
-    return renderer.render_triangles[skin]
+def unwrapped_triangles(topology: MeshTopology) -> np.ndarray:
+    """The skin triangles (render-vertex ids, (F, 3)): those whose three vertices are skin or eye
+    socket. (A triangle straddling skin and eye, as the SFM's eye outlines do, is left out rather
+    than stretched across the map.)"""
+    material = topology.attributes["material"]
+    skin = np.isin(material[topology.render_triangles], (MATERIAL["skin"], MATERIAL["eye_socket"])).all(1)
+    return topology.render_triangles[skin]
 
 
 class UVRasteriser:
@@ -125,13 +123,11 @@ class UVRasteriser:
         with ctx:  # current in this thread (see Renderer.__init__)
             self.program = ctx.program(vertex_shader=source.joinpath("uv.vert").read_text(),
                                        fragment_shader=source.joinpath("uv.frag").read_text())
-            self.mirror = ctx.buffer(np.ascontiguousarray(mirror_uvs(renderer), np.float32).tobytes())
-            self.index = ctx.buffer(unwrapped_triangles(renderer).astype(np.int32).tobytes())
-            self.vao = ctx.vertex_array(self.program, [
-                (renderer.dynamic, "3f 3f", "in_position", "in_normal"),
-                (renderer.static, "2f 24x", "in_uv"),
-                (self.mirror, "2f", "in_mirror_uv"),
-            ], index_buffer=self.index)
+            topology = renderer.topology
+            self.mirror = ctx.buffer(np.ascontiguousarray(mirror_uvs(renderer.model, topology), np.float32).tobytes())
+            self.index = ctx.buffer(unwrapped_triangles(topology).astype(np.int32).tobytes())
+            self.vao = ctx.vertex_array(self.program, renderer.vertex_buffers("in_position", "in_normal", "in_uv")
+                                        + [(self.mirror, "2f", "in_mirror_uv")], index_buffer=self.index)
             shape = (self.tiles * size, size)
             self.fbo = ctx.framebuffer(color_attachments=[ctx.texture(shape, 4, dtype="f4") for _ in range(3)])
             self.program["u_tiles"] = float(self.tiles)

@@ -76,7 +76,7 @@ def test_rerendering_a_fitted_photo_reproduces_its_visible_face(fitter, ict_mode
     print(f"re-rendering image_0010: PSNR {psnr:.1f} dB over {region.sum()} face pixels")
     assert psnr >= 25
     # the same parameters with the procedural skin instead of the recovered albedo: far from the photo
-    procedural = fitter.renderer.render(*_scene(fitter, loaded)).colour[0][..., :3].astype(float)
+    procedural = fitter.renderer.render(_scene(fitter, loaded)).colour[0][..., :3].astype(float)
     assert 10 * np.log10(255 ** 2 / ((procedural - loaded.crop)[region] ** 2).mean()) < psnr - 8
 
 
@@ -96,8 +96,7 @@ def test_the_sfm_recovers_a_photo_too(real_model_dir, ctx):
 def _scene(fitter, fitted):
     from datagen.geometry import build_scenes
 
-    params = fitted.params()
-    return build_scenes(fitter.model, fitter.renderer.topology, [params]), [params]
+    return build_scenes(fitter.model, [fitted.params()])
 
 
 def test_library_round_trip_and_one_model_per_library(fitter, ict_model, real_model_dir, tmp_path):

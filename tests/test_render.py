@@ -101,7 +101,7 @@ def test_tiny_model_renders_and_batches_match_single_samples(tiny_model, ctx):
     for key in together:
         np.testing.assert_array_equal(together[key], apart[key], err_msg=key)
     assert (together["segmentation"] > 0).mean() > 0.1
-    scenes = build_scenes(tiny_model, g.renderer.topology, [g.sample_params(0)])
+    scenes = build_scenes(tiny_model, [g.sample_params(0)])
     assert scenes.vertices.shape == (1, tiny_model.num_vertices, 3)
 
 
@@ -153,3 +153,30 @@ def test_packages_with_their_own_llvm_are_loaded_before_the_gl_context(tmp_path)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "True"]
+
+
+def test_scenes_and_their_topology_are_built_without_a_gl_context(tiny_model_dir):
+    """A scene (geometry, camera, light, material) needs no renderer: build one in a process that
+    never imports moderngl, and check the topology's split along UV seams."""
+    import subprocess
+    import sys
+
+    code = (f"import sys\nfrom datagen.models import resolve_model\nfrom datagen.geometry import build_scenes, mesh_topology\n"
+            f"from datagen.spec import parse_spec\nfrom datagen.sampling import sample_face\n"
+            f"model = resolve_model({str(tiny_model_dir)!r})\n"
+            f"spec = parse_spec('name = \"t\"')\n"
+            f"scenes = build_scenes(model, [sample_face(spec, model, i) for i in range(3)])\n"
+            f"t = mesh_topology(model)\n"
+            f"print(len(scenes), scenes.light_sh.shape, scenes.albedo_maps, t.render_triangles.max() + 1 == len(t.render_to_model),"
+            f" 'moderngl' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["3", "(3,", "9,", "3)", "(None,", "None,", "None)", "True", "False"]
+
+
+def test_a_pass_reading_some_attributes_skips_the_others_in_the_shared_buffers():
+    from datagen.render import DYNAMIC_LAYOUT, STATIC_LAYOUT, _format
+
+    assert _format(STATIC_LAYOUT, ["in_uv"]) == "2f 4x 4x 16x"  # uv, then label, material, weights skipped
+    assert _format(STATIC_LAYOUT, [name for name, _, _ in STATIC_LAYOUT]) == "2f 1f 1f 4f"
+    assert _format(DYNAMIC_LAYOUT, ["in_position", "in_normal"]) == "3f 3f"

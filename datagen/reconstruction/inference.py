@@ -11,6 +11,7 @@ overlay the crop; OBJ carries the model's UVs, PLY the vertices and faces.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,9 +111,8 @@ class Reconstructor:
         p = result.params
         light = np.zeros((9, 3), np.float32)
         light[0], light[2] = 2.2, 1.0  # ambient + a light from the camera
-        shaded = FaceParams(**{**p.__dict__, "light_sh": light})
-        scenes = build_scenes(self.model, self._renderer.topology, [shaded])
-        colour = self._renderer.render(scenes, [shaded]).colour[0]
+        shaded = dataclasses.replace(p, light_sh=light)
+        colour = self._renderer.render(build_scenes(self.model, [shaded], topology=self._renderer.topology)).colour[0]
         alpha = colour[..., 3:].astype(np.float32) / 255 * opacity
         mixed = result.crop * (1 - alpha) + colour[..., :3] * alpha
         picture = Image.fromarray(mixed.astype(np.uint8)).resize((2 * self.size, 2 * self.size))
