@@ -1,11 +1,14 @@
-"""Turn rendered pixels and geometry into a training sample's arrays: the shard schema's fields."""
+"""The annotate stage: parameters, scenes, rendered pixels and composited images -> a ``SampleBatch``
+holding every field the job writes (``fields``), each the ground truth of exactly that image."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from .fields import SampleBatch, ShardField
 from .geometry import SceneBatch
 from .render import RenderOutput
+from .sampling import FaceParams
 
 # A landmark is hidden when the rendered surface at its pixel lies this much nearer than it.
 OCCLUSION_TOLERANCE_MM = 10.0
@@ -29,3 +32,29 @@ def landmark_visibility(scenes: SceneBatch, rendered: RenderOutput) -> np.ndarra
         for dc in (-1, 0, 1):
             covered |= rendered.segmentation[batch, np.clip(r + dr, 0, h - 1), np.clip(c + dc, 0, w - 1)] > 0
     return inside & covered & ~occluded
+
+
+def annotate(params: list[FaceParams], scenes: SceneBatch, rendered: RenderOutput, images: np.ndarray,
+             fields: dict[str, ShardField]) -> SampleBatch:
+    """The samples' arrays, checked against the job's ``fields`` (``fields.shard_fields``)."""
+    arrays = {
+        "image": images,
+        "segmentation": rendered.segmentation,
+        "depth": rendered.depth,
+        "normal": rendered.normal.astype(np.float16),
+        "landmarks_2d": scenes.landmarks_2d,
+        "landmarks_3d": scenes.landmarks_3d,
+        "landmark_visible": landmark_visibility(scenes, rendered),
+        "sample_index": np.array([p.sample_index for p in params], np.int64),
+        "params/identity": np.stack([p.identity for p in params]),
+        "params/expression": np.stack([p.expression for p in params]),
+        "params/rotation": np.stack([p.rotation for p in params]),
+        "params/translation": np.stack([p.translation for p in params]),
+        "params/intrinsics": np.stack([p.intrinsics for p in params]),
+        "params/light_sh": np.stack([p.light_sh for p in params]),
+        "params/appearance": np.stack([p.appearance for p in params]),
+        "params/background": np.stack([p.background for p in params]),
+        "params/albedo_source": np.array([p.albedo_source for p in params], np.int64),
+        "vertices": scenes.vertices,
+    }
+    return SampleBatch.checked({name: arrays[name] for name in fields if name in arrays}, fields)

@@ -1,7 +1,7 @@
 """Generate samples: sample parameters -> build geometry -> render -> annotate, in batches.
 
 ``FaceGenerator`` holds what is set up once per process (model, renderer, background list);
-``generate(indices)`` returns the shard schema's arrays for those sample indices. Preview,
+``generate(indices)`` returns those samples as a ``fields.SampleBatch``. Preview,
 the dask workers and the benchmarks all go through it.
 """
 
@@ -11,8 +11,9 @@ import threading
 
 import numpy as np
 
-from .annotate import landmark_visibility
+from .annotate import annotate
 from .background import composite, list_background_images, make_background
+from .fields import SampleBatch, shard_fields
 from .geometry import build_scenes
 from .models import resolve_model
 from .morphable_model import MorphableModel
@@ -32,6 +33,7 @@ class FaceGenerator:
         libraries = [path for _, path in spec.texture_libraries()]
         self.photos = load_photos(libraries, model) if libraries else []
         self.backdrop = PhotoBackdrop(self.photos, model, r.width, r.height) if spec.photoreal.library else None
+        self.fields = shard_fields(spec, model)
 
     @property
     def device(self) -> str:
@@ -44,42 +46,26 @@ class FaceGenerator:
         return sample_face(self.spec, self.model, index, len(self.background_images), self.photos)
 
     def generate(self, indices, batch_size: int | None = None) -> dict[str, np.ndarray]:
-        """The arrays of samples ``indices`` (see shards.schema for names, shapes, dtypes and units)."""
+        """The arrays of samples ``indices``: {field name: (N, ...) array} for every field the job writes."""
+        return dict(self.samples(indices, batch_size))
+
+    def samples(self, indices, batch_size: int | None = None) -> SampleBatch:
+        """Samples ``indices`` as the annotate stage's ``SampleBatch`` (checked against ``fields``)."""
         indices = list(indices)
         batch_size = batch_size or self.spec.cluster.batch_size
         parts = [self._batch(indices[i:i + batch_size]) for i in range(0, len(indices), batch_size)]
-        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+        if len(parts) == 1:
+            return parts[0]
+        return SampleBatch({key: np.concatenate([p[key] for p in parts]) for key in parts[0]})
 
-    def _batch(self, indices) -> dict[str, np.ndarray]:
+    def _batch(self, indices) -> SampleBatch:
         params = [self.sample_params(i) for i in indices]
         albedo_maps = [self.photos[p.albedo_source].albedo if p.albedo_source >= 0 else None for p in params]
         scenes = build_scenes(self.model, params, albedo_maps, self.renderer.topology)
         rendered = self.renderer.render(scenes)
         images = np.stack([composite(self._foreground(rendered, scenes, k, p), self._background(scenes, k, p))
                            for k, p in enumerate(params)])
-        arrays = {
-            "image": images,
-            "segmentation": rendered.segmentation,
-            "depth": rendered.depth,
-            "normal": rendered.normal.astype(np.float16),
-            "landmarks_2d": scenes.landmarks_2d,
-            "landmarks_3d": scenes.landmarks_3d,
-            "landmark_visible": landmark_visibility(scenes, rendered),
-            "sample_index": np.array(indices, np.int64),
-            "params/identity": np.stack([p.identity for p in params]),
-            "params/expression": np.stack([p.expression for p in params]),
-            "params/rotation": np.stack([p.rotation for p in params]),
-            "params/translation": np.stack([p.translation for p in params]),
-            "params/intrinsics": np.stack([p.intrinsics for p in params]),
-            "params/light_sh": np.stack([p.light_sh for p in params]),
-            "params/appearance": np.stack([p.appearance for p in params]),
-            "params/background": np.stack([p.background for p in params]),
-            "params/albedo_source": np.array([p.albedo_source for p in params], np.int64),
-        }
-        if self.spec.output.store_vertices:
-            arrays["vertices"] = scenes.vertices
-        return arrays
-
+        return annotate(params, scenes, rendered, images, self.fields)
 
     def _foreground(self, rendered, scenes, k: int, p: FaceParams) -> np.ndarray:
         if p.background[0] == PHOTO_BACKGROUND:

@@ -108,7 +108,7 @@ def generate_shard(spec: JobSpec, shard_index: int, out_dir: str, model_dir: str
         with ShardWriter(path, spec, generator.model, shard_index, samples) as writer:
             batch = spec.cluster.batch_size
             for start in range(samples.start, samples.stop, batch):
-                writer.write(generator.generate(range(start, min(start + batch, samples.stop))))
+                writer.write(generator.samples(range(start, min(start + batch, samples.stop))))
     except OSError as e:
         raise DatagenError(f"{path}: cannot write the shard ({e.strerror or e})") from None
     ctx = generator.renderer.ctx

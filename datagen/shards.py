@@ -25,60 +25,14 @@ import numpy as np
 
 from . import __version__
 from .errors import DatagenError, ShardError
+from .fields import required_names, shard_fields
 from .files import drop_cached_pages, partial_path, replace_durably, write_error
 from .manifest import shard_name, spec_fingerprint
-from .face_parts import LABELS
 from .morphable_model import MorphableModel, model_checksum
-from .sampling import APPEARANCE_NAMES
 from .spec import JobSpec
 
 SCHEMA_VERSION = 1
 ATTRIBUTES_DIGEST = "attributes_sha256"
-
-
-@dataclass(frozen=True)
-class Field:
-    shape: tuple
-    dtype: str
-    doc: str
-
-
-def schema(spec: JobSpec, model: MorphableModel) -> dict[str, Field]:
-    """Every dataset of a shard, with its per-sample shape, dtype and meaning."""
-    h, w = spec.render.height, spec.render.width
-    fields = {
-        "image": Field((h, w, 3), "uint8", "sRGB image, row 0 = top"),
-        "segmentation": Field((h, w), "uint8", "part labels (attrs['labels']), 0 = background"),
-        "depth": Field((h, w), "float32", "mm along the viewing axis (-z camera), 0 on background"),
-        "normal": Field((h, w, 3), "float16", "unit normal, camera space (x right, y up, z towards the camera), 0 on background"),
-        "landmarks_2d": Field((68, 2), "float32", "iBUG-68 landmarks, pixels (x right, y down; pixel centres at +0.5)"),
-        "landmarks_3d": Field((68, 3), "float32", "iBUG-68 landmarks, mm, camera space"),
-        "landmark_visible": Field((68,), "bool", "inside the image and not self-occluded"),
-        "sample_index": Field((), "int64", "global sample index; (job seed, index) regenerates the sample"),
-        "params/identity": Field((model.num_identity,), "float32", "standard-normal identity coefficients"),
-        "params/expression": Field((model.num_expression,), "float32", "blendshape weights (attrs['names'])"),
-        "params/rotation": Field((3,), "float32", "yaw, pitch, roll in radians; R = Rz(roll) Rx(pitch) Ry(yaw)"),
-        "params/translation": Field((3,), "float32", "camera-space position of the model's pivot, mm"),
-        "params/intrinsics": Field((4,), "float32", "fx, fy, cx, cy in pixels"),
-        "params/light_sh": Field((9, 3), "float32", "radiance SH coefficients per RGB channel, camera space"),
-        "params/appearance": Field((len(APPEARANCE_NAMES),), "float32", "procedural albedo parameters (attrs['names'])"),
-        "params/background": Field((2,), "int64", "background kind (0 procedural, 1 image, 2 fitted photo) and its index"),
-        "params/albedo_source": Field((), "int64", "fitted photo whose albedo the skin uses (index into the job's "
-                                                   "texture libraries, in order); -1 = procedural"),
-    }
-    if spec.output.store_vertices:
-        fields["vertices"] = Field((model.num_vertices, 3), "float32", "dense vertices, mm, camera space")
-    return fields
-
-
-def _field_attrs(name: str, model: MorphableModel) -> dict:
-    if name == "segmentation":
-        return {"labels": json.dumps(list(LABELS))}
-    if name == "params/expression":
-        return {"names": json.dumps(list(model.expression_names))}
-    if name == "params/appearance":
-        return {"names": json.dumps(list(APPEARANCE_NAMES))}
-    return {}
 
 
 class ContentHash:
@@ -119,7 +73,7 @@ class ShardWriter:
         self.path = Path(path)
         # Unique per writer: a retried task never shares a file with a straggler writing the same shard.
         self.partial = partial_path(self.path)
-        self.fields = schema(spec, model)
+        self.fields = shard_fields(spec, model)
         self.samples = samples
         self.count = 0
         self.hash = ContentHash(self.fields)
@@ -171,7 +125,7 @@ class ShardWriter:
                                            chunks=(1, *f.shape) if f.shape else (n,), fletcher32=True,
                                            **(self._options if f.shape else {}))
             ds.attrs["doc"] = f.doc
-            for key, value in _field_attrs(name, self._model).items():
+            for key, value in f.attrs.items():
                 ds.attrs[key] = value
             self._datasets[name] = ds
 
@@ -259,9 +213,6 @@ class ShardInfo:
     bytes: int
 
 
-REQUIRED = ("image", "segmentation", "depth", "normal", "landmarks_2d", "landmarks_3d", "landmark_visible",
-            "sample_index", "params/identity", "params/expression", "params/rotation", "params/translation",
-            "params/intrinsics", "params/light_sh")
 
 
 def validate_shard(path: str | Path, expected_checksum: str | None = None, deep: bool = True) -> ShardInfo:
@@ -280,7 +231,7 @@ def validate_shard(path: str | Path, expected_checksum: str | None = None, deep:
             attrs = dict(f.attrs)
             if "content_sha256" not in attrs:
                 raise ShardError(f"{path.name}: no content checksum; the shard was not completed")
-            missing = [n for n in REQUIRED if n not in f]
+            missing = [n for n in required_names() if n not in f]
             if missing:
                 raise ShardError(f"{path.name}: missing datasets {', '.join(missing)}")
             names = _dataset_names(f)
