@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -59,15 +60,41 @@ def replace_durably(source: Path, target: Path) -> None:
     fsync_folder(target.parent)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+@contextlib.contextmanager
+def atomic_file(path: str | Path):
+    """``with atomic_file(path) as tmp:`` write ``tmp``; it becomes ``path`` only if the block ends."""
     path = Path(path)
     tmp = partial_path(path)
     try:
-        tmp.write_bytes(data)
+        yield tmp
         replace_durably(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | Path):
+    """``with atomic_directory(path) as tmp:`` fill the folder ``tmp``; it replaces ``path`` whole
+    only if the block ends (an existing ``path`` is moved aside first, so it is never half there)."""
+    path = Path(path)
+    tmp = partial_path(path)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        old = path.with_name(f"{tmp.name}.old")
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        fsync_folder(path.parent)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

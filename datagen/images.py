@@ -51,3 +51,13 @@ def to_rgb8(image: Image.Image) -> np.ndarray:
         grey = np.clip(np.round(values / top * 255), 0, 255).astype(np.uint8)
         return np.repeat(grey[..., None], 3, axis=-1)
     return np.asarray(image.convert("RGB"))
+
+
+def crop_photo(image: np.ndarray, box, size: int) -> np.ndarray:
+    """The square ``box`` of ``image`` resized to ``size``; outside the photo, edge pixels repeat."""
+    x0, y0, side = box
+    h, w = image.shape[:2]
+    pad = int(np.ceil(max(0, -x0, -y0, x0 + side - w, y0 + side - h))) + 1
+    padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+    region = (x0 + pad, y0 + pad, x0 + pad + side, y0 + pad + side)
+    return np.asarray(Image.fromarray(padded).resize((size, size), Image.BICUBIC, box=region))

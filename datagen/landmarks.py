@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DatagenError
+from .images import crop_photo
 
 MEDIAPIPE_TO_IBUG = (34, 227, 177, 215, 172, 150, 149, 148, 152, 377, 378, 379, 397, 435, 401, 447, 264, 70, 63,
                      105, 66, 107, 336, 296, 334, 293, 300, 168, 197, 195, 4, 240, 97, 2, 326, 460, 7, 160, 158, 155,
@@ -94,8 +95,6 @@ class Detector:
 
     def faces(self, image: np.ndarray) -> list[np.ndarray]:
         """(68, 2) float32 landmarks of every face found in an (H, W, 3) uint8 RGB image, largest first."""
-        from .photos import crop_photo  # here: photos imports this module
-
         image = np.ascontiguousarray(image)
         h, w = image.shape[:2]
         found = []

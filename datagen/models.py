@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 
 from .errors import ModelError
+from .files import atomic_directory
 from .model_import import import_ict_facekit, load_sfm
 from .morphable_model import MorphableModel, load_model, save_model
 
@@ -105,16 +106,10 @@ def install_model(name: str, source: str | Path, model_dir: str | Path | None = 
     if name == "sfm":
         load_sfm(source)  # validates the files through eos before anything is copied
         target = root / "sfm"
-        tmp = root / ".sfm.partial"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
-        for filename in registry()["sfm"]["files"]:
-            if (Path(source) / filename).exists():
-                shutil.copy2(Path(source) / filename, tmp / filename)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
+        with atomic_directory(target) as tmp:
+            for filename in registry()["sfm"]["files"]:
+                if (Path(source) / filename).exists():
+                    shutil.copy2(Path(source) / filename, tmp / filename)
         return target
     raise ModelError(f"unknown model '{name}': use one of {', '.join(KNOWN_MODELS)}")
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ModelError
+from .files import atomic_directory
 
 FORMAT_VERSION = 1
 NUM_LANDMARKS = 68
@@ -127,10 +128,12 @@ class MorphableModel:
 def save_model(model: MorphableModel, directory: str | Path) -> Path:
     """Write ``model`` as a model directory (written to a temporary name, then renamed)."""
     directory = Path(directory)
-    tmp = directory.with_name(directory.name + ".partial")
-    if tmp.exists():
-        _rmtree(tmp)
-    tmp.mkdir(parents=True)
+    with atomic_directory(directory) as tmp:
+        _write_model(model, tmp)
+    return directory
+
+
+def _write_model(model: MorphableModel, tmp: Path) -> None:
     arrays = {}
     for name, (dtype, _) in _ARRAYS.items():
         data = np.ascontiguousarray(getattr(model, name), dtype=dtype)
@@ -150,10 +153,6 @@ def save_model(model: MorphableModel, directory: str | Path) -> Path:
     }
     meta["checksum"] = _checksum(arrays)
     (tmp / "model.json").write_text(json.dumps(meta, indent=1))
-    if directory.exists():
-        _rmtree(directory)
-    tmp.rename(directory)
-    return directory
 
 
 def load_model(directory: str | Path, verify: bool = True) -> MorphableModel:
@@ -211,9 +210,3 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _rmtree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path)

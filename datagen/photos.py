@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,12 +32,13 @@ from .camera import SH_NORM, crop_intrinsics
 from .errors import DatagenError
 from .fitting import LandmarkFit, default_intrinsics, fit_landmarks
 from .geometry import build_scenes
-from .images import ImageReadError, read_rgb
+from .images import ImageReadError, crop_photo, read_rgb
 from .landmarks import photo_landmarks
 from .morphable_model import MorphableModel, model_checksum
 from .render import Renderer
 from .sampling import APPEARANCE_NAMES, FaceParams
 from .face_parts import LABEL
+from .files import atomic_directory, atomic_write_text
 from .texture import SEEN, SKIN_LABELS, AlbedoMap, UVRasteriser, estimate_lighting, linear_to_srgb, recover_albedo, srgb_to_linear
 
 CROP_SIZE = 512
@@ -95,16 +94,6 @@ def crop_box(landmarks: np.ndarray, scale: float = 1.9) -> tuple[float, float, f
     cx, cy = (lo + hi) / 2
     cy -= 0.1 * side
     return cx - side / 2, cy - side / 2, side
-
-
-def crop_photo(image: np.ndarray, box, size: int) -> np.ndarray:
-    """The square ``box`` of ``image`` resized to ``size``; outside the photo, edge pixels repeat."""
-    x0, y0, side = box
-    h, w = image.shape[:2]
-    pad = int(np.ceil(max(0, -x0, -y0, x0 + side - w, y0 + side - h))) + 1
-    padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
-    region = (x0 + pad, y0 + pad, x0 + pad + side, y0 + pad + side)
-    return np.asarray(Image.fromarray(padded).resize((size, size), Image.BICUBIC, box=region))
 
 
 class PhotoFitter:
@@ -188,9 +177,14 @@ class TextureLibrary:
         if index["model_checksum"] != model_checksum(model):
             raise DatagenError(f"{self.path} holds textures fitted with model '{index['model']}'; a UV layout "
                                f"belongs to one model: use another --out for '{model.name}'")
-        tmp = self.path / f".{fitted.name}.partial"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
+        with atomic_directory(self.path / fitted.name) as tmp:
+            record = self._write_entry(fitted, tmp)
+        index["entries"] = [e for e in index["entries"] if e["name"] != fitted.name] + [record]
+        atomic_write_text(self.path / INDEX, json.dumps(index, indent=1))
+        return record
+
+    @staticmethod
+    def _write_entry(fitted: FittedPhoto, tmp: Path) -> dict:
         Image.fromarray(fitted.crop).save(tmp / "photo.png")
         np.save(tmp / "albedo.npy", fitted.albedo.albedo.astype(np.float16))
         Image.fromarray(linear_to_srgb(fitted.albedo.albedo)[::-1]).save(tmp / "albedo.png")
@@ -201,14 +195,6 @@ class TextureLibrary:
                   "fitted": time.strftime("%Y-%m-%dT%H:%M:%S")}
         (tmp / "fit.json").write_text(json.dumps({**record, **fitted.fit.as_dict(),
                                                   "light_sh": fitted.light_sh.tolist()}, indent=1))
-        final = self.path / fitted.name
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        index["entries"] = [e for e in index["entries"] if e["name"] != fitted.name] + [record]
-        tmp_index = self.path / (INDEX + ".partial")
-        tmp_index.write_text(json.dumps(index, indent=1))
-        os.replace(tmp_index, self.path / INDEX)
         return record
 
     def load(self, name: str) -> FittedPhoto:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import re
 import sys
@@ -27,7 +26,7 @@ from . import __version__
 from .errors import DatagenError, ShardError
 from .fields import required_names, shard_fields
 from .files import drop_cached_pages, partial_path, replace_durably, write_error
-from .manifest import shard_name, spec_fingerprint
+from .manifest import spec_fingerprint
 from .morphable_model import MorphableModel, model_checksum
 from .spec import JobSpec
 

@@ -20,7 +20,7 @@ from PIL import Image, ImageFilter
 
 from ..camera import crop_intrinsics
 from ..dataset import ShardedDataset
-from ..photos import crop_photo
+from ..images import crop_photo
 
 SCALE_MM = 100.0
 CROP_SCALE = 1.6  # crop side / the larger side of the 68 landmarks' box: forehead to chin, ears to ears

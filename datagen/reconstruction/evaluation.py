@@ -79,12 +79,52 @@ def summarise(columns: dict) -> dict:
             "landmark_nme_by_pose": pose_bins(yaw, columns["landmark_nme"])}
 
 
+def evaluate_network(net, model, held_out, size: int, device, batch_size: int = 64) -> dict:
+    """Dense vertex error (face region; rigid and similarity alignment), the mean face's, the error of
+    the predicted identity (with the true expression) and of the predicted expression (with the true
+    identity), landmark NME, per pose bin: see evaluation.summarise. The network is left in the mode
+    it came in (a Reconstructor's stays in eval mode: batch statistics of one photo are no statistics)."""
+    import torch
+
+    from .network import FaceDecoder
+    from .refine import final_parameters
+
+    was_training = net.training
+    net.eval()
+    face = np.flatnonzero(model.region_vertices("face")) if "face" in model.region_names else np.arange(model.num_vertices)
+    decoder = FaceDecoder(model, face).to(device)
+    landmark_decoder = FaceDecoder(model, model.landmark_ids).to(device)
+    point_decoder = FaceDecoder(model, net.point_ids.cpu().numpy()).to(device) if net.num_points else None
+    loader = torch.utils.data.DataLoader(held_out, batch_size=batch_size, num_workers=0)
+    columns = {}
+    for batch in loader:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        regressed = {k: v.float() for k, v in net(batch["image"]).items()}
+        p = final_parameters(regressed, batch["intrinsics"], size, point_decoder)
+        truth = decoder(batch["identity"], batch["expression"]).cpu().numpy()
+        faces = {"predicted": decoder(p["identity"], p["expression"]).cpu().numpy(),
+                 "mean_face": np.broadcast_to(decoder.mean.cpu().numpy(), truth.shape),
+                 "identity_only": decoder(p["identity"], batch["expression"]).cpu().numpy(),
+                 "expression_only": decoder(batch["identity"], p["expression"]).cpu().numpy()}
+        if point_decoder is not None:
+            faces["regressed"] = decoder(regressed["identity"], regressed["expression"]).cpu().numpy()
+        points = landmark_decoder.project(landmark_decoder(p["identity"], p["expression"]), p["rotation"],
+                                          p["translation"], batch["intrinsics"])
+        rows = {name: vertex_error(shape, truth) for name, shape in faces.items()}
+        rows.update({f"{name}_similarity": vertex_error(faces[name], truth, scale=True) for name in ("predicted", "mean_face")})
+        rows["landmark_nme"] = landmark_nme(points.cpu().numpy(), batch["landmarks"].cpu().numpy())
+        rows["yaw"] = batch["rotation"][:, 0].cpu().numpy()
+        for name, values in rows.items():
+            columns.setdefault(name, []).append(values)
+    net.train(was_training)
+    return summarise({name: np.concatenate(values) for name, values in columns.items()})
+
+
 def evaluate_synthetic(reconstructor, data, samples: int = 1000) -> dict:
     """Score a Reconstructor on a dataset's held-out split, with each sample's true camera."""
     import torch
 
     from .data import FaceTrainingSet, split_indices
-    from .training import evaluate_network
 
     from ..dataset import ShardedDataset
 

@@ -25,7 +25,8 @@ from ..camera import project, to_camera
 from ..geometry import build_scenes
 from ..meshes import write_mesh  # noqa: F401  (re-exported: reconstructions are written with it)
 from ..models import resolve_model
-from ..photos import crop_photo, neutral_appearance
+from ..images import crop_photo
+from ..photos import neutral_appearance
 from ..render import Renderer
 from ..sampling import FaceParams
 from ..spec import CameraPrior

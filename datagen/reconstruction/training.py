@@ -29,11 +29,11 @@ from PIL import Image, ImageDraw
 
 from ..dataset import ShardedDataset
 from ..errors import DatagenError
+from ..files import atomic_file
 from ..progress import format_duration
 from .data import FaceTrainingSet, split_indices, translation_of
-from .evaluation import landmark_nme, summarise, vertex_error
+from .evaluation import evaluate_network
 from .network import POINT_LOG_SIGMA, CoarseNet, FaceDecoder
-from .refine import final_parameters
 
 # Shape (identity, expression, vertices) weighs as much as pose: with lighter shape terms a first
 # 20k-sample run learnt pose and camera in 3 epochs but left identity and expression at the prior.
@@ -136,9 +136,8 @@ class Trainer:
                  "step": self.step, "seconds": self.seconds, "history": self.history, "best": self.best}
         if resumable:
             state["optimiser"] = self.optimiser.state_dict()
-        tmp = self.out / (name + ".partial")
-        torch.save(state, tmp)
-        tmp.replace(self.out / name)
+        with atomic_file(self.out / name) as tmp:
+            torch.save(state, tmp)
 
     def resume(self) -> bool:
         path = self.out / "last.pt"
@@ -278,42 +277,6 @@ class Trainer:
 
 
 @torch.no_grad()
-def evaluate_network(net, model, held_out: FaceTrainingSet, size: int, device, batch_size: int = 64) -> dict:
-    """Dense vertex error (face region; rigid and similarity alignment), the mean face's, the error of
-    the predicted identity (with the true expression) and of the predicted expression (with the true
-    identity), landmark NME, per pose bin: see evaluation.summarise. The network is left in the mode
-    it came in (a Reconstructor's stays in eval mode: batch statistics of one photo are no statistics)."""
-    was_training = net.training
-    net.eval()
-    face = np.flatnonzero(model.region_vertices("face")) if "face" in model.region_names else np.arange(model.num_vertices)
-    decoder = FaceDecoder(model, face).to(device)
-    landmark_decoder = FaceDecoder(model, model.landmark_ids).to(device)
-    point_decoder = FaceDecoder(model, net.point_ids.cpu().numpy()).to(device) if net.num_points else None
-    loader = torch.utils.data.DataLoader(held_out, batch_size=batch_size, num_workers=0)
-    columns = {}
-    for batch in loader:
-        batch = {k: v.to(device) for k, v in batch.items()}
-        regressed = {k: v.float() for k, v in net(batch["image"]).items()}
-        p = final_parameters(regressed, batch["intrinsics"], size, point_decoder)
-        truth = decoder(batch["identity"], batch["expression"]).cpu().numpy()
-        faces = {"predicted": decoder(p["identity"], p["expression"]).cpu().numpy(),
-                 "mean_face": np.broadcast_to(decoder.mean.cpu().numpy(), truth.shape),
-                 "identity_only": decoder(p["identity"], batch["expression"]).cpu().numpy(),
-                 "expression_only": decoder(batch["identity"], p["expression"]).cpu().numpy()}
-        if point_decoder is not None:
-            faces["regressed"] = decoder(regressed["identity"], regressed["expression"]).cpu().numpy()
-        points = landmark_decoder.project(landmark_decoder(p["identity"], p["expression"]), p["rotation"],
-                                          p["translation"], batch["intrinsics"])
-        rows = {name: vertex_error(shape, truth) for name, shape in faces.items()}
-        rows.update({f"{name}_similarity": vertex_error(faces[name], truth, scale=True) for name in ("predicted", "mean_face")})
-        rows["landmark_nme"] = landmark_nme(points.cpu().numpy(), batch["landmarks"].cpu().numpy())
-        rows["yaw"] = batch["rotation"][:, 0].cpu().numpy()
-        for name, values in rows.items():
-            columns.setdefault(name, []).append(values)
-    net.train(was_training)
-    return summarise({name: np.concatenate(values) for name, values in columns.items()})
-
-
 def plot_curves(history: list[dict], path: Path, size=(640, 360)) -> None:
     """Training loss and held-out vertex error ratio per epoch, drawn with PIL (no plotting dependency)."""
     image = Image.new("RGB", size, "white")
