@@ -15,9 +15,9 @@ import statistics
 import time
 from pathlib import Path
 
-from datagen.landmarks import Detector, LandmarkError, read_pts
-from datagen.models import resolve_model
-from datagen.photos import PhotoFitter, read_photo
+from datagen.photo.landmarks import Detector, LandmarkError, read_pts
+from datagen.models.registry import resolve_model
+from datagen.photo.fitter import PhotoFitter, read_photo
 
 
 def main():

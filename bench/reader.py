@@ -24,10 +24,10 @@ from pathlib import Path
 
 import h5py
 
-from datagen.dataset import ShardedDataset
-from datagen.job import run_job
-from datagen.manifest import read_manifest, write_manifest
-from datagen.shards import validate_shard
+from datagen.data.dataset import ShardedDataset
+from datagen.run.job import run_job
+from datagen.data.manifest import read_manifest, write_manifest
+from datagen.data.shards import validate_shard
 from datagen.spec import load_default_spec, with_overrides
 
 

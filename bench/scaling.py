@@ -28,7 +28,7 @@ import time
 
 from distributed import Client, LocalCluster, get_task_stream
 
-from datagen.job import run_job
+from datagen.run.job import run_job
 from datagen.spec import load_default_spec, with_overrides
 
 

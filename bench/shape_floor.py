@@ -23,7 +23,7 @@ import argparse
 import numpy as np
 import torch
 
-from datagen.dataset import ShardedDataset
+from datagen.data.dataset import ShardedDataset
 from datagen.reconstruction.data import FaceTrainingSet, split_indices, translation_of
 from datagen.reconstruction.evaluation import vertex_error
 from datagen.reconstruction.network import FaceDecoder

@@ -21,11 +21,11 @@ import time
 
 import numpy as np
 
-from datagen.generator import FaceGenerator
-from datagen.geometry import build_scenes
-from datagen.job import run_job
-from datagen.models import resolve_model
-from datagen.render import Renderer
+from datagen.synth.generator import FaceGenerator
+from datagen.synth.geometry import build_scenes
+from datagen.run.job import run_job
+from datagen.models.registry import resolve_model
+from datagen.synth.render import Renderer
 from datagen.spec import load_default_spec, with_overrides
 
 

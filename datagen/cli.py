@@ -70,7 +70,7 @@ def check(job, model_dir):
     Checks the keys and values, that the model is installed, that each texture library exists,
     was fitted with that model and has entries, and that the background folder holds images.
     """
-    from .job import check_job
+    from .run.job import check_job
 
     spec = _spec(job)
     found = check_job(spec, model_dir)
@@ -103,7 +103,7 @@ def generate(job, out, workers, scheduler, cluster_kind, jobs, samples, force, m
     JOB defaults to the embedded quickstart (jobs/quickstart.toml). Running the same job into
     the same output again resumes: complete shards are kept, missing or invalid ones redone.
     """
-    from .job import run_job
+    from .run.job import run_job
     from .spec import with_cluster
 
     spec = _spec(job, samples)
@@ -133,9 +133,9 @@ def preview(job, count, start, output, model_dir):
     Each sample shows the image with landmarks (green visible, red hidden), the segmentation,
     the depth and the normals. Nothing is written but the picture.
     """
-    from .generator import FaceGenerator
-    from .models import resolve_model
-    from .preview import contact_sheet
+    from .synth.generator import FaceGenerator
+    from .models.registry import resolve_model
+    from .synth.preview import contact_sheet
 
     spec = _spec(job)
     generator = FaceGenerator(spec, resolve_model(spec.model_reference(), model_dir, progress=_download_progress()))
@@ -163,7 +163,7 @@ def inspect(path, quick):
     with status 1 if any shard is missing, truncated or corrupt, or the folder holds shard
     files its manifest does not list.
     """
-    from .inspection import format_report, inspect_dataset
+    from .data.inspection import format_report, inspect_dataset
 
     report = inspect_dataset(_dataset_folder(path), deep=not quick)
     click.echo(format_report(report))
@@ -184,8 +184,8 @@ def mesh(path, indices, output, ply, model_dir):
     The vertices are the stored ones (output.store_vertices), else rebuilt from the sample's
     parameters and the model, so the mesh lines up with the sample's image, depth and landmarks.
     """
-    from .dataset import ShardedDataset
-    from .meshes import MESH_SUFFIXES, write_sample_mesh
+    from .data.dataset import ShardedDataset
+    from .data.meshes import MESH_SUFFIXES, write_sample_mesh
 
     named = output is not None and output.suffix.lower() in MESH_SUFFIXES
     if named and len(indices) > 1:
@@ -214,9 +214,10 @@ def fit(photos, out, landmarks, model_name, no_detect, model_dir):
     Each photo is reported on one line with its mean landmark error; a photo that cannot be read,
     has no face or several is reported and skipped. Exit status 1 if no photo could be fitted.
     """
-    from .landmarks import LandmarkError
-    from .models import resolve_model
-    from .photos import PhotoError, PhotoFitter, TextureLibrary, photo_files
+    from .photo.landmarks import LandmarkError
+    from .models.registry import resolve_model
+    from .photo.fitter import PhotoError, PhotoFitter, photo_files
+    from .photo.library import TextureLibrary
 
     files = photo_files(photos)
     if landmarks and len(files) != 1:
@@ -293,8 +294,8 @@ def reconstruct(photos, checkpoint, output, landmarks, all_faces, model_dir):
     from .reconstruction import require_torch
 
     require_torch()
-    from .landmarks import LandmarkError, photo_faces
-    from .photos import PhotoError, photo_files, read_photo
+    from .photo.landmarks import LandmarkError, photo_faces
+    from .photo.fitter import PhotoError, photo_files, read_photo
     from .reconstruction.inference import Reconstructor, write_mesh, write_params
 
     files = photo_files(photos)
@@ -374,7 +375,7 @@ def textures():
 @click.argument("library", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def list_textures(library):
     """One line per fitted photo: name, landmark error, texels seen, source."""
-    from .photos import TextureLibrary
+    from .photo.library import TextureLibrary
 
     index = TextureLibrary(library).index()
     click.echo(f"{library}: {len(index['entries'])} entries, model {index['model']}")
@@ -391,8 +392,9 @@ def list_textures(library):
 @MODEL_DIR
 def show_texture(library, name, output, model_dir):
     """Save a picture of one entry: the photo with fitted landmarks, its re-rendering, albedo and confidence."""
-    from .models import resolve_model
-    from .photos import PhotoFitter, TextureLibrary, entry_sheet
+    from .models.registry import resolve_model
+    from .photo.fitter import PhotoFitter, entry_sheet
+    from .photo.library import TextureLibrary
 
     lib = TextureLibrary(library)
     index = lib.index()
@@ -418,7 +420,7 @@ def models():
 @MODEL_DIR
 def import_model(name, source, model_dir):
     """Convert an upstream model (ICT-FaceKit's FaceXModel/ folder or archive; eos's SFM files) into the model directory."""
-    from .models import default_model_dir, install_model
+    from .models.registry import default_model_dir, install_model
 
     if name == "ict-facekit":
         with click.progressbar(length=154, label=f"converting {name}") as bar:
@@ -434,7 +436,7 @@ def import_model(name, source, model_dir):
 @MODEL_DIR
 def fetch(name, model_dir):
     """Download a model from its upstream URL (pinned checksums) and install it."""
-    from .models import fetch_model
+    from .models.registry import fetch_model
 
     click.echo(f"{name}: installed in {fetch_model(name, model_dir, progress=_download_progress())}")
 
@@ -443,7 +445,7 @@ def fetch(name, model_dir):
 @MODEL_DIR
 def list_models(model_dir):
     """Show which models are installed in the model directory."""
-    from .models import KNOWN_MODELS, default_model_dir, registry
+    from .models.registry import KNOWN_MODELS, default_model_dir, registry
 
     root = default_model_dir(model_dir)
     click.echo(f"model directory: {root}")

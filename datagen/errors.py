@@ -23,3 +23,7 @@ class RenderError(DatagenError):
 
 class DiskFullError(DatagenError):
     """The output's file system is full (or over its quota, or read-only): retrying cannot help."""
+
+
+class PhotoError(DatagenError):
+    """A photo that cannot be read or fitted."""

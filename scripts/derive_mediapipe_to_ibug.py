@@ -1,4 +1,4 @@
-"""Derive the MediaPipe face-mesh -> iBUG-68 correspondence used by datagen.landmarks.
+"""Derive the MediaPipe face-mesh -> iBUG-68 correspondence used by datagen.photo.landmarks.
 
     DATAGEN_MODEL_DIR=... python scripts/derive_mediapipe_to_ibug.py [--samples 300]
 
@@ -14,8 +14,8 @@ import dataclasses
 
 import numpy as np
 
-from datagen.generator import FaceGenerator
-from datagen.models import resolve_model
+from datagen.synth.generator import FaceGenerator
+from datagen.models.registry import resolve_model
 from datagen.spec import load_default_spec, parse_spec
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datagen.morphable_model import MorphableModel, save_model
+from datagen.models.morphable_model import MorphableModel, save_model
 from datagen.spec import parse_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -17,7 +17,7 @@ SHARED = Path(os.environ.get("DATAGEN_SHARED", REPO.parent / "shared"))
 
 @pytest.fixture(scope="session")
 def ctx():
-    from datagen.render import create_context
+    from datagen.synth.render import create_context
 
     return create_context()
 
@@ -111,7 +111,7 @@ batch_size = 4
 @pytest.fixture(scope="session")
 def real_model_dir(tmp_path_factory) -> Path:
     """A model directory with ICT-FaceKit and the SFM, converted from ../shared/models (once per session)."""
-    from datagen.models import install_model
+    from datagen.models.registry import install_model
 
     env = os.environ.get("DATAGEN_MODEL_DIR")
     if env and (Path(env) / "ict-facekit" / "model.json").exists() and (Path(env) / "sfm").exists():
@@ -126,6 +126,6 @@ def real_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def ict_model(real_model_dir):
-    from datagen.models import resolve_model
+    from datagen.models.registry import resolve_model
 
     return resolve_model("ict-facekit", real_model_dir, download=False)

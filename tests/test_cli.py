@@ -144,7 +144,7 @@ def test_mesh_writes_a_samples_face(tmp_path, tiny_model_dir, tiny_model):
     assert result.exit_code == 0, result.output
     lines = (tmp_path / "face.obj").read_text().splitlines()
     vertices = np.array([[float(v) for v in line.split()[1:]] for line in lines if line.startswith("v ")])
-    from datagen.dataset import ShardedDataset
+    from datagen.data.dataset import ShardedDataset
 
     np.testing.assert_allclose(vertices, ShardedDataset(out).vertices(4), atol=1e-3)
     assert sum(line.startswith("f ") for line in lines) == len(tiny_model.triangles)

@@ -4,9 +4,9 @@ import pickle
 import numpy as np
 import pytest
 
-from datagen.dataset import ShardShuffleSampler, ShardedDataset
+from datagen.data.dataset import ShardShuffleSampler, ShardedDataset
 from datagen.errors import ShardError
-from datagen.job import read_manifest, run_job, write_manifest
+from datagen.run.job import read_manifest, run_job, write_manifest
 from conftest import tiny_spec
 
 
@@ -61,10 +61,10 @@ def test_incomplete_dataset_is_refused(dataset_dir, tmp_path):
 @pytest.fixture(scope="module")
 def many_shards(tmp_path_factory, tiny_model, tiny_model_dir, ctx):
     """1,000 shards of 4 samples, written directly (the same 4 rendered samples, re-indexed)."""
-    from datagen.generator import FaceGenerator
-    from datagen.job import plan
-    from datagen.render import Renderer
-    from datagen.shards import ShardWriter
+    from datagen.synth.generator import FaceGenerator
+    from datagen.run.job import plan
+    from datagen.synth.render import Renderer
+    from datagen.data.shards import ShardWriter
 
     spec = tiny_spec(tiny_model_dir, num_samples=4000, samples_per_shard=4, output='compression = "none"')
     arrays = FaceGenerator(spec, tiny_model, Renderer(tiny_model, 64, 64, ctx=ctx)).generate(range(4))
@@ -222,7 +222,7 @@ def test_a_truncated_shard_is_one_clear_error(dataset_dir, tmp_path):
 def test_shard_files_the_manifest_does_not_list_are_reported(dataset_dir, tmp_path):
     import shutil
 
-    from datagen.inspection import format_report, inspect_dataset
+    from datagen.data.inspection import format_report, inspect_dataset
 
     copy = tmp_path / "copy"
     shutil.copytree(dataset_dir, copy)

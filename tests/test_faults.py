@@ -12,8 +12,8 @@ import psutil
 import pytest
 
 from datagen.errors import DatagenError
-from datagen.job import generate_shard, read_manifest, run_job
-from datagen.shards import validate_shard
+from datagen.run.job import generate_shard, read_manifest, run_job
+from datagen.data.shards import validate_shard
 from conftest import tiny_spec
 
 
@@ -108,7 +108,7 @@ def _small_file_limit():
 
 def test_a_full_disk_fails_the_shard_with_one_clear_error_and_leaves_no_file(tmp_path, tiny_model_dir):
     spec = _job(tiny_model_dir, shards=2)
-    code = (f"from datagen.job import generate_shard; from datagen.spec import parse_spec\n"
+    code = (f"from datagen.run.job import generate_shard; from datagen.spec import parse_spec\n"
             f"generate_shard(parse_spec({spec.source_text!r}), 1, {str(tmp_path)!r}, None)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                             preexec_fn=_small_file_limit)
@@ -140,7 +140,7 @@ def test_a_full_disk_stops_the_run_with_one_short_error_and_the_rerun_finishes(t
 
 def test_a_full_disk_is_returned_by_the_task_not_raised_so_dask_does_not_retry_it(tmp_path, tiny_model_dir):
     spec = _job(tiny_model_dir, shards=1, size=64)
-    code = (f"from datagen.job import shard_task; from datagen.spec import parse_spec\n"
+    code = (f"from datagen.run.job import shard_task; from datagen.spec import parse_spec\n"
             f"print(shard_task(parse_spec({spec.source_text!r}), 0, {str(tmp_path)!r}, None))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                             preexec_fn=_small_file_limit)
@@ -189,7 +189,7 @@ def test_a_disk_that_fills_mid_run_keeps_only_shards_read_back_whole(tmp_path, t
 
 
 def test_failures_are_reported_grouped_by_cause():
-    from datagen.job import _failure_report
+    from datagen.run.job import _failure_report
 
     report = _failure_report({0: "cause A", 1: "cause A", 5: "cause B", 2: "cause A", 3: "cause A"}, 8)
     assert report == ("5 of 8 shards failed (shard-00000.h5, shard-00001.h5, shard-00002.h5 and 1 more: cause A; "
@@ -238,7 +238,7 @@ def test_sigterm_stops_like_ctrl_c_and_the_rerun_resumes(tmp_path, tiny_model_di
 def test_a_second_run_into_the_same_output_is_refused_until_the_first_is_gone(tmp_path, tiny_model_dir):
     import socket
 
-    from datagen.locking import OutputLocked
+    from datagen.run.locking import OutputLocked
 
     spec = _job(tiny_model_dir)
     out = tmp_path / "out"
@@ -286,7 +286,7 @@ def test_a_shard_written_whole_but_not_yet_in_the_manifest_is_kept(tmp_path, tin
     manifest = read_manifest(out)
     kept = manifest["shards"][1]["checksum"]
     manifest["shards"][1].update(checksum=None, bytes=None)  # as if killed between the rename and the record
-    from datagen.manifest import write_manifest
+    from datagen.data.manifest import write_manifest
 
     write_manifest(out, manifest)
     summary = run_job(spec, out, workers=1, log=lambda m: None)
@@ -296,7 +296,7 @@ def test_a_shard_written_whole_but_not_yet_in_the_manifest_is_kept(tmp_path, tin
 def test_lock_holders_elsewhere_are_refused_and_unreadable_old_locks_taken_over(tmp_path):
     import json
 
-    from datagen.locking import LOCK, OutputLock, OutputLocked
+    from datagen.run.locking import LOCK, OutputLock, OutputLocked
 
     lock = tmp_path / LOCK
     lock.write_text(json.dumps({"host": "node17", "pid": 4242, "started": "2026-12-01T10:00:00"}))

@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from datagen.fields import REGISTRY, Field, SampleBatch, markdown_table, register, required_names, shard_fields, unregister
+from datagen.data.fields import REGISTRY, Field, SampleBatch, markdown_table, register, required_names, shard_fields, unregister
 from conftest import REPO, tiny_spec
 
 
 def test_the_readme_table_is_the_registry():
     assert markdown_table() in (REPO / "README.md").read_text(), \
-        "README's dataset table differs from datagen.fields: paste fields.markdown_table() into it"
+        "README's dataset table differs from datagen.data.fields: paste fields.markdown_table() into it"
 
 
 def test_a_job_writes_the_required_fields_and_the_optional_ones_it_turns_on(tiny_model_dir, tiny_model):
@@ -32,13 +32,13 @@ def test_a_batch_must_hold_exactly_the_declared_fields():
 
 def test_a_field_registered_here_is_written_validated_inspected_and_read_back(tmp_path, tiny_model_dir, tiny_model, ctx):
     """No writer, validator or reader code names the toy field: the registry is all they read."""
-    from datagen.dataset import ShardedDataset
-    from datagen.generator import FaceGenerator
-    from datagen.inspection import format_report, inspect_dataset
-    from datagen.job import plan
-    from datagen.manifest import write_manifest
-    from datagen.render import Renderer
-    from datagen.shards import ShardWriter, validate_shard
+    from datagen.data.dataset import ShardedDataset
+    from datagen.synth.generator import FaceGenerator
+    from datagen.data.inspection import format_report, inspect_dataset
+    from datagen.run.job import plan
+    from datagen.data.manifest import write_manifest
+    from datagen.synth.render import Renderer
+    from datagen.data.shards import ShardWriter, validate_shard
 
     spec = tiny_spec(tiny_model_dir, num_samples=5, samples_per_shard=5)
     arrays = FaceGenerator(spec, tiny_model, Renderer(tiny_model, 64, 64, ctx=ctx)).generate(range(5))

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from datagen.errors import DatagenError
-from datagen.job import read_manifest, run_job
-from datagen.shards import validate_shard
+from datagen.run.job import read_manifest, run_job
+from datagen.data.shards import validate_shard
 from conftest import tiny_spec
 
 

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from datagen.errors import ModelError
-from datagen.model_import import import_ict_facekit
-from datagen.models import fetch_model, registry, resolve_model
-from datagen.morphable_model import load_model, save_model
+from datagen.models.model_import import import_ict_facekit
+from datagen.models.registry import fetch_model, registry, resolve_model
+from datagen.models.morphable_model import load_model, save_model
 from conftest import SHARED
 
 

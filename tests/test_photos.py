@@ -10,10 +10,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 from datagen.cli import cli
-from datagen.fitting import fit_landmarks
-from datagen.landmarks import Detector, LandmarkError, interocular_distance, matching_face, read_pts
-from datagen.photos import PhotoError, PhotoFitter, TextureLibrary, read_photo
-from datagen.texture import SEEN
+from datagen.photo.fitting import fit_landmarks
+from datagen.photo.landmarks import Detector, LandmarkError, interocular_distance, matching_face, read_pts
+from datagen.photo.fitter import PhotoError, PhotoFitter, read_photo
+from datagen.photo.library import TextureLibrary
+from datagen.photo.texture import SEEN
 from conftest import SHARED
 
 FACES = SHARED / "faces"
@@ -36,7 +37,7 @@ def test_pts_files_are_read_in_datagen_pixel_convention(tmp_path):
 @pytest.mark.parametrize("model_name", ["ict-facekit", "sfm"])
 @pytest.mark.parametrize("photo", ["image_0010.png", "takeo.ppm"])
 def test_fit_reprojects_the_68_landmarks_within_5_percent_of_the_interocular_distance(real_model_dir, model_name, photo):
-    from datagen.models import resolve_model
+    from datagen.models.registry import resolve_model
 
     model = resolve_model(model_name, real_model_dir, download=False)
     image = read_photo(FACES / photo)
@@ -56,7 +57,7 @@ def fitter(ict_model, ctx):
 
 
 def test_rerendering_a_fitted_photo_reproduces_its_visible_face(fitter, ict_model, tmp_path):
-    from datagen.face_parts import LABEL
+    from datagen.synth.face_parts import LABEL
 
     fitted = fitter.fit(FACES / "image_0010.png")
     assert fitted.landmark_source.endswith("image_0010.pts")
@@ -81,7 +82,7 @@ def test_rerendering_a_fitted_photo_reproduces_its_visible_face(fitter, ict_mode
 
 
 def test_the_sfm_recovers_a_photo_too(real_model_dir, ctx):
-    from datagen.models import resolve_model
+    from datagen.models.registry import resolve_model
 
     sfm = resolve_model("sfm", real_model_dir, download=False)
     fitter = PhotoFitter(sfm, ctx=ctx)
@@ -94,13 +95,13 @@ def test_the_sfm_recovers_a_photo_too(real_model_dir, ctx):
 
 
 def _scene(fitter, fitted):
-    from datagen.geometry import build_scenes
+    from datagen.synth.geometry import build_scenes
 
     return build_scenes(fitter.model, [fitted.params()])
 
 
 def test_library_round_trip_and_one_model_per_library(fitter, ict_model, real_model_dir, tmp_path):
-    from datagen.models import resolve_model
+    from datagen.models.registry import resolve_model
 
     fitted = fitter.fit(FACES / "takeo.ppm", name="takeo")
     library = TextureLibrary(tmp_path / "lib")
@@ -206,8 +207,8 @@ library = "{library}"
 
 def test_photorealistic_job_rerenders_the_photo_with_new_pose_and_consistent_ground_truth(
         takeo_library, ict_model, real_model_dir, ctx):
-    from datagen.generator import FaceGenerator
-    from datagen.render import Renderer
+    from datagen.synth.generator import FaceGenerator
+    from datagen.synth.render import Renderer
 
     spec = _photo_job(real_model_dir, takeo_library)
     generator = FaceGenerator(spec, ict_model, Renderer(ict_model, 128, 128, ctx=ctx))
@@ -232,8 +233,8 @@ def test_photorealistic_job_rerenders_the_photo_with_new_pose_and_consistent_gro
 
 
 def test_generated_faces_draw_albedo_from_libraries_at_the_configured_rate(takeo_library, ict_model, ctx):
-    from datagen.generator import FaceGenerator
-    from datagen.render import Renderer
+    from datagen.synth.generator import FaceGenerator
+    from datagen.synth.render import Renderer
     from conftest import tiny_spec
 
     renderer = Renderer(ict_model, 96, 96, ctx=ctx)
@@ -247,8 +248,8 @@ def test_generated_faces_draw_albedo_from_libraries_at_the_configured_rate(takeo
 
 def test_libraries_of_another_model_and_non_square_photo_jobs_are_refused(takeo_library, real_model_dir):
     from datagen.errors import DatagenError, SpecError
-    from datagen.models import resolve_model
-    from datagen.photos import load_photos
+    from datagen.models.registry import resolve_model
+    from datagen.photo.library import load_photos
     from datagen.spec import parse_spec
 
     with pytest.raises(DatagenError, match="fitted with model 'ict-facekit', not this job's 'sfm'"):
@@ -261,7 +262,7 @@ def test_a_refitted_library_is_another_job(takeo_library, real_model_dir, tmp_pa
     import shutil
 
     from datagen.errors import DatagenError
-    from datagen.job import run_job
+    from datagen.run.job import run_job
 
     library = tmp_path / "lib"
     shutil.copytree(takeo_library, library)
@@ -283,7 +284,7 @@ def test_a_refitted_library_is_another_job(takeo_library, real_model_dir, tmp_pa
 
 
 def test_a_16_bit_photo_is_read_at_its_brightness_and_its_face_found(tmp_path):
-    from datagen.landmarks import Detector
+    from datagen.photo.landmarks import Detector
 
     grey = np.asarray(Image.open(SHARED / "faces" / "takeo.ppm").convert("L"))
     path = tmp_path / "takeo16.png"
@@ -324,7 +325,7 @@ def test_detection_prints_nothing_of_mediapipes_own_logs():
     import subprocess
     import sys
 
-    code = (f"from datagen.landmarks import Detector; from datagen.photos import read_photo\n"
+    code = (f"from datagen.photo.landmarks import Detector; from datagen.photo.fitter import read_photo\n"
             f"print(len(Detector().faces(read_photo({str(FACES / 'takeo.ppm')!r}))))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout == "1\n"

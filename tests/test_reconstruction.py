@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from datagen.cli import cli
-from datagen.job import run_job
+from datagen.run.job import run_job
 from datagen.errors import DatagenError
 from datagen.reconstruction.data import (FaceTrainingSet, camera_targets, face_crop_box, split_indices,
                                          translation_of)
@@ -18,7 +18,7 @@ from datagen.reconstruction.network import FaceDecoder
 from datagen.reconstruction.inference import crop_intrinsics
 from datagen.reconstruction.training import (MAX_BAD_STEPS, TrainConfig, Trainer, dense_vertex_ids,
                                              evaluate_network, true_projection)
-from datagen.sampling import rotation_matrix
+from datagen.synth.sampling import rotation_matrix
 from conftest import tiny_spec
 
 
@@ -71,7 +71,7 @@ def test_training_resumes_from_its_last_checkpoint(trained):
 
 
 def test_reconstruct_writes_a_mesh_with_the_models_vertices(trained, tiny_data, tiny_model, tmp_path):
-    from datagen.dataset import ShardedDataset
+    from datagen.data.dataset import ShardedDataset
 
     trainer, out = trained
     sample = ShardedDataset(tiny_data)[3]
@@ -222,7 +222,7 @@ def test_a_photos_assumed_camera_is_the_middle_of_the_training_prior(tiny_model_
     a face's crop gets back its true intrinsics."""
     import dataclasses
 
-    from datagen.dataset import ShardedDataset
+    from datagen.data.dataset import ShardedDataset
 
     spec = tiny_spec(tiny_model_dir, num_samples=4, samples_per_shard=4, size=64)
     camera = dataclasses.replace(spec.sampling.camera, fov_deg=(26.0, 26.0), face_fraction=(0.5, 0.5),

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from datagen.face_parts import LABEL
-from datagen.generator import FaceGenerator
+from datagen.synth.face_parts import LABEL
+from datagen.synth.generator import FaceGenerator
 from datagen.camera import project, projection_matrix
-from datagen.geometry import build_scenes
-from datagen.render import Renderer
+from datagen.synth.geometry import build_scenes
+from datagen.synth.render import Renderer
 from datagen.spec import parse_spec
 
 SPEC = parse_spec('''name = "gt"
@@ -64,7 +64,7 @@ def test_visible_landmarks_fall_inside_the_face(batch):
 
 
 def test_rendered_depth_matches_projected_landmarks(batch):
-    """The GL rasteriser and datagen.geometry.project agree: at a visible landmark's pixel the
+    """The GL rasteriser and datagen.synth.geometry.project agree: at a visible landmark's pixel the
     rendered surface lies at the landmark's own depth."""
     errors = []
     for k in range(len(batch["image"])):
@@ -143,9 +143,9 @@ def test_packages_with_their_own_llvm_are_loaded_before_the_gl_context(tmp_path)
 
     fake = tmp_path / "triton"
     fake.mkdir()
-    (fake / "__init__.py").write_text("import sys\nIMPORTED_AFTER_A_CONTEXT = 'datagen.render' in sys.modules and "
-                                      "getattr(sys.modules['datagen.render'], '_made', False)\n")
-    code = ("import sys, datagen.render as r\n"
+    (fake / "__init__.py").write_text("import sys\nIMPORTED_AFTER_A_CONTEXT = 'datagen.synth.render' in sys.modules and "
+                                      "getattr(sys.modules['datagen.synth.render'], '_made', False)\n")
+    code = ("import sys, datagen.synth.render as r\n"
             "ctx = r.create_context(); r._made = True\n"
             "import triton\n"
             "print(triton.IMPORTED_AFTER_A_CONTEXT, 'triton' in sys.modules)")
@@ -161,8 +161,8 @@ def test_scenes_and_their_topology_are_built_without_a_gl_context(tiny_model_dir
     import subprocess
     import sys
 
-    code = (f"import sys\nfrom datagen.models import resolve_model\nfrom datagen.geometry import build_scenes, mesh_topology\n"
-            f"from datagen.spec import parse_spec\nfrom datagen.sampling import sample_face\n"
+    code = (f"import sys\nfrom datagen.models import resolve_model\nfrom datagen.synth.geometry import build_scenes, mesh_topology\n"
+            f"from datagen.spec import parse_spec\nfrom datagen.synth.sampling import sample_face\n"
             f"model = resolve_model({str(tiny_model_dir)!r})\n"
             f"spec = parse_spec('name = \"t\"')\n"
             f"scenes = build_scenes(model, [sample_face(spec, model, i) for i in range(3)])\n"
@@ -175,7 +175,7 @@ def test_scenes_and_their_topology_are_built_without_a_gl_context(tiny_model_dir
 
 
 def test_a_pass_reading_some_attributes_skips_the_others_in_the_shared_buffers():
-    from datagen.render import DYNAMIC_LAYOUT, STATIC_LAYOUT, _format
+    from datagen.synth.render import DYNAMIC_LAYOUT, STATIC_LAYOUT, _format
 
     assert _format(STATIC_LAYOUT, ["in_uv"]) == "2f 4x 4x 16x"  # uv, then label, material, weights skipped
     assert _format(STATIC_LAYOUT, [name for name, _, _ in STATIC_LAYOUT]) == "2f 1f 1f 4f"

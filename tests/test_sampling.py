@@ -2,7 +2,7 @@ import dataclasses
 
 import numpy as np
 
-from datagen.sampling import rotation_matrix, sample_face
+from datagen.synth.sampling import rotation_matrix, sample_face
 from datagen.spec import parse_spec
 
 

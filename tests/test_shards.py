@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 
 from datagen.errors import ShardError
-from datagen.generator import FaceGenerator
-from datagen.render import Renderer
-from datagen.shards import ShardWriter, validate_shard
+from datagen.synth.generator import FaceGenerator
+from datagen.synth.render import Renderer
+from datagen.data.shards import ShardWriter, validate_shard
 from conftest import tiny_spec
 
 

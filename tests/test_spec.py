@@ -86,7 +86,7 @@ def test_a_binary_file_is_one_clear_error(tmp_path):
 
 
 def test_paths_in_a_job_file_are_relative_to_its_folder(tmp_path, monkeypatch):
-    from datagen.manifest import spec_fingerprint
+    from datagen.data.manifest import spec_fingerprint
 
     folder = tmp_path / "jobs"
     folder.mkdir()

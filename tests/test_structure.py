@@ -81,7 +81,7 @@ def test_the_cycle_finder_finds_a_cycle_hidden_in_a_function():
 
 
 def test_reading_a_dataset_imports_neither_dask_nor_moderngl_nor_torch():
-    code = ("import sys\nimport datagen.dataset\n"
+    code = ("import sys\nimport datagen.data.dataset\n"
             "print(sorted(m for m in ('dask', 'distributed', 'moderngl', 'torch') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

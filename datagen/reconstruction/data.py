@@ -19,8 +19,8 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from ..camera import crop_intrinsics
-from ..dataset import ShardedDataset
-from ..images import crop_photo
+from ..data.dataset import ShardedDataset
+from ..photo.images import crop_photo
 
 SCALE_MM = 100.0
 CROP_SCALE = 1.6  # crop side / the larger side of the 68 landmarks' box: forehead to chin, ears to ears

@@ -126,7 +126,7 @@ def evaluate_synthetic(reconstructor, data, samples: int = 1000) -> dict:
 
     from .data import FaceTrainingSet, split_indices
 
-    from ..dataset import ShardedDataset
+    from ..data.dataset import ShardedDataset
 
     _, held = split_indices(len(ShardedDataset(data)))
     held_out = FaceTrainingSet(data, held[:samples], reconstructor.size, augment=False)
@@ -138,8 +138,8 @@ def evaluate_photos(reconstructor, folder, overlays=None) -> dict:
     overlaps the annotated one (a photo may show several), else from the annotation's box (said per photo)."""
     from pathlib import Path
 
-    from ..landmarks import LandmarkError, default_detector, matching_face, read_pts
-    from ..photos import photo_files, read_photo
+    from ..photo.landmarks import LandmarkError, default_detector, matching_face, read_pts
+    from ..photo.fitter import photo_files, read_photo
 
     rows = {}
     for photo in photo_files([folder]):

@@ -22,13 +22,13 @@ from PIL import Image, ImageDraw
 
 from ..errors import DatagenError
 from ..camera import project, to_camera
-from ..geometry import build_scenes
-from ..meshes import write_mesh  # noqa: F401  (re-exported: reconstructions are written with it)
-from ..models import resolve_model
-from ..images import crop_photo
-from ..photos import neutral_appearance
-from ..render import Renderer
-from ..sampling import FaceParams
+from ..synth.geometry import build_scenes
+from ..data.meshes import write_mesh  # noqa: F401  (re-exported: reconstructions are written with it)
+from ..models.registry import resolve_model
+from ..photo.images import crop_photo
+from ..photo.library import neutral_appearance
+from ..synth.render import Renderer
+from ..synth.sampling import FaceParams
 from ..spec import CameraPrior
 from .data import face_crop_box, network_input
 from .network import CoarseNet, FaceDecoder

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from ..dataset import ShardedDataset
+from ..data.dataset import ShardedDataset
 from ..errors import DatagenError
 from ..files import atomic_file
 from ..progress import format_duration

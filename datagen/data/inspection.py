@@ -1,0 +1,116 @@
+"""``datagen inspect``: size, schema, parameter statistics, and a validation of every shard."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..camera import SH_NORM
+from ..errors import ShardError
+from .manifest import read_manifest, unlisted_shards
+from .shards import validate_shard
+
+
+@dataclass
+class Report:
+    path: Path
+    name: str
+    num_samples: int
+    num_shards: int
+    bytes: int = 0
+    valid: list = field(default_factory=list)
+    problems: list = field(default_factory=list)  # (file, message)
+    schema: list = field(default_factory=list)  # (name, per-sample shape, dtype, doc)
+    stats: list = field(default_factory=list)  # (name, mean, std, min, max, unit)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def inspect_dataset(path: str | Path, deep: bool = True) -> Report:
+    path = Path(path)
+    manifest = read_manifest(path)
+    report = Report(path=path, name=manifest["name"], num_samples=manifest["num_samples"], num_shards=manifest["num_shards"])
+    for record in manifest["shards"]:
+        shard = path / record["file"]
+        if not record["checksum"]:
+            report.problems.append((record["file"], "not generated yet (run 'datagen generate' again)"))
+            continue
+        if not shard.exists():
+            report.problems.append((record["file"], "missing"))
+            continue
+        try:
+            info = validate_shard(shard, record["checksum"], deep=deep)
+        except ShardError as e:
+            report.problems.append((record["file"], str(e).split(": ", 1)[-1]))
+            continue
+        if (info.sample_start, info.num_samples) != (record["start"], record["stop"] - record["start"]):
+            report.problems.append((record["file"], "sample range differs from the manifest's"))
+            continue
+        report.valid.append(info)
+        report.bytes += info.bytes
+    for name in unlisted_shards(path, manifest):
+        report.problems.append((name, "not listed in the manifest: from another job or run, and never read"))
+    if report.valid:
+        _describe(report)
+    return report
+
+
+def _describe(report: Report) -> None:
+    with h5py.File(report.valid[0].path, "r") as f:
+        f.visititems(lambda n, o: report.schema.append((n, o.shape[1:], str(o.dtype), o.attrs.get("doc", "")))
+                     if isinstance(o, h5py.Dataset) else None)
+        expression_names = json.loads(f["params/expression"].attrs.get("names", "[]"))
+    params = {}
+    for info in report.valid:
+        with h5py.File(info.path, "r") as f:
+            for name in ("params/rotation", "params/expression", "params/identity", "params/intrinsics",
+                         "params/translation", "landmark_visible", "params/light_sh"):
+                params.setdefault(name, []).append(f[name][()])
+    p = {k: np.concatenate(v) for k, v in params.items()}
+    degrees = np.degrees(p["params/rotation"])
+    for i, axis in enumerate(("yaw", "pitch", "roll")):
+        report.stats.append(_stat(f"{axis}", degrees[:, i], "deg"))
+    report.stats.append(_stat("|identity| (rms)", np.sqrt((p["params/identity"] ** 2).mean(1)), ""))
+    active = (p["params/expression"] > 0.05).sum(1)
+    report.stats.append(_stat("active blendshapes", active, "count"))
+    report.stats.append(_stat("neutral fraction", (active == 0).astype(float), ""))
+    if "jawOpen" in expression_names:
+        report.stats.append(_stat("jawOpen", p["params/expression"][:, expression_names.index("jawOpen")], "weight"))
+    report.stats.append(_stat("focal length", p["params/intrinsics"][:, 1], "px"))
+    report.stats.append(_stat("distance", -p["params/translation"][:, 2], "mm"))
+    report.stats.append(_stat("ambient light", p["params/light_sh"][:, 0].mean(1) * SH_NORM[0], ""))
+    report.stats.append(_stat("visible landmarks", p["landmark_visible"].sum(1), "of 68"))
+
+
+def _stat(name, values, unit):
+    values = np.asarray(values, np.float64)
+    return (name, values.mean(), values.std(), values.min(), values.max(), unit)
+
+
+def format_report(report: Report) -> str:
+    lines = [f"{report.path}: job '{report.name}', {report.num_samples} samples in {report.num_shards} shards, "
+             f"{len(report.valid)} valid, {report.bytes / 2**20:.1f} MiB"]
+    if report.schema:
+        lines.append("\nschema (per sample):")
+        for name, shape, dtype, doc in report.schema:
+            lines.append(f"  {name:<20} {str(tuple(shape)):<16} {dtype:<8} {doc}")
+    if report.stats:
+        lines.append("\nparameters:                mean       std       min       max")
+        for name, mean, std, lo, hi, unit in report.stats:
+            lines.append(f"  {name:<20} {mean:>9.3f} {std:>9.3f} {lo:>9.3f} {hi:>9.3f}  {unit}")
+    lines.append("")
+    if report.problems:
+        invalid = report.num_shards - len(report.valid)
+        strays = len(report.problems) - invalid
+        lines.append(f"INVALID: {invalid} of {report.num_shards} shards"
+                     + (f", and {strays} shard files the manifest does not list" if strays else ""))
+        lines.extend(f"  {file}: {message}" for file, message in report.problems)
+    else:
+        lines.append(f"OK: all {report.num_shards} shards valid")
+    return "\n".join(lines)

@@ -1,0 +1,50 @@
+"""``manifest.json``: what an output folder should hold, written before any shard and updated as
+shards complete (see README "Dataset format"). Reading it needs neither dask nor a GL context.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+from ..errors import ShardError
+from ..files import write_text_or_fail
+
+MANIFEST = "manifest.json"
+SHARD_PATTERN = "shard-*.h5"
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}.h5"
+
+
+def spec_fingerprint(spec) -> str:
+    """What makes two jobs produce the same samples: everything but where and how fast they run."""
+    content = dataclasses.asdict(spec)
+    for key in ("cluster", "source_text", "source_path", "base_dir"):
+        content.pop(key)
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def read_manifest(out_dir: str | Path) -> dict:
+    path = Path(out_dir) / MANIFEST
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ShardError(f"{out_dir}: no {MANIFEST}; not a datagen dataset") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ShardError(f"{path}: corrupt manifest ({e})") from None
+    except OSError as e:
+        raise ShardError(f"{path}: cannot read the manifest ({e.strerror or e})") from None
+
+
+def write_manifest(out_dir: str | Path, manifest: dict) -> None:
+    write_text_or_fail(Path(out_dir) / MANIFEST, json.dumps(manifest, indent=1), "manifest")
+
+
+def unlisted_shards(out_dir: str | Path, manifest: dict) -> list[str]:
+    """Shard files in the folder that the manifest does not list (another job's, or copied in)."""
+    listed = {s["file"] for s in manifest["shards"]}
+    return sorted(p.name for p in Path(out_dir).glob(SHARD_PATTERN) if p.name not in listed)

@@ -1,0 +1,52 @@
+"""Mesh files (OBJ with the model's UVs, or PLY) of dense vertices: a dataset sample's face
+(``datagen mesh``), or a reconstruction (``datagen reconstruct``), for MeshLab or Blender.
+
+Vertices are written as given: datagen's camera space, millimetres (x right, y up, the camera
+looking down -z), so the mesh of a sample lines up with its depth map and landmarks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DatagenError
+from ..files import write_text_or_fail
+
+MESH_SUFFIXES = (".obj", ".ply")
+
+
+def write_mesh(path: str | Path, vertices: np.ndarray, model, comment: str = "datagen mesh") -> None:
+    """OBJ (with the model's UVs) or PLY, by the suffix; written whole or not at all."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in MESH_SUFFIXES:
+        raise DatagenError(f"{path}: mesh files are .obj or .ply")
+    unit = "mm, camera space (x right, y up, camera looking down -z)"
+    if suffix == ".ply":
+        header = (f"ply\nformat ascii 1.0\ncomment {comment}: {unit}\nelement vertex {len(vertices)}\n"
+                  f"property float x\nproperty float y\nproperty float z\nelement face {len(model.triangles)}\n"
+                  "property list uchar int vertex_indices\nend_header\n")
+        body = "\n".join(f"{x:.4f} {y:.4f} {z:.4f}" for x, y, z in vertices)
+        faces = "\n".join(f"3 {a} {b} {c}" for a, b, c in model.triangles)
+        text = header + body + "\n" + faces + "\n"
+    else:
+        lines = [f"# {comment}: {unit}"]
+        lines += [f"v {x:.4f} {y:.4f} {z:.4f}" for x, y, z in vertices]
+        lines += [f"vt {u:.6f} {v:.6f}" for u, v in model.uv]
+        lines += [f"f {a + 1}/{ta + 1} {b + 1}/{tb + 1} {c + 1}/{tc + 1}"
+                  for (a, b, c), (ta, tb, tc) in zip(model.triangles, model.triangle_uv)]
+        text = "\n".join(lines) + "\n"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DatagenError(f"{path.parent}: cannot make the folder ({e.strerror or e})") from None
+    write_text_or_fail(path, text, "mesh")
+
+
+def write_sample_mesh(dataset, index: int, path: str | Path) -> Path:
+    """The face of sample ``index`` of a ``ShardedDataset`` as a mesh file (the stored vertices, else the
+    ones its parameters give); returns the path."""
+    write_mesh(path, dataset.vertices(index), dataset.model(), comment=f"datagen sample {index} of {dataset.path}")
+    return Path(path)

@@ -1,0 +1,176 @@
+"""Fit real photos: ``datagen fit`` (``fit_photos``) and ``PhotoFitter``.
+
+A photo -> landmarks (``landmarks``) -> a square crop around the face, ``CROP_SIZE`` pixels ->
+3DMM fit in the crop (``fitting``) -> ground-truth render of the fit -> SH lighting and UV albedo
+(``texture``) -> a ``library.FittedPhoto``, which ``library.TextureLibrary`` keeps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..camera import SH_NORM, crop_intrinsics
+from ..errors import PhotoError
+from ..models.morphable_model import MorphableModel
+from ..synth.face_parts import LABEL
+from ..synth.geometry import build_scenes
+from ..synth.render import Renderer
+from ..synth.sampling import FaceParams
+from .fitting import LandmarkFit, default_intrinsics, fit_landmarks
+from .images import ImageReadError, crop_photo, read_rgb
+from .landmarks import LandmarkError, photo_landmarks
+from .library import FittedPhoto, TextureLibrary
+from .texture import SEEN, SKIN_LABELS, AlbedoMap, UVRasteriser, estimate_lighting, linear_to_srgb, recover_albedo, srgb_to_linear
+
+CROP_SIZE = 512
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
+FACE_FEATURES = tuple(LABEL[n] for n in ("brow_right", "brow_left", "upper_lip", "lower_lip"))
+
+
+def read_photo(path: str | Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB, upright (see ``images.read_rgb``), or one PhotoError naming the file."""
+    try:
+        return read_rgb(path)
+    except ImageReadError as e:
+        raise PhotoError(str(e).replace("unreadable image", "unreadable photo")) from None
+
+
+def crop_box(landmarks: np.ndarray, scale: float = 1.9) -> tuple[float, float, float]:
+    """(x0, y0, side): a square around the landmarks' box, ``scale`` times its larger side, a little
+    above its centre (the forehead and hair lie above the brows)."""
+    lo, hi = landmarks.min(0), landmarks.max(0)
+    side = scale * float(max(hi - lo))
+    cx, cy = (lo + hi) / 2
+    cy -= 0.1 * side
+    return cx - side / 2, cy - side / 2, side
+
+
+class PhotoFitter:
+    """Set up once (renderer, UV rasteriser), then ``fit(photo)`` per photo."""
+
+    def __init__(self, model: MorphableModel, crop_size: int = CROP_SIZE, texture_size: int = 512, ctx=None):
+        self.model, self.crop_size = model, crop_size
+        self.renderer = Renderer(model, crop_size, crop_size, supersample=1, ctx=ctx)
+        self.uv = UVRasteriser(self.renderer, texture_size)
+
+    def fit(self, photo: str | Path, pts: str | Path | None = None, detect: bool = True,
+            name: str | None = None) -> FittedPhoto:
+        photo = Path(photo)
+        image = read_photo(photo)
+        landmarks, source = photo_landmarks(photo, image, Path(pts) if pts else None, detect)
+        h, w = image.shape[:2]
+        box = crop_box(landmarks)
+        k = self.crop_size / box[2]
+        crop = crop_photo(image, box, self.crop_size)
+        intrinsics = crop_intrinsics(default_intrinsics(w, h), box, self.crop_size).astype(np.float32)
+        fit = fit_landmarks(self.model, (landmarks - box[:2]) * k, self.crop_size, self.crop_size, intrinsics)
+        return self.recover(name or photo.stem, crop, fit, str(photo), source)
+
+    def recover(self, name: str, crop: np.ndarray, fit: LandmarkFit, source: str, landmark_source: str) -> FittedPhoto:
+        """Lighting and albedo of a fitted crop."""
+        probe = FittedPhoto(name, crop, fit, np.zeros((9, 3), np.float32), None, source, landmark_source)
+        params = probe.params()
+        scenes = build_scenes(self.model, [params], topology=self.renderer.topology)
+        truth = self.renderer.render(scenes)
+        linear = srgb_to_linear(crop)
+        skin = np.isin(truth.segmentation[0], SKIN_LABELS) & (truth.depth[0] > 0)
+        skin &= (linear.mean(-1) > 0.01) & (linear.max(-1) < 0.98)  # not clipped shadows or highlights
+        if skin.sum() < 200:
+            raise PhotoError(f"{source}: the fitted face covers too little visible skin to recover its lighting")
+        light = estimate_lighting(linear[skin], truth.normal[0][skin])
+        texels = self.uv.rasterise(scenes, 0, linear, truth.depth[0])
+        albedo = recover_albedo(texels, light, self.uv.tiles)
+        return FittedPhoto(name, crop, fit, light, albedo, source, landmark_source)
+
+    def seen_mask(self, fitted: FittedPhoto) -> np.ndarray:
+        """(S, S) bool: crop pixels whose face point's albedo was seen in the photo (not filled)."""
+        flat = np.zeros((9, 3), np.float32)
+        flat[0] = 1 / SH_NORM[0]  # E(n) = 1: the render shows the map itself
+        seen = (fitted.albedo.confidence >= SEEN).astype(np.float32)
+        probe = AlbedoMap(np.repeat(seen[..., None], 3, -1), seen, fitted.albedo.tiles)
+        params = dataclasses.replace(fitted.params(), light_sh=flat)
+        scenes = build_scenes(self.model, [params], [probe], self.renderer.topology)
+        out = self.renderer.render(scenes)
+        return (out.colour[0][..., 0] > 250) & (out.depth[0] > 0) & np.isin(out.segmentation[0], SKIN_LABELS + FACE_FEATURES)
+
+    def rerender(self, fitted: FittedPhoto, params: FaceParams | None = None):
+        """Render ``fitted``'s face (its own parameters by default) with its recovered albedo."""
+        params = params or fitted.params()
+        return self.renderer.render(build_scenes(self.model, [params], [fitted.albedo], self.renderer.topology))
+
+
+def photo_files(inputs) -> list[Path]:
+    """Photos named, and the photos inside folders named (sorted)."""
+    found = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found += sorted(p for p in item.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+        else:
+            found.append(item)
+    return found
+
+
+def entry_sheet(fitted: FittedPhoto, rendered) -> Image.Image:
+    """Photo crop with given (green) and fitted (red) landmarks | re-rendering | albedo | confidence."""
+    from PIL import ImageDraw
+
+    photo = Image.fromarray(fitted.crop)
+    draw = ImageDraw.Draw(photo)
+    for colour, points in (("lime", fitted.fit.landmarks), ("red", fitted.fit.fitted_landmarks)):
+        for x, y in points:
+            draw.ellipse((x - 2, y - 2, x + 2, y + 2), fill=colour)
+    size = fitted.crop.shape[0]
+    albedo = Image.fromarray(linear_to_srgb(fitted.albedo.albedo)[::-1]).resize((size * fitted.albedo.tiles, size))
+    confidence = Image.fromarray(np.round(fitted.albedo.confidence[::-1] * 255).astype(np.uint8)).convert("RGB")
+    panels = [photo, Image.fromarray(rendered.colour[0][..., :3]), albedo,
+              confidence.resize((size * fitted.albedo.tiles, size))]
+    sheet = Image.new("RGB", (sum(p.width for p in panels), size))
+    x = 0
+    for p in panels:
+        sheet.paste(p, (x, 0))
+        x += p.width
+    return sheet
+
+
+
+
+@dataclass(frozen=True)
+class FitOutcome:
+    """One photo of ``fit_photos``: its library record, or why it was skipped."""
+
+    photo: Path
+    seconds: float
+    record: dict | None = None
+    landmark_source: str = ""
+    skipped: str = ""
+
+
+def fit_photos(photos, library: str | Path, model: MorphableModel, landmarks: str | Path | None = None,
+               detect: bool = True, fitter: PhotoFitter | None = None):
+    """Fit each of ``photos`` (files or folders) and add it to the texture library at ``library``;
+    yields a ``FitOutcome`` per photo as it is done. A photo that cannot be read or fitted is
+    skipped (its outcome says why) and the rest go on."""
+    files = photo_files(photos)
+    if landmarks and len(files) != 1:
+        raise PhotoError("a landmark file names the landmarks of one photo; give exactly one photo with it")
+    fitter = fitter or PhotoFitter(model)
+    target = TextureLibrary(library)
+    for photo in files:
+        started = time.perf_counter()
+        try:
+            result = fitter.fit(photo, landmarks, detect=detect)
+        except (LandmarkError, PhotoError) as e:
+            yield FitOutcome(photo, time.perf_counter() - started, skipped=str(e))
+            continue
+        except Exception as e:  # a fit that fails for an unforeseen reason must not end the batch
+            yield FitOutcome(photo, time.perf_counter() - started,
+                             skipped=f"{photo}: fitting failed ({type(e).__name__}: {e})")
+            continue
+        record = target.add(result, model)
+        yield FitOutcome(photo, time.perf_counter() - started, record=record, landmark_source=result.landmark_source)

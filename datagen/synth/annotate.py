@@ -1,0 +1,60 @@
+"""The annotate stage: parameters, scenes, rendered pixels and composited images -> a ``SampleBatch``
+holding every field the job writes (``fields``), each the ground truth of exactly that image."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..data.fields import SampleBatch, ShardField
+from .geometry import SceneBatch
+from .render import RenderOutput
+from .sampling import FaceParams
+
+# A landmark is hidden when the rendered surface at its pixel lies this much nearer than it.
+OCCLUSION_TOLERANCE_MM = 10.0
+
+
+def landmark_visibility(scenes: SceneBatch, rendered: RenderOutput) -> np.ndarray:
+    """(B, 68) bool: a landmark is visible when it projects inside the image, the face covers a
+    pixel within one pixel of it, and nothing drawn at its pixel lies nearer than it (self-occlusion)."""
+    b, h, w = rendered.depth.shape
+    xy = scenes.landmarks_2d
+    col = np.floor(xy[..., 0]).astype(np.int64)
+    row = np.floor(xy[..., 1]).astype(np.int64)
+    inside = (col >= 0) & (col < w) & (row >= 0) & (row < h)
+    c, r = np.clip(col, 0, w - 1), np.clip(row, 0, h - 1)
+    batch = np.arange(b)[:, None]
+    own_depth = -scenes.landmarks_3d[..., 2]
+    drawn = rendered.depth[batch, r, c]
+    occluded = (drawn > 0) & (drawn < own_depth - OCCLUSION_TOLERANCE_MM)
+    covered = np.zeros_like(inside)
+    for dr in (-1, 0, 1):
+        for dc in (-1, 0, 1):
+            covered |= rendered.segmentation[batch, np.clip(r + dr, 0, h - 1), np.clip(c + dc, 0, w - 1)] > 0
+    return inside & covered & ~occluded
+
+
+def annotate(params: list[FaceParams], scenes: SceneBatch, rendered: RenderOutput, images: np.ndarray,
+             fields: dict[str, ShardField]) -> SampleBatch:
+    """The samples' arrays, checked against the job's ``fields`` (``fields.shard_fields``)."""
+    arrays = {
+        "image": images,
+        "segmentation": rendered.segmentation,
+        "depth": rendered.depth,
+        "normal": rendered.normal.astype(np.float16),
+        "landmarks_2d": scenes.landmarks_2d,
+        "landmarks_3d": scenes.landmarks_3d,
+        "landmark_visible": landmark_visibility(scenes, rendered),
+        "sample_index": np.array([p.sample_index for p in params], np.int64),
+        "params/identity": np.stack([p.identity for p in params]),
+        "params/expression": np.stack([p.expression for p in params]),
+        "params/rotation": np.stack([p.rotation for p in params]),
+        "params/translation": np.stack([p.translation for p in params]),
+        "params/intrinsics": np.stack([p.intrinsics for p in params]),
+        "params/light_sh": np.stack([p.light_sh for p in params]),
+        "params/appearance": np.stack([p.appearance for p in params]),
+        "params/background": np.stack([p.background for p in params]),
+        "params/albedo_source": np.array([p.albedo_source for p in params], np.int64),
+        "vertices": scenes.vertices,
+    }
+    return SampleBatch.checked({name: arrays[name] for name in fields if name in arrays}, fields)

@@ -1,0 +1,99 @@
+"""Generate samples: sample parameters -> build geometry -> render -> annotate, in batches.
+
+``FaceGenerator`` holds what is set up once per process (model, renderer, background list);
+``generate(indices)`` returns those samples as a ``fields.SampleBatch``. Preview,
+the dask workers and the benchmarks all go through it.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from .annotate import annotate
+from .background import composite, list_background_images, make_background
+from ..data.fields import SampleBatch, shard_fields
+from .geometry import build_scenes
+from ..models.registry import resolve_model
+from ..models.morphable_model import MorphableModel
+from .render import Renderer, describe_context
+from ..photo.photoreal import PhotoBackdrop, face_only
+from ..photo.library import load_photos
+from .sampling import PHOTO_BACKGROUND, FaceParams, sample_face
+from ..spec import JobSpec
+
+
+class FaceGenerator:
+    def __init__(self, spec: JobSpec, model: MorphableModel, renderer: Renderer | None = None):
+        self.spec, self.model = spec, model
+        r = spec.render
+        self.renderer = renderer or Renderer(model, r.width, r.height, r.msaa, r.supersample)
+        self.background_images = list_background_images(spec)
+        libraries = [path for _, path in spec.texture_libraries()]
+        self.photos = load_photos(libraries, model) if libraries else []
+        self.backdrop = PhotoBackdrop(self.photos, model, r.width, r.height) if spec.photoreal.library else None
+        self.fields = shard_fields(spec, model)
+
+    @property
+    def device(self) -> str:
+        """What this generator renders on, in words (GL renderer, and how the EGL device was chosen)."""
+        from ..run.gpus import egl_device
+
+        return f"{describe_context(self.renderer.ctx)}; {egl_device().how}"
+
+    def sample_params(self, index: int) -> FaceParams:
+        return sample_face(self.spec, self.model, index, len(self.background_images), self.photos)
+
+    def generate(self, indices, batch_size: int | None = None) -> dict[str, np.ndarray]:
+        """The arrays of samples ``indices``: {field name: (N, ...) array} for every field the job writes."""
+        return dict(self.samples(indices, batch_size))
+
+    def samples(self, indices, batch_size: int | None = None) -> SampleBatch:
+        """Samples ``indices`` as the annotate stage's ``SampleBatch`` (checked against ``fields``)."""
+        indices = list(indices)
+        batch_size = batch_size or self.spec.cluster.batch_size
+        parts = [self._batch(indices[i:i + batch_size]) for i in range(0, len(indices), batch_size)]
+        if len(parts) == 1:
+            return parts[0]
+        return SampleBatch({key: np.concatenate([p[key] for p in parts]) for key in parts[0]})
+
+    def _batch(self, indices) -> SampleBatch:
+        params = [self.sample_params(i) for i in indices]
+        albedo_maps = [self.photos[p.albedo_source].albedo if p.albedo_source >= 0 else None for p in params]
+        scenes = build_scenes(self.model, params, albedo_maps, self.renderer.topology)
+        rendered = self.renderer.render(scenes)
+        images = np.stack([composite(self._foreground(rendered, scenes, k, p), self._background(scenes, k, p))
+                           for k, p in enumerate(params)])
+        return annotate(params, scenes, rendered, images, self.fields)
+
+    def _foreground(self, rendered, scenes, k: int, p: FaceParams) -> np.ndarray:
+        if p.background[0] == PHOTO_BACKGROUND:
+            return face_only(rendered.colour[k], rendered.segmentation[k], scenes.landmarks_2d[k],
+                             greyscale=self.backdrop.greyscale[int(p.background[1])])
+        return rendered.colour[k]
+
+    def _background(self, scenes, k: int, p: FaceParams) -> np.ndarray:
+        if p.background[0] == PHOTO_BACKGROUND:
+            return self.backdrop(int(p.background[1]), scenes.vertices[k], scenes.intrinsics[k])
+        return make_background(self.spec.seed, p.sample_index, p.background, self.background_images,
+                               self.spec.render.width, self.spec.render.height)
+
+
+_per_thread = threading.local()
+
+
+def cached_generator(spec: JobSpec, model_dir: str | None) -> FaceGenerator:
+    """One generator per thread and job: the model and the GL context are made once.
+
+    Per thread because an OpenGL context is current in the thread that made it: a dask worker
+    runs its tasks on one executor thread (``cluster.WorkerSetup`` builds the generator there),
+    and a worker with several threads gets one context per thread rather than wrong pixels.
+    """
+    cache = _per_thread.__dict__.setdefault("generators", {})
+    key = (spec, model_dir)
+    if key not in cache:
+        if len(cache) >= 2:  # a worker serving a new job: free the oldest context
+            cache.pop(next(iter(cache))).renderer.release()
+        cache[key] = FaceGenerator(spec, resolve_model(spec.model_reference(), model_dir))
+    return cache[key]

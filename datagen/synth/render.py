@@ -1,0 +1,285 @@
+"""Headless rendering with moderngl over EGL: NVIDIA on GPU nodes, Mesa llvmpipe elsewhere.
+
+A ``Renderer`` is built once per process (context, shaders, static vertex attributes,
+framebuffers, noise texture); ``render`` only uploads each sample's camera-space vertices and
+normals, draws and reads back. Two passes per sample:
+
+1. ground truth, single-sampled at pixel centres (exact per pixel): depth, normal, segmentation label;
+2. anti-aliased colour, either multisampled (``msaa`` samples, resolved; cheap on GPUs) or
+   supersampled (drawn at ``supersample`` times the size and box-filtered; on llvmpipe 2x
+   supersampling is faster than 4x MSAA, see bench/throughput.py). Alpha is the pixel's coverage.
+
+With neither, the colour comes from the first pass.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from importlib import resources
+
+import numpy as np
+
+from ..camera import glsl_sh_constants, projection_matrix
+from ..errors import RenderError
+from .geometry import MeshTopology, SceneBatch, mesh_topology
+from ..models.morphable_model import MorphableModel
+
+# The vertex buffers, named once: (shader input, topology attribute or None, format) in buffer order.
+# Per sample (uploaded for each draw): camera-space position and normal. Per model (uploaded once):
+# the topology's attributes.
+DYNAMIC_LAYOUT = (("in_position", None, "3f"), ("in_normal", None, "3f"))
+STATIC_LAYOUT = (("in_uv", "uv", "2f"), ("in_label", "label", "1f"), ("in_material", "material", "1f"),
+                 ("in_weights", "weights", "4f"))
+
+
+def _format(layout, inputs) -> str:
+    """The moderngl buffer format reading ``inputs`` of ``layout`` and skipping the rest ("2f 24x")."""
+    parts = []
+    for name, _, fmt in layout:
+        size = 4 * int(fmt[:-1])
+        parts.append(fmt if name in inputs else f"{size}x")
+    return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class RenderOutput:
+    """Per-pixel outputs of a batch, row 0 = the top of the image.
+
+    colour:       (B, H, W, 4) uint8 sRGB; alpha = fraction of the pixel the face covers
+    depth:        (B, H, W) float32 mm along the viewing axis (-z); 0 on background
+    normal:       (B, H, W, 3) float32 unit camera-space normals; 0 on background
+    segmentation: (B, H, W) uint8 labels (face_parts.LABELS); 0 on background
+    """
+
+    colour: np.ndarray
+    depth: np.ndarray
+    normal: np.ndarray
+    segmentation: np.ndarray
+
+
+def create_context(device_index: int | None = None):
+    """A headless EGL context: the only place datagen makes one.
+
+    ``device_index`` (default: this process's binding, see ``gpus.egl_device``: ``$DATAGEN_EGL_DEVICE``,
+    else a GPU no other worker on this node holds, else llvmpipe) picks the EGL device.
+    """
+    import moderngl
+
+    from ..run.gpus import egl_device
+
+    load_llvm_users_first()
+    if device_index is None:
+        device_index = egl_device().device
+    try:
+        return moderngl.create_context(standalone=True, backend="egl", require=330, device_index=device_index)
+    except Exception as e:  # moderngl raises plain Exceptions for every EGL failure
+        raise RenderError(
+            f"cannot create a headless OpenGL (EGL) context on device {device_index}: {e}. "
+            "Install an EGL driver: on NVIDIA nodes the driver's libEGL_nvidia; elsewhere Mesa "
+            "(Debian/Ubuntu: apt-get install libegl1 libgl1-mesa-dri)") from None
+
+
+# Packages that bring their own LLVM and crash the process (SIGSEGV) when first loaded after Mesa's
+# llvmpipe has loaded its own: triton (installed with CUDA builds of PyTorch; torch imports it
+# lazily, e.g. when an optimiser is created). Loaded before, they coexist.
+LLVM_USERS = ("triton",)
+
+
+def load_llvm_users_first() -> None:
+    """Import the installed ``LLVM_USERS`` before any GL context exists (a no-op once imported)."""
+    import importlib
+    import importlib.util
+
+    for name in LLVM_USERS:
+        if name in sys.modules:
+            continue
+        try:
+            if importlib.util.find_spec(name) is not None:
+                importlib.import_module(name)
+        except Exception:  # a broken install of an optional package: it cannot be imported later either
+            pass
+
+
+def describe_context(ctx) -> str:
+    with ctx:
+        return f"{ctx.info['GL_RENDERER']} ({ctx.info['GL_VERSION']})"
+
+
+def is_software(ctx) -> bool:
+    with ctx:
+        renderer = ctx.info["GL_RENDERER"].lower()
+    return any(name in renderer for name in ("llvmpipe", "softpipe", "swrast", "lavapipe"))
+
+
+def _shader(name: str) -> str:
+    source = resources.files("datagen.synth").joinpath("shaders", name).read_text()
+    return source.replace("SH_CONSTANTS", glsl_sh_constants())
+
+
+class Renderer:
+    """Draws batches of one model's faces into fixed-size images."""
+
+    def __init__(self, model: MorphableModel, width: int, height: int, msaa: int = 0, supersample: int = 2, ctx=None,
+                 topology: MeshTopology | None = None):
+        self.ctx = ctx or create_context()
+        self.model, self.width, self.height = model, width, height
+        self.msaa = msaa if msaa > 1 else 0
+        self.supersample = 1 if self.msaa else max(1, supersample)
+        self.topology = topology or mesh_topology(model)
+        # Every GL call runs with this context current in this thread: a process may hold several
+        # contexts (a preview beside a fitter, tests), and a call lands in whichever is current.
+        with self.ctx:
+            self._build_buffers()
+            self.program = self.ctx.program(vertex_shader=_shader("face.vert"), fragment_shader=_shader("face.frag"))
+            self.vao = self.ctx.vertex_array(
+                self.program, self.vertex_buffers(*(name for name, _, _ in DYNAMIC_LAYOUT + STATIC_LAYOUT)),
+                index_buffer=self.index)
+            self.noise = self._noise_texture()
+            self.program["u_noise"] = 0
+            self.program["u_albedo_map"] = 1
+            self._albedo_texture = self._albedo_source = None
+            self._build_framebuffers()
+
+    # --- set-up (once per process)
+
+    def _build_buffers(self):
+        """The index and per-model buffers from the topology, and room for a sample's vertices."""
+        t = self.topology
+        columns = [np.asarray(t.attributes[key], np.float32).reshape(len(t.render_to_model), -1)
+                   for _, key, _ in STATIC_LAYOUT]
+        self.static = self.ctx.buffer(np.ascontiguousarray(np.concatenate(columns, axis=1), np.float32).tobytes())
+        self.index = self.ctx.buffer(t.render_triangles.tobytes())
+        self.dynamic = self.ctx.buffer(reserve=len(t.render_to_model) * 6 * 4, dynamic=True)
+        self._upload = np.empty((len(t.render_to_model), 6), np.float32)
+
+    def vertex_buffers(self, *inputs: str) -> list[tuple]:
+        """moderngl ``vertex_array`` content that feeds the shader ``inputs`` from this renderer's
+        buffers (a shader of another pass, as texture.UVRasteriser's, shares them this way)."""
+        content = []
+        for buffer, layout in ((self.dynamic, DYNAMIC_LAYOUT), (self.static, STATIC_LAYOUT)):
+            names = [name for name, _, _ in layout if name in inputs]
+            if names:
+                content.append((buffer, _format(layout, names), *names))
+        return content
+
+    def _noise_texture(self):
+        from scipy.ndimage import gaussian_filter
+
+        rng = np.random.default_rng(20201)  # fixed: the pattern is part of the renderer, not of a sample
+        size = 256
+        channels = [gaussian_filter(rng.standard_normal((size, size)), sigma, mode="wrap") for sigma in (12, 0.8, 4)]
+        streaks = gaussian_filter(rng.standard_normal((size, size)), (0.6, 3.0), mode="wrap")
+        channels.append(streaks)
+        noise = np.stack([(c - c.mean()) / (4 * c.std()) + 0.5 for c in channels], -1)
+        texture = self.ctx.texture((size, size), 4, (np.clip(noise, 0, 1) * 255).astype(np.uint8).tobytes())
+        texture.repeat_x = texture.repeat_y = True
+        texture.build_mipmaps()
+        return texture
+
+    def _build_framebuffers(self):
+        size = (self.width, self.height)
+        ctx = self.ctx
+        self.gt_fbo = ctx.framebuffer(
+            color_attachments=[ctx.texture(size, 4), ctx.texture(size, 4, dtype="f4"), ctx.texture(size, 1)],
+            depth_attachment=ctx.depth_renderbuffer(size))
+        if self.msaa:
+            self.msaa_fbo = ctx.framebuffer(color_attachments=[ctx.renderbuffer(size, 4, samples=self.msaa)],
+                                            depth_attachment=ctx.depth_renderbuffer(size, samples=self.msaa))
+            self.resolve_fbo = ctx.framebuffer(color_attachments=[ctx.texture(size, 4)])
+        if self.supersample > 1:
+            big = (self.width * self.supersample, self.height * self.supersample)
+            self.super_fbo = ctx.framebuffer(color_attachments=[ctx.texture(big, 4)],
+                                             depth_attachment=ctx.depth_renderbuffer(big))
+
+    # --- per sample
+
+    def render(self, scenes: SceneBatch) -> RenderOutput:
+        """Draw every sample of the batch with its own light and material (an albedo map, else the
+        procedural appearance)."""
+        b, h, w = len(scenes), self.height, self.width
+        out = RenderOutput(colour=np.empty((b, h, w, 4), np.uint8), depth=np.empty((b, h, w), np.float32),
+                           normal=np.empty((b, h, w, 3), np.float32), segmentation=np.empty((b, h, w), np.uint8))
+        with self.ctx:  # current in this thread (see __init__)
+            for i in range(b):
+                self._use_albedo_map(scenes.albedo_maps[i])
+                self._draw(scenes, i, out)
+        return out
+
+    def _use_albedo_map(self, albedo) -> None:
+        self.program["u_use_albedo_map"] = albedo is not None
+        if albedo is None:
+            return
+        if albedo is self._albedo_source:  # the same map as the last sample: already on the GPU
+            self._albedo_texture.use(1)
+            return
+        self._albedo_source = albedo
+        texels = albedo.gl_texels  # (S, S, 3) float16 linear RGB, row 0 = v 0
+        size = texels.shape[1::-1]
+        if self._albedo_texture is None or self._albedo_texture.size != size:
+            if self._albedo_texture is not None:
+                self._albedo_texture.release()
+            self._albedo_texture = self.ctx.texture(size, 3, dtype="f2")
+            self._albedo_texture.filter = (self.ctx.LINEAR, self.ctx.LINEAR)
+        self._albedo_texture.write(texels.tobytes())
+        self.program["u_albedo_tiles"] = float(albedo.tiles)
+        self._albedo_texture.use(1)
+
+    def upload(self, scenes: SceneBatch, i: int) -> None:
+        """Put sample i's camera-space vertices and normals in the vertex buffer (shared with texture.UVRasteriser)."""
+        self._upload[:, :3] = scenes.vertices[i][self.topology.render_to_model]
+        self._upload[:, 3:] = scenes.normals[i][self.topology.render_to_model]
+        self.dynamic.write(self._upload)
+
+    def _draw(self, scenes: SceneBatch, i: int, out: RenderOutput) -> None:
+        ctx = self.ctx
+        vertices = scenes.vertices[i]
+        self.upload(scenes, i)
+        depth = -vertices[:, 2]
+        near = max(float(depth.min()) * 0.5, 1.0)
+        far = float(depth.max()) * 1.5 + 1.0
+        proj = projection_matrix(scenes.intrinsics[i], self.width, self.height, near, far)
+        self.program["u_projection"].write(np.ascontiguousarray(proj.T).tobytes())
+        self.program["u_sh"].write(np.ascontiguousarray(scenes.light_sh[i], np.float32).tobytes())
+        self.program["u_appearance"].write(np.ascontiguousarray(scenes.appearance[i], np.float32).tobytes())
+        self.noise.use(0)
+        ctx.enable(ctx.DEPTH_TEST | ctx.CULL_FACE)  # closed, outward-facing (CCW) surfaces: back faces are hidden
+
+        antialiased = self.msaa or self.supersample > 1
+        self.program["u_shade"] = not antialiased
+        self.gt_fbo.use()
+        self.gt_fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+        self.vao.render()
+        geometry = self._read(self.gt_fbo, 1, 4, "f4")
+        out.depth[i] = geometry[..., 0]
+        out.normal[i] = geometry[..., 1:]
+        out.segmentation[i] = self._read(self.gt_fbo, 2, 1, "f1")[..., 0]
+        if self.msaa:
+            self.program["u_shade"] = True
+            self.msaa_fbo.use()
+            self.msaa_fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+            self.vao.render()
+            ctx.copy_framebuffer(self.resolve_fbo, self.msaa_fbo)
+            out.colour[i] = self._read(self.resolve_fbo, 0, 4, "f1")
+        elif self.supersample > 1:
+            self.program["u_shade"] = True
+            self.super_fbo.use()
+            self.super_fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+            self.vao.render()
+            s = self.supersample
+            big = np.frombuffer(self.super_fbo.read(components=4), np.uint8)
+            # Each output pixel averages the s x s block centred on it (same pixel centre as pass 1).
+            big = big.reshape(self.height, s, self.width, s, 4)
+            rows = sum(big[:, k].astype(np.uint16) for k in range(s))  # explicit adds: far faster than .sum(axes)
+            block = sum(rows[:, :, k] for k in range(s))
+            out.colour[i] = ((block + s * s // 2) // (s * s)).astype(np.uint8)[::-1]
+        else:
+            out.colour[i] = self._read(self.gt_fbo, 0, 4, "f1")
+
+    def _read(self, fbo, attachment: int, components: int, dtype: str) -> np.ndarray:
+        data = fbo.read(attachment=attachment, components=components, dtype=dtype)
+        array = np.frombuffer(data, np.float32 if dtype == "f4" else np.uint8)
+        return array.reshape(self.height, self.width, components)[::-1]
+
+    def release(self) -> None:
+        self.ctx.release()
