@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import signal
 import sys
-import time
 from pathlib import Path
 
 import click
-import numpy as np
 
 from .errors import DatagenError
 from .progress import Progress
@@ -103,7 +101,7 @@ def generate(job, out, workers, scheduler, cluster_kind, jobs, samples, force, m
     JOB defaults to the embedded quickstart (jobs/quickstart.toml). Running the same job into
     the same output again resumes: complete shards are kept, missing or invalid ones redone.
     """
-    from .run.job import run_job
+    from .run.job import default_output, run_job
     from .spec import with_cluster
 
     spec = _spec(job, samples)
@@ -111,7 +109,7 @@ def generate(job, out, workers, scheduler, cluster_kind, jobs, samples, force, m
     if scheduler and not cluster_kind:
         changes["kind"] = "scheduler"
     spec = with_cluster(spec, **{k: v for k, v in changes.items() if v is not None})
-    out = out or Path("data") / spec.name
+    out = out or default_output(spec)
     click.echo(f"{spec.name}: {spec.num_samples} samples, {spec.num_shards} shards -> {out}")
     with Progress(spec.num_samples, "generated", stream=click.get_text_stream("stdout")) as bar:
         summary = run_job(spec, out, model_dir=model_dir, force=force, progress=bar, log=bar.message)
@@ -133,21 +131,21 @@ def preview(job, count, start, output, model_dir):
     Each sample shows the image with landmarks (green visible, red hidden), the segmentation,
     the depth and the normals. Nothing is written but the picture.
     """
-    from .synth.generator import FaceGenerator
     from .models.registry import resolve_model
-    from .synth.preview import contact_sheet
+    from .synth.preview import preview_sheet
 
     spec = _spec(job)
-    generator = FaceGenerator(spec, resolve_model(spec.model_reference(), model_dir, progress=_download_progress()))
-    arrays = generator.generate(range(start, start + count))
-    contact_sheet(arrays).save(output)
+    model = resolve_model(spec.model_reference(), model_dir, progress=_progress("downloading"))
+    preview_sheet(spec, model, count, start).save(output)
     click.echo(f"{output}: {count} samples of {spec.name} (from index {start})")
 
 
 def _dataset_folder(path: Path | None) -> Path:
     """PATH, or where ``datagen generate`` writes the default job (data/<its name>)."""
+    from .run.job import default_output
+
     if path is None:
-        path = Path("data") / _spec(None).name
+        path = default_output(_spec(None))
     if not path.is_dir():
         raise click.UsageError(f"{path} is not a folder: give the dataset folder 'datagen generate' wrote")
     return path
@@ -185,18 +183,11 @@ def mesh(path, indices, output, ply, model_dir):
     parameters and the model, so the mesh lines up with the sample's image, depth and landmarks.
     """
     from .data.dataset import ShardedDataset
-    from .data.meshes import MESH_SUFFIXES, write_sample_mesh
+    from .data.meshes import write_sample_meshes
 
-    named = output is not None and output.suffix.lower() in MESH_SUFFIXES
-    if named and len(indices) > 1:
-        raise click.UsageError(f"-o {output} names one mesh file; give a folder for {len(indices)} samples")
     dataset = ShardedDataset(path, model_dir=str(model_dir) if model_dir else None)
-    single = named
-    for index in indices:
-        if index >= len(dataset):
-            raise click.BadParameter(f"{index}: the dataset has {len(dataset)} samples", param_hint="INDICES")
-        target = output if single else (output or Path(".")) / f"sample-{index}{'.ply' if ply else '.obj'}"
-        click.echo(f"{write_sample_mesh(dataset, index, target)}: sample {index} of {path}")
+    for index, written in zip(indices, write_sample_meshes(dataset, indices, output, ply)):
+        click.echo(f"{written}: sample {index} of {path}")
 
 
 @cli.command()
@@ -214,34 +205,22 @@ def fit(photos, out, landmarks, model_name, no_detect, model_dir):
     Each photo is reported on one line with its mean landmark error; a photo that cannot be read,
     has no face or several is reported and skipped. Exit status 1 if no photo could be fitted.
     """
-    from .photo.landmarks import LandmarkError
     from .models.registry import resolve_model
-    from .photo.fitter import PhotoError, PhotoFitter, photo_files
-    from .photo.library import TextureLibrary
+    from .photo.fitter import CROP_SIZE, fit_photos
 
-    files = photo_files(photos)
-    if landmarks and len(files) != 1:
-        raise click.UsageError("--landmarks names the landmarks of one photo; give exactly one photo with it")
-    model = resolve_model(model_name, model_dir, progress=_download_progress())
-    fitter, library = PhotoFitter(model), TextureLibrary(out)
-    fitted = 0
-    for photo in files:
-        started = time.perf_counter()
-        try:
-            result = fitter.fit(photo, landmarks, detect=not no_detect)
-        except (LandmarkError, PhotoError) as e:
-            click.echo(f"skipped {e}")
+    model = resolve_model(model_name, model_dir, progress=_progress("downloading"))
+    fitted = total = 0
+    for outcome in fit_photos(photos, out, model, landmarks, detect=not no_detect):
+        total += 1
+        if outcome.skipped:
+            click.echo(f"skipped {outcome.skipped}")
             continue
-        except Exception as e:  # a fit that fails for an unforeseen reason must not end the batch
-            click.echo(f"skipped {photo}: fitting failed ({type(e).__name__}: {e})")
-            continue
-        record = library.add(result, model)
         fitted += 1
-        click.echo(f"{photo}: landmark error {record['error_px']:.2f} px of the {fitter.crop_size}-px crop "
-                   f"({100 * record['error_iod']:.1f}% of the "
-                   f"inter-ocular distance), {100 * record['seen_fraction']:.0f}% of texels seen, "
-                   f"{time.perf_counter() - started:.2f} s [{result.landmark_source}]")
-    click.echo(f"{fitted} of {len(files)} photos fitted into {out}")
+        r = outcome.record
+        click.echo(f"{outcome.photo}: landmark error {r['error_px']:.2f} px of the {CROP_SIZE}-px crop "
+                   f"({100 * r['error_iod']:.1f}% of the inter-ocular distance), {100 * r['seen_fraction']:.0f}% "
+                   f"of texels seen, {outcome.seconds:.2f} s [{outcome.landmark_source}]")
+    click.echo(f"{fitted} of {total} photos fitted into {out}")
     if not fitted:
         sys.exit(1)
 
@@ -294,34 +273,20 @@ def reconstruct(photos, checkpoint, output, landmarks, all_faces, model_dir):
     from .reconstruction import require_torch
 
     require_torch()
-    from .photo.landmarks import LandmarkError, photo_faces
-    from .photo.fitter import PhotoError, photo_files, read_photo
-    from .reconstruction.inference import Reconstructor, write_mesh, write_params
+    from .reconstruction.inference import Reconstructor, reconstruct_photos
 
-    files = photo_files(photos)
-    reconstructor = Reconstructor(checkpoint, model_dir)
-    single = len(files) == 1 and output is not None and output.suffix.lower() in (".obj", ".ply")
-    done = 0
-    for photo in files:
-        try:
-            image = read_photo(photo)
-            faces, source = photo_faces(photo, image, landmarks if len(files) == 1 else None)
-        except (LandmarkError, PhotoError) as e:
-            click.echo(f"skipped {e}")
+    done, found = 0, {}
+    for face in reconstruct_photos(photos, Reconstructor(checkpoint, model_dir), output, landmarks, all_faces):
+        if face.skipped:
+            click.echo(f"skipped {face.skipped}")
             continue
-        first = output if single else (output or photo.parent) / f"{photo.stem}.obj"
-        for k, points in enumerate(faces if all_faces else faces[:1]):
-            result = reconstructor.reconstruct(image, points)
-            mesh = first if k == 0 else first.with_name(f"{first.stem}-{k}{first.suffix}")
-            mesh.parent.mkdir(parents=True, exist_ok=True)
-            write_mesh(mesh, result.vertices, reconstructor.model)
-            write_params(mesh.with_suffix(".json"), result)
-            reconstructor.overlay(result).save(mesh.with_name(mesh.stem + "-overlay.png"))
-            done += 1
-            click.echo(f"{photo}: {mesh} ({len(result.vertices)} vertices), {mesh.with_suffix('.json').name}, "
-                       f"{mesh.stem}-overlay.png [landmarks: {source}]")
-        if len(faces) > 1 and not all_faces:
-            click.echo(f"{photo}: {len(faces)} faces found, the largest reconstructed (--all-faces: every one)")
+        done += 1
+        found[face.photo] = face.faces_found
+        click.echo(f"{face.photo}: {face.mesh} ({len(face.result.vertices)} vertices), {face.mesh.with_suffix('.json').name}, "
+                   f"{face.mesh.stem}-overlay.png [landmarks: {face.landmark_source}]")
+    for photo, faces in found.items():
+        if faces > 1 and not all_faces:
+            click.echo(f"{photo}: {faces} faces found, the largest reconstructed (--all-faces: every one)")
     if not done:
         sys.exit(1)
 
@@ -341,29 +306,14 @@ def evaluate(checkpoint, data, photos, samples, overlays, model_dir):
     from .reconstruction import require_torch
 
     require_torch()
-    from .reconstruction.evaluation import evaluate_photos, evaluate_synthetic
+    from .reconstruction.evaluation import evaluate_photos, evaluate_synthetic, photo_report, synthetic_report
     from .reconstruction.inference import Reconstructor
 
     reconstructor = Reconstructor(checkpoint, model_dir)
     if data:
-        r = evaluate_synthetic(reconstructor, data, samples)
-        click.echo(f"synthetic ({r['samples']} held-out samples): vertex error {r['vertex_error_mm']:.2f} mm "
-                   f"after rigid alignment (mean face {r['mean_face_error_mm']:.2f} mm, ratio {r['error_ratio']:.2f}); "
-                   f"{r['similarity_error_mm']:.2f} mm after similarity alignment (ratio "
-                   f"{r['similarity_error_ratio']:.2f}); landmark NME {100 * r['landmark_nme']:.2f}% (of the landmark box)")
-        click.echo(f"  ratio with the predicted identity and the true expression {r['identity_error_ratio']:.2f}, "
-                   f"with the true identity and the predicted expression {r['expression_error_ratio']:.2f}")
-        if "regressed_error_ratio" in r:
-            click.echo(f"  ratio of the regressed parameters before the fit to the dense points {r['regressed_error_ratio']:.2f}")
-        for key in ("vertex_error_by_pose", "landmark_nme_by_pose"):
-            click.echo(f"  {key}: " + ", ".join(f"yaw {b}: {v:.4g} (n={n})" for b, (v, n) in r[key].items()))
+        click.echo("\n".join(synthetic_report(evaluate_synthetic(reconstructor, data, samples))))
     if photos:
-        rows = evaluate_photos(reconstructor, photos, overlays)
-        for name, row in rows.items():
-            click.echo(f"{name}: landmark NME {100 * row['nme']:.2f}% of the inter-ocular distance "
-                       f"(yaw {row['yaw_deg']:.0f} deg, crop from {row['crop_from']})")
-        if rows:
-            click.echo(f"mean over {len(rows)} photos: {100 * np.mean([r['nme'] for r in rows.values()]):.2f}%")
+        click.echo("\n".join(photo_report(evaluate_photos(reconstructor, photos, overlays))))
 
 
 @cli.group()
@@ -393,19 +343,17 @@ def list_textures(library):
 def show_texture(library, name, output, model_dir):
     """Save a picture of one entry: the photo with fitted landmarks, its re-rendering, albedo and confidence."""
     from .models.registry import resolve_model
-    from .photo.fitter import PhotoFitter, entry_sheet
+    from .photo.fitter import entry_picture
     from .photo.library import TextureLibrary
 
     lib = TextureLibrary(library)
-    index = lib.index()
-    names = [e["name"] for e in index["entries"]]
+    names = lib.names()
     if name not in names:
         raise click.BadParameter(f"'{name}' is not in {library}; its entries: {', '.join(names[:20]) or 'none'}"
                                  f"{' ...' if len(names) > 20 else ''}", param_hint="NAME")
-    model = resolve_model(index["model"], model_dir)
-    fitted = lib.load(name)
+    picture, fitted = entry_picture(library, name, resolve_model(lib.index()["model"], model_dir))
     output = output or Path(f"{name}.png")
-    entry_sheet(fitted, PhotoFitter(model).rerender(fitted)).save(output)
+    picture.save(output)
     click.echo(f"{output}: {name} from {fitted.source}")
 
 
@@ -422,11 +370,7 @@ def import_model(name, source, model_dir):
     """Convert an upstream model (ICT-FaceKit's FaceXModel/ folder or archive; eos's SFM files) into the model directory."""
     from .models.registry import default_model_dir, install_model
 
-    if name == "ict-facekit":
-        with click.progressbar(length=154, label=f"converting {name}") as bar:
-            target = install_model(name, source, model_dir, progress=lambda done, total: bar.update(done - bar.pos))
-    else:
-        target = install_model(name, source, model_dir)
+    target = install_model(name, source, model_dir, progress=_progress(f"converting {name}", unit="files"))
     click.echo(f"{name}: installed in {target}")
     click.echo(f"(model directory: {default_model_dir(model_dir)})")
 
@@ -438,33 +382,31 @@ def fetch(name, model_dir):
     """Download a model from its upstream URL (pinned checksums) and install it."""
     from .models.registry import fetch_model
 
-    click.echo(f"{name}: installed in {fetch_model(name, model_dir, progress=_download_progress())}")
+    click.echo(f"{name}: installed in {fetch_model(name, model_dir, progress=_progress('downloading', unit='bytes'))}")
 
 
 @models.command("list")
 @MODEL_DIR
 def list_models(model_dir):
     """Show which models are installed in the model directory."""
-    from .models.registry import KNOWN_MODELS, default_model_dir, registry
+    from .models.registry import default_model_dir, installed_models
 
-    root = default_model_dir(model_dir)
-    click.echo(f"model directory: {root}")
-    for name in KNOWN_MODELS:
-        marker = "sfm_shape_3448.bin" if name == "sfm" else "model.json"
-        state = "installed" if (root / name / marker).exists() else "not installed"
-        click.echo(f"  {name:<12} {state:<14} {registry()[name]['licence']}")
+    click.echo(f"model directory: {default_model_dir(model_dir)}")
+    for name, installed, licence in installed_models(model_dir):
+        click.echo(f"  {name:<12} {'installed' if installed else 'not installed':<14} {licence}")
 
 
-def _download_progress():
-    bar = {}
+def _progress(label: str, unit: str = "bytes"):
+    """A callable(done, total) that draws a ``Progress`` once the total is known."""
+    state = {}
 
     def update(done, total):
-        if "bar" not in bar:
-            bar["bar"] = click.progressbar(length=total, label="downloading")
-            bar["bar"].__enter__()
-        bar["bar"].update(done - bar["bar"].pos)
+        if "bar" not in state:
+            state["bar"] = Progress(total, label, unit=unit, stream=click.get_text_stream("stdout"), every=10.0)
+        bar = state["bar"]
+        bar.update(done - bar.done)
         if done >= total:
-            bar["bar"].__exit__(None, None, None)
+            bar.close()
 
     return update
 

@@ -151,4 +151,4 @@ def test_mesh_writes_a_samples_face(tmp_path, tiny_model_dir, tiny_model):
     result = runner.invoke(cli, ["mesh", str(out), "1", "2", "--ply", "-o", str(tmp_path / "meshes")])
     assert result.exit_code == 0 and (tmp_path / "meshes" / "sample-2.ply").read_text().startswith("ply\n")
     result = runner.invoke(cli, ["mesh", str(out), "6"])
-    assert result.exit_code == 2 and "6: the dataset has 6 samples" in result.output
+    assert result.exit_code == 1 and "sample 6: the dataset has 6 samples" in result.output

@@ -86,3 +86,20 @@ def test_reading_a_dataset_imports_neither_dask_nor_moderngl_nor_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_every_import_in_the_readmes_python_examples_works():
+    import re
+
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    assert blocks
+    imports = [ast.unparse(node) for block in blocks for node in ast.walk(ast.parse(block))
+               if isinstance(node, (ast.Import, ast.ImportFrom))]
+    assert any("ShardedDataset" in line for line in imports)
+    result = subprocess.run([sys.executable, "-c", "\n".join(imports)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_no_module_of_the_package_is_much_over_400_lines():
+    long = {str(p.relative_to(REPO)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 420}
+    assert long == {}

@@ -50,3 +50,19 @@ def write_sample_mesh(dataset, index: int, path: str | Path) -> Path:
     ones its parameters give); returns the path."""
     write_mesh(path, dataset.vertices(index), dataset.model(), comment=f"datagen sample {index} of {dataset.path}")
     return Path(path)
+
+
+def write_sample_meshes(dataset, indices, output: str | Path | None = None, ply: bool = False) -> list[Path]:
+    """Meshes of several samples (``datagen mesh``): to ``output`` if it names one mesh file (one
+    index), else ``sample-<index>.obj`` (``.ply`` with ``ply``) in the folder ``output`` (default: here)."""
+    indices = [int(i) for i in indices]
+    output = Path(output) if output is not None else None
+    named = output is not None and output.suffix.lower() in MESH_SUFFIXES
+    if named and len(indices) > 1:
+        raise DatagenError(f"{output} names one mesh file; give a folder for {len(indices)} samples")
+    for index in indices:
+        if not 0 <= index < len(dataset):
+            raise DatagenError(f"sample {index}: the dataset has {len(dataset)} samples")
+    folder = output if output is not None and not named else Path(".")
+    return [write_sample_mesh(dataset, index, output if named else folder / f"sample-{index}{'.ply' if ply else '.obj'}")
+            for index in indices]

@@ -65,6 +65,12 @@ def resolve_model(name: str, model_dir: str | Path | None = None, download: bool
     return load_model(target)
 
 
+def installed_models(model_dir: str | Path | None = None) -> list[tuple[str, bool, str]]:
+    """(name, installed?, licence) of every registered model in the model directory."""
+    root = default_model_dir(model_dir)
+    return [(name, _installed(name, root / name), registry()[name]["licence"]) for name in KNOWN_MODELS]
+
+
 def _installed(name: str, target: Path) -> bool:
     marker = "sfm_shape_3448.bin" if name == "sfm" else "model.json"
     return (target / marker).exists()

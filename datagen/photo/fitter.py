@@ -116,6 +116,12 @@ def photo_files(inputs) -> list[Path]:
     return found
 
 
+def entry_picture(library: str | Path, name: str, model: MorphableModel) -> tuple[Image.Image, FittedPhoto]:
+    """``datagen textures show``: one library entry's sheet (``entry_sheet``), re-rendered with ``model``."""
+    fitted = TextureLibrary(library).load(name)
+    return entry_sheet(fitted, PhotoFitter(model).rerender(fitted)), fitted
+
+
 def entry_sheet(fitted: FittedPhoto, rendered) -> Image.Image:
     """Photo crop with given (green) and fitted (red) landmarks | re-rendering | albedo | confidence."""
     from PIL import ImageDraw

@@ -74,6 +74,9 @@ class TextureLibrary:
         except ValueError as e:
             raise DatagenError(f"{self.path / INDEX}: corrupt index ({e})") from None
 
+    def names(self) -> list[str]:
+        return [e["name"] for e in self.index()["entries"]]
+
     def entries(self) -> list[dict]:
         return self.index()["entries"] if (self.path / INDEX).exists() else []
 

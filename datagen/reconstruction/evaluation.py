@@ -159,3 +159,27 @@ def evaluate_photos(reconstructor, folder, overlays=None) -> dict:
             Path(overlays).mkdir(parents=True, exist_ok=True)
             reconstructor.overlay(result).save(Path(overlays) / f"{photo.stem}-overlay.png")
     return rows
+
+
+def synthetic_report(r: dict) -> list[str]:
+    """``evaluate_synthetic``'s metrics as the lines ``datagen evaluate`` prints."""
+    lines = [f"synthetic ({r['samples']} held-out samples): vertex error {r['vertex_error_mm']:.2f} mm "
+             f"after rigid alignment (mean face {r['mean_face_error_mm']:.2f} mm, ratio {r['error_ratio']:.2f}); "
+             f"{r['similarity_error_mm']:.2f} mm after similarity alignment (ratio "
+             f"{r['similarity_error_ratio']:.2f}); landmark NME {100 * r['landmark_nme']:.2f}% (of the landmark box)",
+             f"  ratio with the predicted identity and the true expression {r['identity_error_ratio']:.2f}, "
+             f"with the true identity and the predicted expression {r['expression_error_ratio']:.2f}"]
+    if "regressed_error_ratio" in r:
+        lines.append(f"  ratio of the regressed parameters before the fit to the dense points {r['regressed_error_ratio']:.2f}")
+    for key in ("vertex_error_by_pose", "landmark_nme_by_pose"):
+        lines.append(f"  {key}: " + ", ".join(f"yaw {b}: {v:.4g} (n={n})" for b, (v, n) in r[key].items()))
+    return lines
+
+
+def photo_report(rows: dict) -> list[str]:
+    """``evaluate_photos``' rows as the lines ``datagen evaluate`` prints."""
+    lines = [f"{name}: landmark NME {100 * row['nme']:.2f}% of the inter-ocular distance "
+             f"(yaw {row['yaw_deg']:.0f} deg, crop from {row['crop_from']})" for name, row in rows.items()]
+    if rows:
+        lines.append(f"mean over {len(rows)} photos: {100 * np.mean([r['nme'] for r in rows.values()]):.2f}%")
+    return lines

@@ -21,9 +21,10 @@ import torch
 from PIL import Image, ImageDraw
 
 from ..errors import DatagenError
+from ..files import write_text_or_fail
 from ..camera import project, to_camera
 from ..synth.geometry import build_scenes
-from ..data.meshes import write_mesh  # noqa: F401  (re-exported: reconstructions are written with it)
+from ..data.meshes import write_mesh
 from ..models.registry import resolve_model
 from ..photo.images import crop_photo
 from ..photo.library import neutral_appearance
@@ -126,8 +127,52 @@ class Reconstructor:
 
 def write_params(path: str | Path, result: Reconstruction) -> None:
     p = result.params
-    Path(path).write_text(json.dumps({
+    write_text_or_fail(path, json.dumps({
         "identity": p.identity.tolist(), "expression": p.expression.tolist(), "rotation": p.rotation.tolist(),
         "translation": p.translation.tolist(), "intrinsics_of_crop": p.intrinsics.tolist(),
         "light_sh": p.light_sh.tolist(), "crop_box": list(map(float, result.box)),
-        "landmarks": result.landmarks.tolist()}, indent=1))
+        "landmarks": result.landmarks.tolist()}, indent=1), "parameters")
+
+
+@dataclass(frozen=True)
+class PhotoReconstruction:
+    """One face of ``reconstruct_photos``: where its files went, or why the photo was skipped."""
+
+    photo: Path
+    mesh: Path | None = None
+    result: Reconstruction | None = None
+    landmark_source: str = ""
+    faces_found: int = 0
+    skipped: str = ""
+
+
+def reconstruct_photos(photos, reconstructor: Reconstructor, output: str | Path | None = None,
+                       landmarks: str | Path | None = None, all_faces: bool = False):
+    """Reconstruct the faces of ``photos`` (files or folders; ``datagen reconstruct``): for each face
+    a mesh (.obj with UVs, or .ply), its parameters (.json) and an overlay (.png), yielding a
+    ``PhotoReconstruction`` per face written (or per photo skipped).
+
+    ``output``: a mesh file for one photo; else a folder (default: beside each photo), with
+    ``<photo>.obj`` for its largest face and, with ``all_faces``, ``<photo>-1.obj``, ... for the others.
+    """
+    from ..photo.fitter import photo_files, read_photo
+    from ..photo.landmarks import LandmarkError, photo_faces
+
+    files = photo_files(photos)
+    output = Path(output) if output is not None else None
+    single = len(files) == 1 and output is not None and output.suffix.lower() in (".obj", ".ply")
+    for photo in files:
+        try:
+            image = read_photo(photo)
+            faces, source = photo_faces(photo, image, Path(landmarks) if landmarks and len(files) == 1 else None)
+        except (LandmarkError, DatagenError) as e:
+            yield PhotoReconstruction(photo, skipped=str(e))
+            continue
+        first = output if single else (output or photo.parent) / f"{photo.stem}.obj"
+        for k, points in enumerate(faces if all_faces else faces[:1]):
+            result = reconstructor.reconstruct(image, points)
+            mesh = first if k == 0 else first.with_name(f"{first.stem}-{k}{first.suffix}")
+            write_mesh(mesh, result.vertices, reconstructor.model, comment="datagen reconstruction")
+            write_params(mesh.with_suffix(".json"), result)
+            reconstructor.overlay(result).save(mesh.with_name(mesh.stem + "-overlay.png"))
+            yield PhotoReconstruction(photo, mesh, result, source, len(faces))

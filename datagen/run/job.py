@@ -8,53 +8,30 @@ output skips every shard that validates against the manifest and regenerates the
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
-
-from .. import __version__
-from ..errors import DatagenError, DiskFullError, ShardError
+from ..data.manifest import MANIFEST, read_manifest, shard_name, spec_fingerprint, write_manifest
+from ..data.shards import ShardWriter
+from ..errors import DatagenError, DiskFullError
 from ..files import remove_partial_files
-from ..synth.generator import cached_generator
-from .locking import OutputLock
-from ..data.manifest import MANIFEST, SHARD_PATTERN, read_manifest, shard_name, spec_fingerprint, unlisted_shards, write_manifest
+from ..models.morphable_model import MorphableModel
 from ..models.registry import resolve_model
-from ..models.morphable_model import MorphableModel, model_checksum
-from .cluster import WorkerSetup, check_batch_system, connect
-from ..synth.render import is_software
-from ..data.shards import ShardWriter, validate_shard
 from ..spec import JobSpec, with_cluster
+from ..synth.generator import cached_generator
+from ..synth.render import is_software
+from .cluster import WorkerSetup, check_batch_system, connect
+from .locking import OutputLock
+from .output import prepare_output
+from .plan import plan, texture_fingerprints
 
-__all__ = ["MANIFEST", "JobCheck", "RunSummary", "check_job", "generate_shard", "plan", "prepare_output", "read_manifest", "run_job",
-           "spec_fingerprint", "write_manifest"]
+__all__ = ["MANIFEST", "JobCheck", "RunSummary", "check_job", "default_output", "generate_shard", "plan",
+           "prepare_output", "read_manifest", "run_job", "shard_task", "spec_fingerprint", "texture_fingerprints",
+           "write_manifest"]
 
 TASK_RETRIES = 2
-
-
-def plan(spec: JobSpec, model: MorphableModel) -> dict:
-    """The manifest of a job before any shard exists."""
-    return {
-        "format": "datagen-shards",
-        "schema_version": 1,
-        "datagen_version": __version__,
-        "name": spec.name,
-        "job_spec": spec.source_text,
-        "spec_fingerprint": spec_fingerprint(spec),
-        "model": {"name": model.name, "job_model": spec.model.name, "checksum": model_checksum(model),
-                  "licence": model.licence},
-        "model_path": spec.model_reference(),  # what the job loaded: a name, or a model directory resolved
-        "textures": texture_fingerprints(spec),
-        "seed": spec.seed,
-        "num_samples": spec.num_samples,
-        "samples_per_shard": spec.output.samples_per_shard,
-        "num_shards": spec.num_shards,
-        "shards": [{"file": shard_name(i), "start": r.start, "stop": r.stop, "checksum": None, "bytes": None}
-                   for i, r in ((i, spec.shard_range(i)) for i in range(spec.num_shards))],
-    }
 
 
 @dataclass(frozen=True)
@@ -76,18 +53,6 @@ def check_job(spec: JobSpec, model_dir: str | None = None) -> JobCheck:
     model = resolve_model(spec.model_reference(), model_dir, download=False)
     entries = sum(len(checked_library(path, model)["entries"]) for _, path in spec.texture_libraries())
     return JobCheck(model=model, texture_entries=entries, background_images=len(list_background_images(spec)))
-
-
-def texture_fingerprints(spec: JobSpec) -> dict:
-    """SHA-256 of the index of every texture library the job reads: refitting a library changes the samples."""
-    fingerprints = {}
-    for written, library in spec.texture_libraries():
-        index = Path(library) / "index.json"
-        try:
-            fingerprints[written] = hashlib.sha256(index.read_bytes()).hexdigest()
-        except OSError:
-            raise DatagenError(f"{library}: not a texture library (no index.json); make one with 'datagen fit'") from None
-    return fingerprints
 
 
 # --- one task: one shard (runs in a dask worker process)
@@ -147,122 +112,6 @@ class RunSummary:
         return generated / self.seconds if self.seconds else 0.0
 
 
-def prepare_output(spec: JobSpec, out_dir: Path, model: MorphableModel, force: bool, log) -> tuple[dict, list[int]]:
-    """Write or check the manifest; return it and the shards that still need generating.
-
-    The caller holds the folder's ``OutputLock``. Shard files the manifest does not account for
-    are never silently overwritten or left beside the new ones: without a manifest, shards this
-    job wrote (same fingerprint, valid) are taken in, others refused; with one, unlisted shard
-    files are refused. ``force`` discards them instead.
-    """
-    remove_partial_files(out_dir)
-    fresh = plan(spec, model)
-    if (out_dir / MANIFEST).exists():
-        old = read_manifest(out_dir)
-        if (old.get("spec_fingerprint") != fresh["spec_fingerprint"] or old.get("model") != fresh["model"]
-                or old.get("textures", {}) != fresh["textures"]):
-            if not force:
-                raise DatagenError(f"{out_dir} holds a different job ('{old.get('name')}'); use another --out, "
-                                   f"or --force to discard its shards and start again")
-            _discard_shards(out_dir)
-        else:
-            fresh["shards"] = old["shards"]
-            _refuse_unlisted(out_dir, fresh, force)
-    else:
-        _adopt_orphans(out_dir, fresh, force, log)
-    write_manifest(out_dir, fresh)
-    todo = []
-    for i, record in enumerate(fresh["shards"]):
-        path = out_dir / record["file"]
-        if record["checksum"] and path.exists():
-            try:
-                validate_shard(path, record["checksum"])
-                continue
-            except ShardError as e:
-                log(f"regenerating {e}")
-        elif path.exists():
-            info = _own_shard(path, record, fresh)
-            if info is not None:  # written whole, but the run ended before the manifest said so
-                record.update(checksum=info.checksum, bytes=info.bytes)
-                continue
-            path.unlink()  # not this job's, or not whole: from an interrupted run
-        record["checksum"] = record["bytes"] = None
-        todo.append(i)
-    write_manifest(out_dir, fresh)
-    return fresh, todo
-
-
-def _discard_shards(out_dir: Path) -> None:
-    for shard in out_dir.glob(SHARD_PATTERN):
-        shard.unlink()
-
-
-def _refuse_unlisted(out_dir: Path, manifest: dict, force: bool) -> None:
-    strays = unlisted_shards(out_dir, manifest)
-    if not strays:
-        return
-    if not force:
-        raise DatagenError(f"{out_dir} holds {len(strays)} shard files its manifest does not list "
-                           f"({', '.join(strays[:3])}{', ...' if len(strays) > 3 else ''}): not from this run; "
-                           f"move them away, or use --force to delete them")
-    for name in strays:
-        (out_dir / name).unlink()
-
-
-def _adopt_orphans(out_dir: Path, manifest: dict, force: bool, log) -> None:
-    """Shard files with no manifest (it was deleted or lost): keep the ones this job wrote, refuse others.
-
-    A shard is this job's when its ``spec_fingerprint`` attribute is the job's, its sample range
-    is the plan's and it validates; a job that reads texture libraries is never matched this way
-    (a shard does not record which version of a library it used).
-    """
-    orphans = sorted(out_dir.glob(SHARD_PATTERN))
-    if not orphans:
-        return
-    records = {r["file"]: r for r in manifest["shards"]}
-    foreign = []
-    for path in orphans:
-        record = records.get(path.name)
-        info = _own_shard(path, record, manifest) if record and not manifest["textures"] else None
-        if info is None:
-            foreign.append(path)
-        else:
-            record.update(checksum=info.checksum, bytes=info.bytes)
-    if foreign and not force:
-        raise DatagenError(f"{out_dir} has no {MANIFEST} but holds {len(foreign)} shard files this job did not "
-                           f"write ({', '.join(p.name for p in foreign[:3])}{', ...' if len(foreign) > 3 else ''}); "
-                           f"use another --out, or --force to delete them")
-    for path in foreign:
-        path.unlink()
-    if len(orphans) > len(foreign):
-        log(f"{out_dir}: no {MANIFEST}; took in {len(orphans) - len(foreign)} shards this job had written")
-
-
-def _own_shard(path: Path, record: dict, manifest: dict):
-    """The shard's ShardInfo if this job wrote it (and it validates), else None.
-
-    This job's: its ``spec_fingerprint`` is the job's; a shard from before that attribute existed
-    counts when its job text, seed and model checksum are the job's.
-    """
-    try:
-        with h5py.File(path, "r") as f:
-            attrs = dict(f.attrs)
-        fingerprint = attrs.get("spec_fingerprint")
-        if fingerprint is None:
-            same = (attrs.get("job_spec") == manifest["job_spec"] and int(attrs.get("seed", -1)) == manifest["seed"]
-                    and attrs.get("model_checksum") == manifest["model"]["checksum"])
-        else:
-            same = fingerprint == manifest["spec_fingerprint"]
-        if not same:
-            return None
-        info = validate_shard(path)
-    except (OSError, ShardError, ValueError, TypeError):
-        return None
-    if (info.sample_start, info.num_samples) != (record["start"], record["stop"] - record["start"]):
-        return None
-    return info
-
-
 def run_job(spec: JobSpec, out_dir: str | Path, model_dir: str | None = None, workers: int | None = None,
             scheduler: str | None = None, force: bool = False, client=None, progress=None,
             log=print) -> RunSummary:
@@ -312,6 +161,11 @@ def run_job(spec: JobSpec, out_dir: str | Path, model_dir: str | None = None, wo
     return RunSummary(out_dir=out_dir, samples=spec.num_samples, shards=spec.num_shards, skipped=skipped,
                       generated=len(todo), bytes=sum(s["bytes"] or 0 for s in manifest["shards"]),
                       seconds=time.perf_counter() - started, retries=retries, devices=devices)
+
+
+def default_output(spec: JobSpec) -> Path:
+    """Where ``datagen generate`` writes a job without ``--out``: data/<job name>."""
+    return Path("data") / spec.name
 
 
 def _make_output_folder(out_dir: Path) -> None:

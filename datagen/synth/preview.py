@@ -49,3 +49,11 @@ def contact_sheet(arrays: dict, columns: int | None = None, gap: int = 4) -> Ima
         y, x = r * (2 * h + gap), c * (2 * w + gap)
         sheet[y:y + 2 * h, x:x + 2 * w] = sample_panels(arrays, k)
     return Image.fromarray(sheet)
+
+
+def preview_sheet(spec, model, count: int = 16, start: int = 0) -> Image.Image:
+    """Samples ``start`` .. ``start + count`` of a job, rendered in this process, as a contact sheet
+    (``datagen preview``); nothing is written."""
+    from .generator import FaceGenerator
+
+    return contact_sheet(FaceGenerator(spec, model).generate(range(start, start + count)))
