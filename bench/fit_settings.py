@@ -21,7 +21,7 @@ import torch
 
 from datagen.data.dataset import ShardedDataset
 from datagen.reconstruction import refine
-from datagen.photo.images import crop_photo
+from datagen.images import crop_photo
 from datagen.reconstruction.data import FaceTrainingSet, face_crop_box, network_input, split_indices
 from datagen.reconstruction.evaluation import evaluate_photos, vertex_error
 from datagen.reconstruction.inference import Reconstructor

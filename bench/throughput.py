@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from datagen.synth.generator import FaceGenerator
+from datagen.run.generator import FaceGenerator
 from datagen.synth.geometry import build_scenes
 from datagen.run.job import run_job
 from datagen.models.registry import resolve_model

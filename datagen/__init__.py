@@ -1,7 +1,7 @@
 """facegen: synthetic training data for single-image 3D face reconstruction.
 
 The pipeline, one module per stage, plain frozen data between stages:
-``spec`` (job file -> JobSpec) -> ``run.job.plan`` (shards, the manifest) ->
+``spec`` (job file -> JobSpec) -> ``run.plan`` (shards, the manifest) ->
 ``synth.sampling`` (FaceParams) -> ``synth.geometry`` (SceneBatch) -> ``synth.render``
 (RenderOutput) -> ``synth.annotate`` (``data.fields.SampleBatch``) -> ``data.shards`` (HDF5) ->
 ``data.manifest``. Beside it: ``photo`` (real photos: fitting, texture libraries,

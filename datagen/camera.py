@@ -82,6 +82,13 @@ def project(points: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
     return np.stack([u, v], axis=-1).astype(np.float32)
 
 
+def project_points(points: np.ndarray, intrinsics) -> np.ndarray:
+    """``project`` of one face's (N, 3) points, in their dtype (float64 inside a least-squares fit)."""
+    fx, fy, cx, cy = intrinsics
+    depth = -points[:, 2]
+    return np.stack([fx * points[:, 0] / depth + cx, cy - fy * points[:, 1] / depth], 1)
+
+
 def project_torch(points, intrinsics, min_depth: float = 1.0):
     """``project`` of (B, N, 3) torch points; depth clamped at ``min_depth`` mm (a wild prediction
     behind the camera must not divide by zero)."""
@@ -113,6 +120,11 @@ def crop_intrinsics(intrinsics, box, size: int) -> np.ndarray:
     x0, y0, side = box
     k = size / side
     return np.array([fx * k, fy * k, (cx - x0) * k, (cy - y0) * k])
+
+
+def resize_intrinsics(intrinsics, side: float, width: int, height: int) -> np.ndarray:
+    """The intrinsics of a square ``side``-pixel image resized to ``width`` x ``height``."""
+    return np.asarray(intrinsics) * (np.array([width, height] * 2, np.float32) / side)
 
 
 # --- lighting

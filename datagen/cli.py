@@ -102,17 +102,13 @@ def generate(job, out, workers, scheduler, cluster_kind, jobs, samples, force, m
     the same output again resumes: complete shards are kept, missing or invalid ones redone.
     """
     from .run.job import default_output, run_job
-    from .spec import with_cluster
 
     spec = _spec(job, samples)
-    changes = {"kind": cluster_kind, "workers": workers, "jobs": jobs, "scheduler": scheduler}
-    if scheduler and not cluster_kind:
-        changes["kind"] = "scheduler"
-    spec = with_cluster(spec, **{k: v for k, v in changes.items() if v is not None})
     out = out or default_output(spec)
     click.echo(f"{spec.name}: {spec.num_samples} samples, {spec.num_shards} shards -> {out}")
     with Progress(spec.num_samples, "generated", stream=click.get_text_stream("stdout")) as bar:
-        summary = run_job(spec, out, model_dir=model_dir, force=force, progress=bar, log=bar.message)
+        summary = run_job(spec, out, model_dir=model_dir, workers=workers, scheduler=scheduler, force=force,
+                          progress=bar, log=bar.message, cluster_kind=cluster_kind, jobs=jobs)
     click.echo(f"done: {summary.samples} samples, {summary.shards} shards ({summary.generated} generated, "
                f"{summary.skipped} kept), {summary.bytes / 2**20:.1f} MiB, {summary.seconds:.1f} s, "
                f"{summary.samples_per_second:.1f} samples/s, {summary.retries} retries; in {out}")
@@ -132,7 +128,7 @@ def preview(job, count, start, output, model_dir):
     the depth and the normals. Nothing is written but the picture.
     """
     from .models.registry import resolve_model
-    from .synth.preview import preview_sheet
+    from .run.generator import preview_sheet
 
     spec = _spec(job)
     model = resolve_model(spec.model_reference(), model_dir, progress=_progress("downloading"))
@@ -342,16 +338,9 @@ def list_textures(library):
 @MODEL_DIR
 def show_texture(library, name, output, model_dir):
     """Save a picture of one entry: the photo with fitted landmarks, its re-rendering, albedo and confidence."""
-    from .models.registry import resolve_model
     from .photo.fitter import entry_picture
-    from .photo.library import TextureLibrary
 
-    lib = TextureLibrary(library)
-    names = lib.names()
-    if name not in names:
-        raise click.BadParameter(f"'{name}' is not in {library}; its entries: {', '.join(names[:20]) or 'none'}"
-                                 f"{' ...' if len(names) > 20 else ''}", param_hint="NAME")
-    picture, fitted = entry_picture(library, name, resolve_model(lib.index()["model"], model_dir))
+    picture, fitted = entry_picture(library, name, model_dir)
     output = output or Path(f"{name}.png")
     picture.save(output)
     click.echo(f"{output}: {name} from {fitted.source}")

@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from datagen.synth.generator import FaceGenerator
+from datagen.run.generator import FaceGenerator
 from datagen.models.registry import resolve_model
 from datagen.spec import load_default_spec, parse_spec
 

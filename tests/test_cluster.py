@@ -7,7 +7,7 @@ import pytest
 
 from datagen.run.cluster import jobqueue_cluster, local_worker_count
 from datagen.errors import SpecError
-from datagen.run.gpus import EglDevice, claim_gpu, egl_device, egl_devices, usable_gpus
+from datagen.synth.gpus import EglDevice, claim_gpu, egl_device, egl_devices, usable_gpus
 from datagen.spec import load_spec, parse_spec, with_cluster
 
 GPU_JOB = textwrap.dedent('''
@@ -147,7 +147,7 @@ def test_local_cluster_defaults_to_one_worker_per_core_without_gpus(monkeypatch)
     monkeypatch.setattr("os.cpu_count", lambda: 6)
     assert local_worker_count(spec.cluster) == (6, 0)
     assert local_worker_count(with_cluster(spec, workers=2).cluster) == (2, 0)
-    monkeypatch.setattr("datagen.run.gpus.egl_devices", lambda: NVIDIA_4)
+    monkeypatch.setattr("datagen.synth.gpus.egl_devices", lambda: NVIDIA_4)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     assert local_worker_count(spec.cluster) == (4, 4)  # one per GPU
 

@@ -6,7 +6,8 @@ import pytest
 
 from datagen.data.dataset import ShardShuffleSampler, ShardedDataset
 from datagen.errors import ShardError
-from datagen.run.job import read_manifest, run_job, write_manifest
+from datagen.data.manifest import read_manifest, write_manifest
+from datagen.run.job import run_job
 from conftest import tiny_spec
 
 
@@ -61,8 +62,8 @@ def test_incomplete_dataset_is_refused(dataset_dir, tmp_path):
 @pytest.fixture(scope="module")
 def many_shards(tmp_path_factory, tiny_model, tiny_model_dir, ctx):
     """1,000 shards of 4 samples, written directly (the same 4 rendered samples, re-indexed)."""
-    from datagen.synth.generator import FaceGenerator
-    from datagen.run.job import plan
+    from datagen.run.generator import FaceGenerator
+    from datagen.run.plan import plan
     from datagen.synth.render import Renderer
     from datagen.data.shards import ShardWriter
 
@@ -232,3 +233,8 @@ def test_shard_files_the_manifest_does_not_list_are_reported(dataset_dir, tmp_pa
     report = inspect_dataset(copy, deep=False)
     assert not report.ok
     assert "shard-00007.h5: not listed in the manifest" in format_report(report)
+
+
+def test_asking_for_a_field_a_shard_does_not_hold_is_one_clear_error(dataset_dir):
+    with pytest.raises(ShardError, match="no field 'imag' \\(it holds depth, image, "):
+        ShardedDataset(dataset_dir, fields=["imag"])[0]

@@ -12,7 +12,8 @@ import psutil
 import pytest
 
 from datagen.errors import DatagenError
-from datagen.run.job import generate_shard, read_manifest, run_job
+from datagen.data.manifest import read_manifest
+from datagen.run.job import generate_shard, run_job
 from datagen.data.shards import validate_shard
 from conftest import tiny_spec
 

@@ -33,9 +33,9 @@ def test_a_batch_must_hold_exactly_the_declared_fields():
 def test_a_field_registered_here_is_written_validated_inspected_and_read_back(tmp_path, tiny_model_dir, tiny_model, ctx):
     """No writer, validator or reader code names the toy field: the registry is all they read."""
     from datagen.data.dataset import ShardedDataset
-    from datagen.synth.generator import FaceGenerator
+    from datagen.run.generator import FaceGenerator
     from datagen.data.inspection import format_report, inspect_dataset
-    from datagen.run.job import plan
+    from datagen.run.plan import plan
     from datagen.data.manifest import write_manifest
     from datagen.synth.render import Renderer
     from datagen.data.shards import ShardWriter, validate_shard

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from datagen.errors import DatagenError
-from datagen.run.job import read_manifest, run_job
+from datagen.data.manifest import read_manifest
+from datagen.run.job import run_job
 from datagen.data.shards import validate_shard
 from conftest import tiny_spec
 

@@ -207,7 +207,7 @@ library = "{library}"
 
 def test_photorealistic_job_rerenders_the_photo_with_new_pose_and_consistent_ground_truth(
         takeo_library, ict_model, real_model_dir, ctx):
-    from datagen.synth.generator import FaceGenerator
+    from datagen.run.generator import FaceGenerator
     from datagen.synth.render import Renderer
 
     spec = _photo_job(real_model_dir, takeo_library)
@@ -233,7 +233,7 @@ def test_photorealistic_job_rerenders_the_photo_with_new_pose_and_consistent_gro
 
 
 def test_generated_faces_draw_albedo_from_libraries_at_the_configured_rate(takeo_library, ict_model, ctx):
-    from datagen.synth.generator import FaceGenerator
+    from datagen.run.generator import FaceGenerator
     from datagen.synth.render import Renderer
     from conftest import tiny_spec
 
@@ -340,7 +340,7 @@ def test_detection_prints_nothing_of_mediapipes_own_logs():
 def test_textures_show_names_the_entries_of_a_library(takeo_library, real_model_dir, tmp_path):
     runner = CliRunner()
     result = runner.invoke(cli, ["textures", "show", str(takeo_library), "nobody", "--model-dir", str(real_model_dir)])
-    assert result.exit_code == 2 and "'nobody' is not in" in result.output and "its entries: takeo" in result.output
+    assert result.exit_code == 1 and "'nobody' is not in" in result.output and "its entries: takeo" in result.output
     result = runner.invoke(cli, ["textures", "show", str(takeo_library), "takeo", "-o", str(tmp_path / "t.png"),
                                  "--model-dir", str(real_model_dir)])
     assert result.exit_code == 0, result.output

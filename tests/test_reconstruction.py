@@ -15,7 +15,7 @@ from datagen.reconstruction.data import (FaceTrainingSet, camera_targets, face_c
                                          translation_of)
 from datagen.reconstruction.evaluation import landmark_nme, rigid_align, vertex_error
 from datagen.reconstruction.network import FaceDecoder
-from datagen.reconstruction.inference import crop_intrinsics
+from datagen.reconstruction.inference import assumed_crop_intrinsics
 from datagen.reconstruction.training import (MAX_BAD_STEPS, TrainConfig, Trainer, dense_vertex_ids,
                                              evaluate_network, true_projection)
 from datagen.synth.sampling import rotation_matrix
@@ -236,7 +236,7 @@ def test_a_photos_assumed_camera_is_the_middle_of_the_training_prior(tiny_model_
     sample = ShardedDataset(tmp_path / "d")[0]
     box = face_crop_box(sample["landmarks_2d"].astype(np.float64))
     true_focal = sample["params/intrinsics"][0] * 64 / box[2]
-    assumed = crop_intrinsics(sample["landmarks_2d"], box, 64)
+    assumed = assumed_crop_intrinsics(sample["landmarks_2d"], box, 64)
     assert abs(assumed[0] / true_focal - 1) < 0.02, (assumed, true_focal)
 
 

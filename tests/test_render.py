@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from datagen.synth.face_parts import LABEL
-from datagen.synth.generator import FaceGenerator
+from datagen.run.generator import FaceGenerator
 from datagen.camera import project, projection_matrix
 from datagen.synth.geometry import build_scenes
 from datagen.synth.render import Renderer

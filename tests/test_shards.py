@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from datagen.errors import ShardError
-from datagen.synth.generator import FaceGenerator
+from datagen.run.generator import FaceGenerator
 from datagen.synth.render import Renderer
 from datagen.data.shards import ShardWriter, validate_shard
 from conftest import tiny_spec

@@ -123,6 +123,8 @@ class ShardedDataset:
             names = self.fields or self.field_names()
             for name in names:
                 if name not in datasets:
+                    if name not in f:
+                        raise ShardError(f"{self.path}: no field {name!r} (it holds {', '.join(self.field_names())})")
                     datasets[name] = f[name]
             return {name: datasets[name][offset] for name in names}
 
@@ -131,6 +133,8 @@ class ShardedDataset:
         """An HDF5 read that fails (a chunk's checksum, damaged metadata) -> one ShardError naming the shard."""
         try:
             yield
+        except ShardError:
+            raise
         except (OSError, KeyError, RuntimeError, ValueError) as e:
             raise self._corrupt(s, f"{what}: {_first_line(e)}") from None
 

@@ -15,10 +15,19 @@ from typing import Callable
 
 import numpy as np
 
-from ..synth.face_parts import LABELS
-from ..synth.sampling import APPEARANCE_NAMES
-
 LEVELS = ("sample", "frame", "clip", "subject")
+
+# The segmentation's label table (written into every shard). Left/right are the subject's.
+LABELS = (
+    "background", "skin", "head_neck", "nose", "brow_right", "brow_left", "eye_right", "eye_left",
+    "upper_lip", "lower_lip", "mouth_interior", "teeth",
+)
+# The procedural material's parameters, in ``params/appearance`` order (synth.sampling draws them).
+APPEARANCE_NAMES = (
+    "melanin", "haemoglobin", "lip_redness", "brow_darkness", "cheek_redness", "blotch_strength",
+    "pore_strength", "specular", "shininess", "iris_hue", "iris_darkness", "teeth_yellowness",
+    "pattern_offset_u", "pattern_offset_v",
+)
 
 
 @dataclass(frozen=True)

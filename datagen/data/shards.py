@@ -97,7 +97,6 @@ class ShardWriter:
             "sample_start": samples.start,
             "num_samples": len(samples),
         }
-        self._model = model
 
     def __enter__(self):
         try:
@@ -210,8 +209,6 @@ class ShardInfo:
     num_samples: int
     checksum: str
     bytes: int
-
-
 
 
 def validate_shard(path: str | Path, expected_checksum: str | None = None, deep: bool = True) -> ShardInfo:

@@ -16,14 +16,14 @@ import numpy as np
 from PIL import Image
 
 from ..camera import SH_NORM, crop_intrinsics
-from ..errors import PhotoError
+from ..errors import DatagenError, PhotoError
 from ..models.morphable_model import MorphableModel
 from ..synth.face_parts import LABEL
 from ..synth.geometry import build_scenes
 from ..synth.render import Renderer
 from ..synth.sampling import FaceParams
 from .fitting import LandmarkFit, default_intrinsics, fit_landmarks
-from .images import ImageReadError, crop_photo, read_rgb
+from ..images import ImageReadError, crop_photo, read_rgb
 from .landmarks import LandmarkError, photo_landmarks
 from .library import FittedPhoto, TextureLibrary
 from .texture import SEEN, SKIN_LABELS, AlbedoMap, UVRasteriser, estimate_lighting, linear_to_srgb, recover_albedo, srgb_to_linear
@@ -116,9 +116,18 @@ def photo_files(inputs) -> list[Path]:
     return found
 
 
-def entry_picture(library: str | Path, name: str, model: MorphableModel) -> tuple[Image.Image, FittedPhoto]:
-    """``datagen textures show``: one library entry's sheet (``entry_sheet``), re-rendered with ``model``."""
-    fitted = TextureLibrary(library).load(name)
+def entry_picture(library: str | Path, name: str, model_dir: str | None = None) -> tuple[Image.Image, FittedPhoto]:
+    """``datagen textures show``: one library entry's sheet (``entry_sheet``), re-rendered with the
+    library's model; an unknown ``name`` is one error listing the entries."""
+    from ..models.registry import resolve_model
+
+    lib = TextureLibrary(library)
+    names = lib.names()
+    if name not in names:
+        raise DatagenError(f"'{name}' is not in {library}; its entries: {', '.join(names[:20]) or 'none'}"
+                           f"{' ...' if len(names) > 20 else ''}")
+    fitted = lib.load(name)
+    model = resolve_model(lib.index()["model"], model_dir)
     return entry_sheet(fitted, PhotoFitter(model).rerender(fitted)), fitted
 
 
@@ -142,8 +151,6 @@ def entry_sheet(fitted: FittedPhoto, rendered) -> Image.Image:
         sheet.paste(p, (x, 0))
         x += p.width
     return sheet
-
-
 
 
 @dataclass(frozen=True)

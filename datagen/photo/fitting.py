@@ -24,7 +24,7 @@ from scipy.optimize import least_squares
 
 from .landmarks import interocular_distance
 from ..models.morphable_model import MorphableModel
-from ..camera import to_camera
+from ..camera import project_points, to_camera
 
 
 @dataclass(frozen=True)
@@ -97,8 +97,7 @@ def fit_landmarks(model: MorphableModel, landmarks: np.ndarray, width: int, heig
     def landmarks_of(x):
         local = mean + (id_basis @ x[6:6 + k_id]).reshape(-1, 3) + (ex_basis @ x[6 + k_id:]).reshape(-1, 3)
         camera_space = to_camera(local, pivot, x[:3], x[3:6])
-        depth = -camera_space[:, 2]  # float64 throughout: the Jacobian is taken by finite differences
-        return np.stack([fx * camera_space[:, 0] / depth + cx, cy - fy * camera_space[:, 1] / depth], 1)
+        return project_points(camera_space, (fx, fy, cx, cy))  # float64: the Jacobian is by finite differences
 
     def residuals(x):
         error = (landmarks_of(x) - target).ravel() / iod

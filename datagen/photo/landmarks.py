@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DatagenError
-from .images import crop_photo
+from ..images import crop_photo
 
 MEDIAPIPE_TO_IBUG = (34, 227, 177, 215, 172, 150, 149, 148, 152, 377, 378, 379, 397, 435, 401, 447, 264, 70, 63,
                      105, 66, 107, 336, 296, 334, 293, 300, 168, 197, 195, 4, 240, 97, 2, 326, 460, 7, 160, 158, 155,

@@ -15,7 +15,7 @@ from scipy.interpolate import RBFInterpolator
 from scipy.ndimage import map_coordinates, zoom
 
 from ..synth.face_parts import LABEL, MATERIAL, face_parts
-from ..camera import project, to_camera
+from ..camera import project, resize_intrinsics, to_camera
 from ..models.morphable_model import MorphableModel
 
 WARP_POINTS = 400
@@ -46,8 +46,7 @@ class PhotoBackdrop:
             fit = photo.fit
             vertices = model.vertices(fit.identity, fit.expression)[self.ids]
             camera = to_camera(vertices, model.pivot, fit.rotation, fit.translation)
-            scale = np.array([width, height] * 2, np.float32) / crop
-            self.fitted_points.append(project(camera[None], (fit.intrinsics * scale)[None])[0])
+            self.fitted_points.append(project(camera[None], resize_intrinsics(fit.intrinsics, crop, width, height)[None])[0])
 
     def __call__(self, photo_index: int, camera_vertices: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8: photo ``photo_index`` warped to follow the head now at ``camera_vertices`` (V, 3)."""

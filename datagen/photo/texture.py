@@ -24,7 +24,6 @@ u spanning ``tiles`` UDIM tiles (ICT-FaceKit's face and head/neck: 2; the SFM: 1
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 
 import numpy as np
 from scipy.ndimage import zoom
@@ -33,7 +32,7 @@ from scipy.spatial import cKDTree
 from ..camera import irradiance_basis
 from ..synth.face_parts import LABEL, MATERIAL, face_parts
 from ..synth.geometry import MeshTopology, SceneBatch
-from ..synth.render import Renderer
+from ..synth.render import Renderer, shader_source
 
 SKIN_LABELS = (LABEL["skin"], LABEL["nose"], LABEL["head_neck"])
 SKIN_ALBEDO = (0.52, 0.37, 0.30)  # a typical skin's linear RGB reflectance (luminance 0.4)
@@ -119,10 +118,8 @@ class UVRasteriser:
         self.renderer, self.size = renderer, size
         self.tiles = uv_tiles(renderer.model)
         ctx = renderer.ctx
-        source = resources.files("datagen.synth").joinpath("shaders")
         with ctx:  # current in this thread (see Renderer.__init__)
-            self.program = ctx.program(vertex_shader=source.joinpath("uv.vert").read_text(),
-                                       fragment_shader=source.joinpath("uv.frag").read_text())
+            self.program = ctx.program(vertex_shader=shader_source("uv.vert"), fragment_shader=shader_source("uv.frag"))
             topology = renderer.topology
             self.mirror = ctx.buffer(np.ascontiguousarray(mirror_uvs(renderer.model, topology), np.float32).tobytes())
             self.index = ctx.buffer(unwrapped_triangles(topology).astype(np.int32).tobytes())

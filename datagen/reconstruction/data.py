@@ -18,9 +18,9 @@ import io
 import numpy as np
 from PIL import Image, ImageFilter
 
-from ..camera import crop_intrinsics
+from ..camera import crop_intrinsics, project_points
 from ..data.dataset import ShardedDataset
-from ..photo.images import crop_photo
+from ..images import crop_photo
 
 SCALE_MM = 100.0
 CROP_SCALE = 1.6  # crop side / the larger side of the 68 landmarks' box: forehead to chin, ears to ears
@@ -50,10 +50,9 @@ def network_input(crops: np.ndarray) -> np.ndarray:
 
 
 def camera_targets(translation: np.ndarray, intrinsics: np.ndarray, size: int) -> tuple[np.ndarray, float]:
-    fx, fy, cx, cy = intrinsics
-    depth = -translation[2]
-    u, v = fx * translation[0] / depth + cx, cy - fy * translation[1] / depth
-    return np.array([u / size - 0.5, v / size - 0.5], np.float32), float(np.log(fx * SCALE_MM / (depth * size)))
+    u, v = project_points(np.asarray(translation)[None], intrinsics)[0]  # the pivot's pixel
+    return (np.array([u / size - 0.5, v / size - 0.5], np.float32),
+            float(np.log(intrinsics[0] * SCALE_MM / (-translation[2] * size))))
 
 
 def translation_of(position, scale, intrinsics, size):

@@ -62,7 +62,7 @@ def pose_bins(yaw_radians: np.ndarray, values: np.ndarray) -> dict:
 
 
 def summarise(columns: dict) -> dict:
-    """Means over samples of per-sample ``columns`` (from training.evaluate_network): vertex errors of
+    """Means over samples of per-sample ``columns`` (from evaluate_network): vertex errors of
     the prediction and the mean face, rigid then similarity-aligned, and their ratios; the ratios of
     the predicted identity alone (true expression) and the predicted expression alone (true
     identity), which tell which part of a network's error is which; landmark NME; per pose bin."""

@@ -24,9 +24,9 @@ from ..errors import DatagenError
 from ..files import write_text_or_fail
 from ..camera import project, to_camera
 from ..synth.geometry import build_scenes
-from ..data.meshes import write_mesh
+from ..data.meshes import MESH_SUFFIXES, write_mesh
 from ..models.registry import resolve_model
-from ..photo.images import crop_photo
+from ..images import crop_photo
 from ..photo.library import neutral_appearance
 from ..synth.render import Renderer
 from ..synth.sampling import FaceParams
@@ -50,7 +50,7 @@ class Reconstruction:
     box: tuple  # (x0, y0, side) of the crop in the photo
 
 
-def crop_intrinsics(landmarks: np.ndarray, box, size: int) -> np.ndarray:
+def assumed_crop_intrinsics(landmarks: np.ndarray, box, size: int) -> np.ndarray:
     """(fx, fy, cx, cy) of a photo's crop, in crop pixels, under the assumed camera (module docstring)."""
     focal = float(np.ptp(landmarks[:, 1])) / (2 * FACE_FRACTION * np.tan(FIELD_OF_VIEW / 2)) * size / box[2]
     return np.array([focal, focal, size / 2, size / 2], np.float32)
@@ -101,7 +101,7 @@ class Reconstructor:
         """One face of an (H, W, 3) photo, cropped around ``landmarks`` (68, 2) (detected or annotated)."""
         box = face_crop_box(landmarks)
         crop = crop_photo(image, box, self.size)
-        params = self.predict(crop[None], crop_intrinsics(landmarks, box, self.size))[0]
+        params = self.predict(crop[None], assumed_crop_intrinsics(landmarks, box, self.size))[0]
         vertices = self.camera_vertices(params)
         fitted = project(vertices[self.model.landmark_ids][None], params.intrinsics[None])[0]
         return Reconstruction(params, vertices, fitted * box[2] / self.size + box[:2], crop, box)
@@ -160,7 +160,7 @@ def reconstruct_photos(photos, reconstructor: Reconstructor, output: str | Path 
 
     files = photo_files(photos)
     output = Path(output) if output is not None else None
-    single = len(files) == 1 and output is not None and output.suffix.lower() in (".obj", ".ply")
+    single = len(files) == 1 and output is not None and output.suffix.lower() in MESH_SUFFIXES
     for photo in files:
         try:
             image = read_photo(photo)

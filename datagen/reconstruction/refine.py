@@ -22,7 +22,7 @@ import torch
 from torch.func import jacfwd, vmap
 
 from .data import translation_of
-from ..camera import rotation_matrix_torch
+from ..camera import rotation_matrix_torch, to_camera_torch
 from .network import POINT_LOG_SIGMA, FaceDecoder
 
 EXPRESSION_SIGMA = 0.2  # how far (blendshape weight) the fit may move an expression from the network's
@@ -114,8 +114,8 @@ class _Problem:
         shape = self.shape(theta)
         local = shape - self.pivot
         rotation, translation = theta[:, -6:-3], theta[:, -3:]
-        matrix = rotation_matrix_torch(rotation)
-        camera = torch.einsum("bij,bdj->bdi", matrix, local) + translation[:, None]
+        matrix = rotation_matrix_torch(rotation)  # also for the Jacobian below
+        camera = to_camera_torch(shape, self.pivot, rotation, translation)
         dproj = _projection_jacobian(camera, self.intrinsics) * self.weight[..., None]  # (B, D, 2, 3)
         points = torch.cat([
             torch.einsum("bdcj,kdj->bdck", torch.einsum("bdci,bij->bdcj", dproj, matrix), self.basis),

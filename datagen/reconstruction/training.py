@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw
 
 from ..data.dataset import ShardedDataset
 from ..errors import DatagenError
-from ..files import atomic_file
+from ..files import atomic_file, atomic_write_text
 from ..progress import format_duration
 from .data import FaceTrainingSet, split_indices, translation_of
 from .evaluation import evaluate_network
@@ -268,11 +268,11 @@ class Trainer:
         return evaluate_network(self.net, self.model, self.held_out, self.config.size, self.device)
 
     def write_logs(self, metrics: dict) -> None:
-        with open(self.out / "metrics.csv", "w", newline="") as f:
+        with atomic_file(self.out / "metrics.csv") as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(self.history[-1]))
             writer.writeheader()
             writer.writerows(self.history)
-        (self.out / "evaluation.json").write_text(json.dumps(metrics, indent=1))
+        atomic_write_text(self.out / "evaluation.json", json.dumps(metrics, indent=1))
         plot_curves(self.history, self.out / "curve.png")
 
 

@@ -3,7 +3,7 @@
 All three are dask's own machinery (``LocalCluster``, ``Client(address)``, dask-jobqueue's
 ``SLURMCluster``/``PBSCluster``), configured from the job's ``[cluster]`` table. Every worker
 process renders with one GL context (single-threaded workers) bound to its own GPU where there
-is one (``gpus.egl_device``); ``WorkerSetup`` builds the model and renderer once per worker as
+is one (``synth.gpus.egl_device``); ``WorkerSetup`` builds the model and renderer once per worker as
 it joins, before its first task.
 """
 
@@ -28,7 +28,7 @@ class WorkerSetup(WorkerPlugin):
         self.spec, self.model_dir = spec, model_dir
 
     async def setup(self, worker):
-        from ..synth.generator import cached_generator
+        from .generator import cached_generator
 
         # On the thread that runs the tasks: a GL context is current in the thread that made it.
         loop = asyncio.get_running_loop()
@@ -45,7 +45,7 @@ def llvmpipe_threads(cores: int, workers: int) -> str:
 
 def local_worker_count(cluster: ClusterSpec) -> tuple[int, int]:
     """(worker processes, GPUs) for a local cluster: ``workers``, else one per GPU, else one per core."""
-    from .gpus import gpu_count
+    from ..synth.gpus import gpu_count
 
     gpus = gpu_count()
     return cluster.workers or gpus or os.cpu_count() or 1, gpus

@@ -13,23 +13,20 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data.manifest import MANIFEST, read_manifest, shard_name, spec_fingerprint, write_manifest
+from ..data.manifest import shard_name, write_manifest
 from ..data.shards import ShardWriter
 from ..errors import DatagenError, DiskFullError
 from ..files import remove_partial_files
 from ..models.morphable_model import MorphableModel
 from ..models.registry import resolve_model
 from ..spec import JobSpec, with_cluster
-from ..synth.generator import cached_generator
+from .generator import cached_generator
 from ..synth.render import is_software
 from .cluster import WorkerSetup, check_batch_system, connect
 from .locking import OutputLock
 from .output import prepare_output
-from .plan import plan, texture_fingerprints
 
-__all__ = ["MANIFEST", "JobCheck", "RunSummary", "check_job", "default_output", "generate_shard", "plan",
-           "prepare_output", "read_manifest", "run_job", "shard_task", "spec_fingerprint", "texture_fingerprints",
-           "write_manifest"]
+__all__ = ["JobCheck", "RunSummary", "check_job", "default_output", "generate_shard", "run_job", "shard_task"]
 
 TASK_RETRIES = 2
 
@@ -114,7 +111,7 @@ class RunSummary:
 
 def run_job(spec: JobSpec, out_dir: str | Path, model_dir: str | None = None, workers: int | None = None,
             scheduler: str | None = None, force: bool = False, client=None, progress=None,
-            log=print) -> RunSummary:
+            log=print, cluster_kind: str | None = None, jobs: int | None = None) -> RunSummary:
     """Generate the job's dataset into ``out_dir`` on dask (the job's ``[cluster]``: local by default).
 
     Every shard is one task. Shards that fail (a worker that keeps dying, an error) do not stop
@@ -125,17 +122,19 @@ def run_job(spec: JobSpec, out_dir: str | Path, model_dir: str | None = None, wo
 
     Args:
       workers: local worker processes (overrides the job's ``cluster.workers``).
-      scheduler: address of an existing dask scheduler (overrides the job's ``[cluster]``).
+      scheduler: address of an existing dask scheduler (overrides the job's ``[cluster]``; implies
+        ``cluster_kind="scheduler"`` unless that is given).
+      cluster_kind, jobs: override the job's ``cluster.kind`` and, for slurm/pbs, ``cluster.jobs``.
       client: an existing ``distributed.Client`` to run on instead of the job's ``[cluster]``.
       progress: callable(samples_just_finished) for a progress bar, or an object with
         ``update(samples)`` and ``skip(samples)`` (``datagen.progress.Progress``), which is told
         apart the samples a resumed run found complete.
       log: callable(str) for one-line messages.
     """
-    if workers is not None:
-        spec = with_cluster(spec, workers=workers)
-    if scheduler:
-        spec = with_cluster(spec, kind="scheduler", scheduler=scheduler)
+    changes = {"kind": cluster_kind or ("scheduler" if scheduler else None), "workers": workers, "jobs": jobs,
+               "scheduler": scheduler}
+    if any(v is not None for v in changes.values()):
+        spec = with_cluster(spec, **{k: v for k, v in changes.items() if v is not None})
     if client is None:
         check_batch_system(spec.cluster)
     out_dir = Path(out_dir)

@@ -8,8 +8,10 @@ from pathlib import Path
 
 from .. import __version__
 from ..data.manifest import shard_name, spec_fingerprint
+from ..data.shards import SCHEMA_VERSION
 from ..errors import DatagenError
 from ..models.morphable_model import MorphableModel, model_checksum
+from ..photo.library import INDEX
 from ..spec import JobSpec
 
 
@@ -17,7 +19,7 @@ def plan(spec: JobSpec, model: MorphableModel) -> dict:
     """The manifest of a job before any shard exists."""
     return {
         "format": "datagen-shards",
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "datagen_version": __version__,
         "name": spec.name,
         "job_spec": spec.source_text,
@@ -39,7 +41,7 @@ def texture_fingerprints(spec: JobSpec) -> dict:
     """SHA-256 of the index of every texture library the job reads: refitting a library changes the samples."""
     fingerprints = {}
     for written, library in spec.texture_libraries():
-        index = Path(library) / "index.json"
+        index = Path(library) / INDEX
         try:
             fingerprints[written] = hashlib.sha256(index.read_bytes()).hexdigest()
         except OSError:

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import SpecError
-from ..photo.images import ImageReadError, read_rgb
+from ..images import ImageReadError, read_rgb
 from .sampling import sample_rng
 from ..spec import JobSpec
 

@@ -14,14 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import Delaunay
 
+from ..data.fields import LABELS
 from ..models.morphable_model import MorphableModel
 
-# The public label table (also written into every shard). Left/right are the subject's.
-LABELS = (
-    "background", "skin", "head_neck", "nose", "brow_right", "brow_left", "eye_right", "eye_left",
-    "upper_lip", "lower_lip", "mouth_interior", "teeth",
-)
-LABEL = {name: i for i, name in enumerate(LABELS)}
+LABEL = {name: i for i, name in enumerate(LABELS)}  # LABELS: the public table, declared with the fields
 
 # Materials the shader knows (values of the per-vertex material attribute).
 MATERIALS = ("skin", "mouth_interior", "teeth", "eye", "eye_socket")

@@ -21,6 +21,7 @@ from importlib import resources
 import numpy as np
 
 from ..camera import glsl_sh_constants, projection_matrix
+from ..data.fields import APPEARANCE_NAMES
 from ..errors import RenderError
 from .geometry import MeshTopology, SceneBatch, mesh_topology
 from ..models.morphable_model import MorphableModel
@@ -31,6 +32,10 @@ from ..models.morphable_model import MorphableModel
 DYNAMIC_LAYOUT = (("in_position", None, "3f"), ("in_normal", None, "3f"))
 STATIC_LAYOUT = (("in_uv", "uv", "2f"), ("in_label", "label", "1f"), ("in_material", "material", "1f"),
                  ("in_weights", "weights", "4f"))
+
+
+def _floats(layout) -> int:
+    return sum(int(fmt[:-1]) for _, _, fmt in layout)
 
 
 def _format(layout, inputs) -> str:
@@ -66,7 +71,7 @@ def create_context(device_index: int | None = None):
     """
     import moderngl
 
-    from ..run.gpus import egl_device
+    from .gpus import egl_device
 
     load_llvm_users_first()
     if device_index is None:
@@ -112,9 +117,10 @@ def is_software(ctx) -> bool:
     return any(name in renderer for name in ("llvmpipe", "softpipe", "swrast", "lavapipe"))
 
 
-def _shader(name: str) -> str:
+def shader_source(name: str) -> str:
+    """A shader of shaders/, with the constants it takes from Python (the SH basis, the material size)."""
     source = resources.files("datagen.synth").joinpath("shaders", name).read_text()
-    return source.replace("SH_CONSTANTS", glsl_sh_constants())
+    return source.replace("SH_CONSTANTS", glsl_sh_constants()).replace("APPEARANCE_SIZE", str(len(APPEARANCE_NAMES)))
 
 
 class Renderer:
@@ -131,7 +137,8 @@ class Renderer:
         # contexts (a preview beside a fitter, tests), and a call lands in whichever is current.
         with self.ctx:
             self._build_buffers()
-            self.program = self.ctx.program(vertex_shader=_shader("face.vert"), fragment_shader=_shader("face.frag"))
+            self.program = self.ctx.program(vertex_shader=shader_source("face.vert"),
+                                            fragment_shader=shader_source("face.frag"))
             self.vao = self.ctx.vertex_array(
                 self.program, self.vertex_buffers(*(name for name, _, _ in DYNAMIC_LAYOUT + STATIC_LAYOUT)),
                 index_buffer=self.index)
@@ -150,8 +157,8 @@ class Renderer:
                    for _, key, _ in STATIC_LAYOUT]
         self.static = self.ctx.buffer(np.ascontiguousarray(np.concatenate(columns, axis=1), np.float32).tobytes())
         self.index = self.ctx.buffer(t.render_triangles.tobytes())
-        self.dynamic = self.ctx.buffer(reserve=len(t.render_to_model) * 6 * 4, dynamic=True)
-        self._upload = np.empty((len(t.render_to_model), 6), np.float32)
+        self.dynamic = self.ctx.buffer(reserve=len(t.render_to_model) * _floats(DYNAMIC_LAYOUT) * 4, dynamic=True)
+        self._upload = np.empty((len(t.render_to_model), _floats(DYNAMIC_LAYOUT)), np.float32)
 
     def vertex_buffers(self, *inputs: str) -> list[tuple]:
         """moderngl ``vertex_array`` content that feeds the shader ``inputs`` from this renderer's
@@ -227,8 +234,9 @@ class Renderer:
 
     def upload(self, scenes: SceneBatch, i: int) -> None:
         """Put sample i's camera-space vertices and normals in the vertex buffer (shared with texture.UVRasteriser)."""
-        self._upload[:, :3] = scenes.vertices[i][self.topology.render_to_model]
-        self._upload[:, 3:] = scenes.normals[i][self.topology.render_to_model]
+        ids = self.topology.render_to_model  # DYNAMIC_LAYOUT: position, then normal
+        self._upload[:, :3] = scenes.vertices[i][ids]
+        self._upload[:, 3:] = scenes.normals[i][ids]
         self.dynamic.write(self._upload)
 
     def _draw(self, scenes: SceneBatch, i: int, out: RenderOutput) -> None:

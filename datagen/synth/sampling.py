@@ -5,7 +5,7 @@ stream ``np.random.default_rng([seed, index, stream])``, so any sample can be re
 alone, and changing one prior (say, expression) leaves the other parts (identities, poses,
 ...) of every sample unchanged.
 
-Conventions (see also geometry.py):
+Conventions (see also camera.py):
 - rotation = (yaw, pitch, roll) in radians, applied as R = Rz(roll) @ Rx(pitch) @ Ry(yaw).
   Positive yaw turns the face towards the image's right (the subject's left), positive pitch
   turns it down, positive roll turns it counter-clockwise in the image.
@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..camera import SH_NORM, rotation_matrix, sh_basis
+from ..camera import SH_NORM, resize_intrinsics, rotation_matrix, sh_basis
+from ..data.fields import APPEARANCE_NAMES
 from ..models.morphable_model import MorphableModel
 from ..spec import JobSpec, PosePrior, SamplingSpec
 
@@ -30,11 +31,6 @@ STREAMS = {"identity": 0, "expression": 1, "pose": 2, "camera": 3, "lighting": 4
            "background_pattern": 7, "texture": 8, "photoreal": 9}
 PHOTO_BACKGROUND = 2  # params/background kind: the fitted photo itself (photo-realistic jobs)
 
-APPEARANCE_NAMES = (
-    "melanin", "haemoglobin", "lip_redness", "brow_darkness", "cheek_redness", "blotch_strength",
-    "pore_strength", "specular", "shininess", "iris_hue", "iris_darkness", "teeth_yellowness",
-    "pattern_offset_u", "pattern_offset_v",
-)
 
 
 @dataclass(frozen=True)
@@ -62,7 +58,7 @@ def sample_face(spec: JobSpec, model: MorphableModel, index: int, num_background
     """Draw sample ``index`` of the job ``spec``.
 
     ``photos``: the fitted photos of the job's texture libraries (objects with ``fit`` and
-    ``light_sh``, as ``photos.FittedPhoto``): albedo sources, or in a photo-realistic job the
+    ``light_sh``, as ``photo.library.FittedPhoto``): albedo sources, or in a photo-realistic job the
     faces that are re-rendered.
     """
     if spec.photoreal.library:
@@ -109,12 +105,10 @@ def sample_photoreal(spec: JobSpec, model: MorphableModel, index: int, photos: l
     light = sample_lighting(rng("lighting"), s) if choice.uniform() < p.relight_probability else photos[k].light_sh
     appearance = sample_appearance(rng("appearance"), s)  # eyes and teeth; the skin is the photo's
     appearance[APPEARANCE_NAMES.index("specular")] = 0.0  # the photo's highlights are in its albedo
-    crop = photos[k].crop.shape[0]
-    scale = np.array([spec.render.width, spec.render.height] * 2, np.float32) / crop
     return FaceParams(
         sample_index=index, identity=np.asarray(fit.identity, np.float32), expression=expression,
         rotation=(np.asarray(fit.rotation, np.float64) + np.radians(change)).astype(np.float32),
-        translation=np.asarray(fit.translation, np.float32), intrinsics=np.asarray(fit.intrinsics) * scale,
+        translation=np.asarray(fit.translation, np.float32), intrinsics=resize_intrinsics(fit.intrinsics, photos[k].crop.shape[0], spec.render.width, spec.render.height),
         light_sh=np.asarray(light, np.float32), appearance=appearance,
         background=np.array([PHOTO_BACKGROUND, k], np.int64), albedo_source=k)
 

@@ -4,7 +4,7 @@
 // Blinn-Phong lobe towards the dominant light direction (the SH linear band).
 uniform bool u_shade;
 uniform vec3 u_sh[9];          // radiance SH coefficients per RGB channel, camera space
-uniform float u_appearance[14];  // sampling.APPEARANCE_NAMES
+uniform float u_appearance[APPEARANCE_SIZE];  // data.fields.APPEARANCE_NAMES
 uniform sampler2D u_noise;     // tiling noise: r low-frequency, g pore-scale, b mid-frequency, a hair streaks
 uniform bool u_use_albedo_map; // skin albedo from a UV map (a fitted photo's, linear RGB) instead of the procedural one
 uniform sampler2D u_albedo_map;  // spans u in [0, u_albedo_tiles) (UDIM tiles side by side), v in [0, 1)
@@ -22,10 +22,10 @@ layout(location = 1) out vec4 out_geometry;
 layout(location = 2) out float out_label;
 
 const float PI = 3.14159265;
+SH_CONSTANTS  // camera.glsl_sh_constants(): the SH basis constants and band factors
 
 vec3 irradiance(vec3 n) {
     // E(n) / pi with the clamped-cosine kernel's band factors pi, 2pi/3, pi/4 folded in.
-    SH_CONSTANTS  // camera.glsl_sh_constants(): the SH basis constants and band factors
     vec3 e = a0 * c0 * u_sh[0]
         + a1 * c1 * (u_sh[1] * n.y + u_sh[2] * n.z + u_sh[3] * n.x)
         + a2 * (c2 * (u_sh[4] * n.x * n.y + u_sh[5] * n.y * n.z + u_sh[7] * n.x * n.z)
@@ -91,9 +91,9 @@ void main() {
     vec3 l_dir = vec3(dot(u_sh[3], vec3(0.2126, 0.7152, 0.0722)),
                       dot(u_sh[1], vec3(0.2126, 0.7152, 0.0722)),
                       dot(u_sh[2], vec3(0.2126, 0.7152, 0.0722)));
-    float strength = length(l_dir) / 0.488603;
+    float strength = length(l_dir) / c1;
     if (strength > 1e-4) {
-        vec3 l = l_dir / (strength * 0.488603);
+        vec3 l = l_dir / (strength * c1);
         vec3 view = normalize(-v_position);
         vec3 h = normalize(l + view);
         float shininess = material == 3 ? 120.0 : u_appearance[8] * (1.0 + v_weights.x);

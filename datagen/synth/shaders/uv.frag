@@ -1,7 +1,7 @@
 #version 330
 // Per texel: the photo's colour where the face point is visible (depth test against the face's own
 // depth map from the camera), a visibility weight (cosine between normal and view), the normal and
-// the mirror texel. Photo and depth map are sampled at pixel (u, v), row 0 = top, as in geometry.project.
+// the mirror texel. Photo and depth map are sampled at pixel (u, v), row 0 = top, as in camera.project.
 uniform vec4 u_intrinsics;        // fx, fy, cx, cy
 uniform vec2 u_image_size;        // width, height in pixels
 uniform sampler2D u_photo;        // linear RGB, row 0 = top

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .face_parts import LABELS
+from .fields import LABELS
 
 _PALETTE = np.array([
     (0, 0, 0), (224, 172, 140), (150, 110, 90), (230, 200, 60), (120, 60, 30), (160, 80, 40), (40, 120, 230),
@@ -49,11 +49,3 @@ def contact_sheet(arrays: dict, columns: int | None = None, gap: int = 4) -> Ima
         y, x = r * (2 * h + gap), c * (2 * w + gap)
         sheet[y:y + 2 * h, x:x + 2 * w] = sample_panels(arrays, k)
     return Image.fromarray(sheet)
-
-
-def preview_sheet(spec, model, count: int = 16, start: int = 0) -> Image.Image:
-    """Samples ``start`` .. ``start + count`` of a job, rendered in this process, as a contact sheet
-    (``datagen preview``); nothing is written."""
-    from .generator import FaceGenerator
-
-    return contact_sheet(FaceGenerator(spec, model).generate(range(start, start + count)))

@@ -1,7 +1,8 @@
-"""Generate samples: sample parameters -> build geometry -> render -> annotate, in batches.
+"""Run the stages in one process: sample parameters -> scenes -> render -> background -> annotate, in batches.
 
 ``FaceGenerator`` holds what is set up once per process (model, renderer, background list);
-``generate(indices)`` returns those samples as a ``fields.SampleBatch``. Preview,
+``samples(indices)`` returns those samples as a ``data.fields.SampleBatch`` (``generate``: its
+arrays as a dict). Preview,
 the dask workers and the benchmarks all go through it.
 """
 
@@ -11,16 +12,17 @@ import threading
 
 import numpy as np
 
-from .annotate import annotate
-from .background import composite, list_background_images, make_background
+from ..data.preview import contact_sheet
+from ..synth.annotate import annotate
+from ..synth.background import composite, list_background_images, make_background
 from ..data.fields import SampleBatch, shard_fields
-from .geometry import build_scenes
+from ..synth.geometry import build_scenes
 from ..models.registry import resolve_model
 from ..models.morphable_model import MorphableModel
-from .render import Renderer, describe_context
+from ..synth.render import Renderer, describe_context
 from ..photo.photoreal import PhotoBackdrop, face_only
 from ..photo.library import load_photos
-from .sampling import PHOTO_BACKGROUND, FaceParams, sample_face
+from ..synth.sampling import PHOTO_BACKGROUND, FaceParams, sample_face
 from ..spec import JobSpec
 
 
@@ -38,7 +40,7 @@ class FaceGenerator:
     @property
     def device(self) -> str:
         """What this generator renders on, in words (GL renderer, and how the EGL device was chosen)."""
-        from ..run.gpus import egl_device
+        from ..synth.gpus import egl_device
 
         return f"{describe_context(self.renderer.ctx)}; {egl_device().how}"
 
@@ -97,3 +99,9 @@ def cached_generator(spec: JobSpec, model_dir: str | None) -> FaceGenerator:
             cache.pop(next(iter(cache))).renderer.release()
         cache[key] = FaceGenerator(spec, resolve_model(spec.model_reference(), model_dir))
     return cache[key]
+
+
+def preview_sheet(spec, model, count: int = 16, start: int = 0):
+    """Samples ``start`` .. ``start + count`` of a job, rendered in this process, as a contact sheet
+    (``datagen preview``); nothing is written."""
+    return contact_sheet(FaceGenerator(spec, model).generate(range(start, start + count)))
