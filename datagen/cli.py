@@ -294,11 +294,19 @@ def reconstruct(photos, checkpoint, output, landmarks, all_faces, model_dir):
 @click.option("--photos", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Folder of photos with 68-point .pts annotations.")
 @click.option("--samples", type=int, default=1000, show_default=True, help="Held-out samples to score.")
+@click.option("--benchmark", nargs=2, type=(click.Choice(["aflw2000"]), click.Path(exists=True, file_okay=False)),
+              default=None, metavar="aflw2000 DIR", help="A benchmark and its folder: AFLW2000-3D (.jpg with .mat, "
+              "or with .pts and yaw.csv), scored as 3DDFA/SynergyNet do.")
+@click.option("--crop", type=click.Choice(["truth", "detected"]), default="truth", show_default=True,
+              help="Benchmark crops: from the ground-truth landmarks' box (the protocol's), or the detected face.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the benchmark's per-image rows here.")
 @click.option("--overlays", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Write each photo's reconstruction overlay here.")
+              help="Write each photo's reconstruction overlay here (and a sheet of the benchmark's).")
 @MODEL_DIR
-def evaluate(checkpoint, data, photos, samples, overlays, model_dir):
-    """Score a checkpoint: dense vertex error and landmark NME on synthetic data, landmark NME on real photos."""
+def evaluate(checkpoint, data, photos, samples, benchmark, crop, csv_path, overlays, model_dir):
+    """Score a checkpoint: dense vertex error and landmark NME on synthetic data, landmark NME on real
+    photos, and a benchmark's protocol (AFLW2000-3D)."""
     from .reconstruction import require_torch
 
     require_torch()
@@ -310,6 +318,12 @@ def evaluate(checkpoint, data, photos, samples, overlays, model_dir):
         click.echo("\n".join(synthetic_report(evaluate_synthetic(reconstructor, data, samples))))
     if photos:
         click.echo("\n".join(photo_report(evaluate_photos(reconstructor, photos, overlays))))
+    if benchmark:
+        from .reconstruction.benchmark import benchmark_report, evaluate_aflw2000
+
+        result = evaluate_aflw2000(reconstructor, benchmark[1], crop, csv_path, overlays,
+                                   progress=_progress("benchmark", unit="images"))
+        click.echo("\n".join(benchmark_report(result)))
 
 
 @cli.group()

@@ -121,6 +121,8 @@ def test_inspect_defaults_to_the_default_jobs_output(tmp_path, tiny_model_dir, m
     assert runner.invoke(cli, ["generate", str(_job(tmp_path, tiny_model_dir)), "--out", "data/quickstart"]).exit_code == 0
     result = runner.invoke(cli, ["inspect"])
     assert result.exit_code == 0 and "OK: all 2 shards valid" in result.output
+    assert "skin tone (individual typology angle of the mean skin colour, 6 samples):" in result.output
+    assert "yaw (deg):" in result.output and "face height" in result.output
 
 
 def test_check_fails_on_a_missing_model_or_texture_library(tmp_path, tiny_model_dir):

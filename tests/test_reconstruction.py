@@ -259,3 +259,20 @@ def test_loader_workers_draw_new_augmentations_every_epoch(trained):
         images.append({int(i): image for batch in loader for i, image in zip(batch["index"], batch["image"])})
     both = images[0].keys() & images[1].keys()  # drop_last leaves out other samples each epoch
     assert len(both) > 30 and all(not torch.equal(images[0][i], images[1][i]) for i in both)
+
+
+def test_evaluate_scores_the_aflw2000_benchmark_under_its_protocol(trained, tmp_path):
+    from conftest import SHARED
+
+    _, out = trained
+    args = ["evaluate", "--checkpoint", str(out / "best.pt"), "--benchmark", "aflw2000", str(SHARED / "aflw2000"),
+            "--csv", str(tmp_path / "rows.csv"), "--overlays", str(tmp_path / "ov")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "AFLW2000-3D (8 images, crop from truth)" in result.output
+    assert re.search(r"reconstruction: [\d.]+% \(mean of the yaw bins; plain mean [\d.]+%\); \|yaw\| 0-30: [\d.]+% \(n=8\)",
+                     result.output)
+    assert "mean face at the network's pose: " in result.output and "SynergyNet 3.41%" in result.output
+    rows = (tmp_path / "rows.csv").read_text().splitlines()
+    assert rows[0] == "image,yaw_deg,yaw_bin,nme,mean_face_nme,crop_from" and len(rows) == 9
+    assert (tmp_path / "ov" / "sheet.png").exists() and (tmp_path / "ov" / "image00202-overlay.png").exists()

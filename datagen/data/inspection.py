@@ -11,8 +11,14 @@ import numpy as np
 
 from ..camera import SH_NORM
 from ..errors import ShardError
+from .fields import LABELS
 from .manifest import read_manifest, unlisted_shards
+from .skin_tone import ITA_CATEGORIES, ita_category, skin_tones
 from .shards import validate_shard
+
+
+SKIN_TONE_SAMPLES = 2000  # at most this many samples' skin colours (spread over the shards)
+SKIN_TONE_LABELS = tuple(LABELS.index(name) for name in ("skin", "nose"))  # not the neck: it is shaded darker
 
 
 @dataclass
@@ -26,6 +32,9 @@ class Report:
     problems: list = field(default_factory=list)  # (file, message)
     schema: list = field(default_factory=list)  # (name, per-sample shape, dtype, doc)
     stats: list = field(default_factory=list)  # (name, mean, std, min, max, unit)
+    skin_tones: dict = field(default_factory=dict)  # ITA category -> fraction of the samples looked at
+    skin_tone_samples: int = 0
+    histograms: dict = field(default_factory=dict)  # name -> [(low, high, count)]
 
     @property
     def ok(self) -> bool:
@@ -66,12 +75,15 @@ def _describe(report: Report) -> None:
         f.visititems(lambda n, o: report.schema.append((n, o.shape[1:], str(o.dtype), o.attrs.get("doc", "")))
                      if isinstance(o, h5py.Dataset) else None)
         expression_names = json.loads(f["params/expression"].attrs.get("names", "[]"))
-    params = {}
+    params, tones = {}, []
+    per_shard = -(-SKIN_TONE_SAMPLES // len(report.valid))
     for info in report.valid:
         with h5py.File(info.path, "r") as f:
             for name in ("params/rotation", "params/expression", "params/identity", "params/intrinsics",
-                         "params/translation", "landmark_visible", "params/light_sh"):
+                         "params/translation", "landmark_visible", "params/light_sh", "landmarks_2d"):
                 params.setdefault(name, []).append(f[name][()])
+            height = f["image"].shape[1]
+            tones.append(skin_tones(f["image"][:per_shard], f["segmentation"][:per_shard], SKIN_TONE_LABELS))
     p = {k: np.concatenate(v) for k, v in params.items()}
     degrees = np.degrees(p["params/rotation"])
     for i, axis in enumerate(("yaw", "pitch", "roll")):
@@ -86,6 +98,17 @@ def _describe(report: Report) -> None:
     report.stats.append(_stat("distance", -p["params/translation"][:, 2], "mm"))
     report.stats.append(_stat("ambient light", p["params/light_sh"][:, 0].mean(1) * SH_NORM[0], ""))
     report.stats.append(_stat("visible landmarks", p["landmark_visible"].sum(1), "of 68"))
+    landmarks = p["landmarks_2d"]
+    report.stats.append(_stat("face height", 100 * np.ptp(landmarks[..., 1], axis=1) / height, "% of image"))
+    report.stats.append(_stat("inter-ocular", np.linalg.norm(landmarks[:, 36] - landmarks[:, 45], axis=1), "px"))
+    for i, axis in ((0, "yaw"), (1, "pitch")):
+        counts, edges = np.histogram(degrees[:, i], bins=np.arange(-90, 91, 15))
+        report.histograms[axis] = [(float(lo), float(hi), int(n)) for lo, hi, n in zip(edges[:-1], edges[1:], counts)]
+    ita = np.concatenate(tones)
+    ita = ita[np.isfinite(ita)]
+    report.skin_tone_samples = len(ita)
+    names = [ita_category(v) for v in ita]
+    report.skin_tones = {name: names.count(name) / max(len(names), 1) for name, _ in ITA_CATEGORIES}
 
 
 def _stat(name, values, unit):
@@ -104,6 +127,16 @@ def format_report(report: Report) -> str:
         lines.append("\nparameters:                mean       std       min       max")
         for name, mean, std, lo, hi, unit in report.stats:
             lines.append(f"  {name:<20} {mean:>9.3f} {std:>9.3f} {lo:>9.3f} {hi:>9.3f}  {unit}")
+    for axis, bins in report.histograms.items():
+        lines.append(f"\n{axis} (deg):")
+        top = max(n for _, _, n in bins) or 1
+        for lo, hi, n in bins:
+            lines.append(f"  {lo:>5.0f} to {hi:>4.0f}  {n:>7d}  {'#' * round(30 * n / top)}")
+    if report.skin_tone_samples:
+        lines.append(f"\nskin tone (individual typology angle of the mean skin colour, {report.skin_tone_samples} samples):")
+        for (name, lower), share in zip(ITA_CATEGORIES, report.skin_tones.values()):
+            bound = f"> {lower:.0f} deg" if np.isfinite(lower) else "<= -30 deg"
+            lines.append(f"  {name:<13} {bound:<11} {100 * share:5.1f}%")
     lines.append("")
     if report.problems:
         invalid = report.num_shards - len(report.valid)
