@@ -276,3 +276,12 @@ def test_evaluate_scores_the_aflw2000_benchmark_under_its_protocol(trained, tmp_
     rows = (tmp_path / "rows.csv").read_text().splitlines()
     assert rows[0] == "image,yaw_deg,yaw_bin,nme,mean_face_nme,crop_from" and len(rows) == 9
     assert (tmp_path / "ov" / "sheet.png").exists() and (tmp_path / "ov" / "image00202-overlay.png").exists()
+
+
+def test_evaluate_scores_held_out_renders_from_the_command_line(trained, tiny_data):
+    _, out = trained
+    result = CliRunner().invoke(cli, ["evaluate", "--checkpoint", str(out / "best.pt"), "--data", str(tiny_data),
+                                      "--samples", "16"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"synthetic \(\d+ held-out samples\): vertex error [\d.]+ mm after rigid alignment", result.output)
+    assert "ratio of the regressed parameters before the fit to the dense points" in result.output

@@ -86,6 +86,13 @@ def evaluate_network(net, model, held_out, size: int, device, batch_size: int = 
     it came in (a Reconstructor's stays in eval mode: batch statistics of one photo are no statistics)."""
     import torch
 
+    with torch.no_grad():  # scoring: no graph
+        return _evaluate_network(net, model, held_out, size, device, batch_size)
+
+
+def _evaluate_network(net, model, held_out, size, device, batch_size):
+    import torch
+
     from .network import FaceDecoder
     from .refine import final_parameters
 

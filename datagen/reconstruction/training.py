@@ -61,6 +61,7 @@ class TrainConfig:
     seed: int = 0
     model_dir: str | None = None
     progress_seconds: float = 30.0  # a progress line within each epoch at most this often
+    augment: bool = True  # crop jitter, colour, blur, noise and JPEG on the training crops (data.FaceTrainingSet)
 
 
 def device() -> torch.device:
@@ -108,7 +109,7 @@ class Trainer:
         train_ids, held_ids = split_indices(len(self.dataset), config.held_out)
         if len(train_ids) < config.batch_size:
             raise DatagenError(f"{config.data}: {len(train_ids)} training samples, fewer than one batch of {config.batch_size}")
-        self.train_set = FaceTrainingSet(config.data, train_ids, config.size, augment=True, seed=config.seed)
+        self.train_set = FaceTrainingSet(config.data, train_ids, config.size, augment=config.augment, seed=config.seed)
         self.held_out = FaceTrainingSet(config.data, held_ids[:config.evaluate_samples], config.size, augment=False)
         # channels-last convolutions: about 20% faster on a CPU (oneDNN), and what tensor cores want
         self.point_ids = dense_vertex_ids(self.model, config.points)
@@ -276,7 +277,6 @@ class Trainer:
         plot_curves(self.history, self.out / "curve.png")
 
 
-@torch.no_grad()
 def plot_curves(history: list[dict], path: Path, size=(640, 360)) -> None:
     """Training loss and held-out vertex error ratio per epoch, drawn with PIL (no plotting dependency)."""
     image = Image.new("RGB", size, "white")

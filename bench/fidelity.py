@@ -1,0 +1,92 @@
+"""The fidelity table: which data recipe transfers to real faces. One network and one training
+budget; datasets that differ in one factor each; every row scored on AFLW2000-3D (the protocol of
+``datagen evaluate --benchmark``), on the annotated photos, and on its own held-out renders.
+
+    python bench/fidelity.py [--samples 3000] [--minutes 4] [--rows default,seed,skins,no-augment]
+                             [--work bench-fidelity] [--shared ../shared] [--model-dir DIR]
+
+Rows (later issues add theirs: hair, details, ...):
+  default     the train20k recipe (jobs/train20k.toml) at --samples
+  seed        the same, another data and training seed: the run-to-run spread
+  skins       + photo skins: half the faces take the albedo of a photo fitted from <shared>/faces
+  no-augment  the default data, the trainer's augmentations off
+Prints one line per row: synthetic held-out landmark NME (of the landmark box), AFLW2000-3D NME
+(mean of the yaw bins) and the mean face's at the network's pose, their ratio (the domain gap),
+and the photos' NME (of the inter-ocular distance). Everything it makes goes to --work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+
+from datagen.models import resolve_model
+from datagen.photo.fitter import fit_photos
+from datagen.reconstruction.benchmark import evaluate_aflw2000
+from datagen.reconstruction.evaluation import evaluate_photos, evaluate_synthetic
+from datagen.reconstruction.inference import Reconstructor
+from datagen.reconstruction.training import TrainConfig, train
+from datagen.run.job import run_job
+from datagen.spec import load_spec, with_overrides
+
+REPO = Path(__file__).resolve().parents[1]
+ROWS = ("default", "seed", "skins", "no-augment")
+
+
+def recipe(row: str, samples: int, library: Path):
+    """(job spec, training seed, augment) of a row."""
+    spec = with_overrides(load_spec(REPO / "jobs" / "train20k.toml"), num_samples=samples)
+    if row == "seed":
+        return dataclasses.replace(spec, seed=spec.seed + 1000), 1, True
+    if row == "skins":
+        appearance = dataclasses.replace(spec.sampling.appearance, texture_libraries=(str(library),),
+                                         texture_probability=0.5)
+        return dataclasses.replace(spec, sampling=dataclasses.replace(spec.sampling, appearance=appearance)), 0, True
+    return spec, 0, row != "no-augment"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", type=int, default=3000)
+    parser.add_argument("--minutes", type=float, default=4.0)
+    parser.add_argument("--rows", default=",".join(ROWS))
+    parser.add_argument("--work", type=Path, default=REPO / "bench-fidelity")
+    parser.add_argument("--shared", type=Path, default=REPO.parent / "shared")
+    parser.add_argument("--model-dir", default=None)
+    args = parser.parse_args()
+    rows = args.rows.split(",")
+    unknown = set(rows) - set(ROWS)
+    if unknown:
+        parser.error(f"unknown rows {sorted(unknown)}; choose from {', '.join(ROWS)}")
+    args.work.mkdir(parents=True, exist_ok=True)
+    library = args.work / "skins"
+    if "skins" in rows and not (library / "index.json").exists():
+        model = resolve_model("ict-facekit", args.model_dir)
+        fitted = [o for o in fit_photos([args.shared / "faces"], library, model) if not o.skipped]
+        print(f"texture library: {len(fitted)} photos of {args.shared / 'faces'} fitted into {library}")
+    print(f"budget per row: {args.samples} samples at 128x128 (train20k's recipe), {args.minutes:g} minutes of "
+          f"training on this machine's CPU")
+    print(f"{'recipe':<12} {'synthetic':>9} {'AFLW2000':>9} {'mean face':>9} {'gap':>6} {'photos':>7}   (NME %)")
+    for row in rows:
+        spec, seed, augment = recipe(row, args.samples, library)
+        data, run = args.work / f"data-{row}", args.work / f"run-{row}"
+        started = time.perf_counter()
+        run_job(spec, data, model_dir=args.model_dir, log=lambda m: None)
+        train(TrainConfig(data=str(data), out=str(run), epochs=1000, minutes=args.minutes, seed=seed, augment=augment,
+                          evaluate_samples=300, model_dir=args.model_dir), log=lambda m: None)
+        reconstructor = Reconstructor(run / "best.pt", args.model_dir)
+        synthetic = evaluate_synthetic(reconstructor, data, 300)["landmark_nme"]
+        aflw = evaluate_aflw2000(reconstructor, args.shared / "aflw2000")
+        photos = evaluate_photos(reconstructor, args.shared / "faces")
+        real, mean_face = aflw["nme"]["mean_of_bins"], aflw["mean_face_nme"]["mean_of_bins"]
+        print(f"{row:<12} {100 * synthetic:9.2f} {100 * real:9.2f} {100 * mean_face:9.2f} {real / synthetic:6.2f} "
+              f"{100 * np.mean([r['nme'] for r in photos.values()]):7.2f}   ({(time.perf_counter() - started) / 60:.1f} min)",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
