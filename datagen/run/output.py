@@ -27,6 +27,7 @@ def prepare_output(spec: JobSpec, out_dir: Path, model: MorphableModel, force: b
     """
     remove_partial_files(out_dir)
     fresh = plan(spec, model)
+    adopted: set[str] = set()
     if (out_dir / MANIFEST).exists():
         old = read_manifest(out_dir)
         if (old.get("spec_fingerprint") != fresh["spec_fingerprint"] or old.get("model") != fresh["model"]
@@ -39,11 +40,13 @@ def prepare_output(spec: JobSpec, out_dir: Path, model: MorphableModel, force: b
             fresh["shards"] = old["shards"]
             _refuse_unlisted(out_dir, fresh, force)
     else:
-        _adopt_orphans(out_dir, fresh, force, log)
+        adopted = _adopt_orphans(out_dir, fresh, force, log)
     write_manifest(out_dir, fresh)
     todo = []
     for i, record in enumerate(fresh["shards"]):
         path = out_dir / record["file"]
+        if record["file"] in adopted:
+            continue  # validated as it was taken in
         if record["checksum"] and path.exists():
             try:
                 validate_shard(path, record["checksum"])
@@ -79,16 +82,14 @@ def _refuse_unlisted(out_dir: Path, manifest: dict, force: bool) -> None:
         (out_dir / name).unlink()
 
 
-def _adopt_orphans(out_dir: Path, manifest: dict, force: bool, log) -> None:
+def _adopt_orphans(out_dir: Path, manifest: dict, force: bool, log) -> set[str]:
     """Shard files with no manifest (it was deleted or lost): keep the ones this job wrote, refuse others.
 
     A shard is this job's when its ``spec_fingerprint`` attribute is the job's, its sample range
     is the plan's and it validates; a job that reads texture libraries is never matched this way
-    (a shard does not record which version of a library it used).
+    (a shard does not record which version of a library it used). Returns the files taken in.
     """
     orphans = sorted(out_dir.glob(SHARD_PATTERN))
-    if not orphans:
-        return
     records = {r["file"]: r for r in manifest["shards"]}
     foreign = []
     for path in orphans:
@@ -106,6 +107,7 @@ def _adopt_orphans(out_dir: Path, manifest: dict, force: bool, log) -> None:
         path.unlink()
     if len(orphans) > len(foreign):
         log(f"{out_dir}: no {MANIFEST}; took in {len(orphans) - len(foreign)} shards this job had written")
+    return {path.name for path in orphans if path not in foreign}
 
 
 def _own_shard(path: Path, record: dict, manifest: dict):
