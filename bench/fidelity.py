@@ -2,14 +2,18 @@
 budget; datasets that differ in one factor each; every row scored on AFLW2000-3D (the protocol of
 ``datagen evaluate --benchmark``), on the annotated photos, and on its own held-out renders.
 
-    python bench/fidelity.py [--samples 3000] [--minutes 4] [--rows default,seed,skins,no-augment]
+    python bench/fidelity.py [--samples 4000] [--steps 1750 | --minutes 8] [--rows default,seed,...]
                              [--work bench-fidelity] [--shared ../shared] [--model-dir DIR]
 
 Rows (later issues add theirs: hair, details, ...):
   default     the train20k recipe (jobs/train20k.toml) at --samples
   seed        the same, another data and training seed: the run-to-run spread
   skins       + photo skins: half the faces take the albedo of a photo fitted from <shared>/faces
+  photoreal   the default data + a quarter as many photo-realistic re-renders of those photos
+              (jobs/photoreal.toml at 128x128), trained on together (datagen train --data A --data B)
+  backgrounds + image backgrounds: 70% of the faces over the parts of those photos away from their head
   no-augment  the default data, the trainer's augmentations off
+A row's data and run folders in --work are reused when they are complete (delete them to redo a row).
 Prints one line per row: synthetic held-out landmark NME (of the landmark box), AFLW2000-3D NME
 (mean of the yaw bins) and the mean face's at the network's pose, their ratio (the domain gap),
 and the photos' NME (of the inter-ocular distance). Everything it makes goes to --work.
@@ -34,25 +38,41 @@ from datagen.run.job import run_job
 from datagen.spec import load_spec, with_overrides
 
 REPO = Path(__file__).resolve().parents[1]
-ROWS = ("default", "seed", "skins", "no-augment")
+ROWS = ("default", "seed", "skins", "photoreal", "backgrounds", "no-augment")
+NEEDS_LIBRARY = {"skins", "photoreal", "backgrounds"}
+
+
+def with_sampling(spec, table: str, **values):
+    """``spec`` with keys of one ``[sampling.<table>]`` changed."""
+    changed = dataclasses.replace(getattr(spec.sampling, table), **values)
+    return dataclasses.replace(spec, sampling=dataclasses.replace(spec.sampling, **{table: changed}))
 
 
 def recipe(row: str, samples: int, library: Path):
-    """(job spec, training seed, augment) of a row."""
+    """({data folder name: job spec}, training seed, augment) of a row: its datasets are trained on together."""
     spec = with_overrides(load_spec(REPO / "jobs" / "train20k.toml"), num_samples=samples)
     if row == "seed":
-        return dataclasses.replace(spec, seed=spec.seed + 1000), 1, True
+        return {"data-seed": dataclasses.replace(spec, seed=spec.seed + 1000)}, 1, True
     if row == "skins":
-        appearance = dataclasses.replace(spec.sampling.appearance, texture_libraries=(str(library),),
-                                         texture_probability=0.5)
-        return dataclasses.replace(spec, sampling=dataclasses.replace(spec.sampling, appearance=appearance)), 0, True
-    return spec, 0, row != "no-augment"
+        return {"data-skins": with_sampling(spec, "appearance", texture_libraries=(str(library),),
+                                            texture_probability=0.5)}, 0, True
+    if row == "photoreal":
+        photoreal = load_spec(REPO / "jobs" / "photoreal.toml")
+        photoreal = dataclasses.replace(photoreal, name="photoreal128", num_samples=samples // 4,
+                                        render=spec.render, output=spec.output,
+                                        photoreal=dataclasses.replace(photoreal.photoreal, library=str(library)))
+        return {"data-default": spec, "data-photoreal": photoreal}, 0, True
+    if row == "backgrounds":
+        return {"data-backgrounds": with_sampling(spec, "background", kind="mixed", image_probability=0.7,
+                                                  texture_libraries=(str(library),))}, 0, True
+    return {"data-default": spec}, 0, row != "no-augment"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--samples", type=int, default=3000)
-    parser.add_argument("--minutes", type=float, default=4.0)
+    parser.add_argument("--samples", type=int, default=4000)
+    parser.add_argument("--steps", type=int, default=1750, help="optimiser steps a row trains (0: --minutes)")
+    parser.add_argument("--minutes", type=float, default=8.0, help="with --steps 0: minutes a row trains")
     parser.add_argument("--rows", default=",".join(ROWS))
     parser.add_argument("--work", type=Path, default=REPO / "bench-fidelity")
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared")
@@ -64,22 +84,25 @@ def main() -> None:
         parser.error(f"unknown rows {sorted(unknown)}; choose from {', '.join(ROWS)}")
     args.work.mkdir(parents=True, exist_ok=True)
     library = args.work / "skins"
-    if "skins" in rows and not (library / "index.json").exists():
+    if NEEDS_LIBRARY & set(rows) and not (library / "index.json").exists():
         model = resolve_model("ict-facekit", args.model_dir)
         fitted = [o for o in fit_photos([args.shared / "faces"], library, model) if not o.skipped]
         print(f"texture library: {len(fitted)} photos of {args.shared / 'faces'} fitted into {library}")
-    print(f"budget per row: {args.samples} samples at 128x128 (train20k's recipe), {args.minutes:g} minutes of "
-          f"training on this machine's CPU")
+    budget = f"{args.steps} optimiser steps of 64" if args.steps else f"{args.minutes:g} minutes on this machine"
+    print(f"budget per row: {args.samples} samples at 128x128 (train20k's recipe), {budget} of training")
     print(f"{'recipe':<12} {'synthetic':>9} {'AFLW2000':>9} {'mean face':>9} {'gap':>6} {'photos':>7}   (NME %)")
     for row in rows:
-        spec, seed, augment = recipe(row, args.samples, library)
-        data, run = args.work / f"data-{row}", args.work / f"run-{row}"
+        specs, seed, augment = recipe(row, args.samples, library)
+        run = args.work / f"run-{row}"
         started = time.perf_counter()
-        run_job(spec, data, model_dir=args.model_dir, log=lambda m: None)
-        train(TrainConfig(data=str(data), out=str(run), epochs=1000, minutes=args.minutes, seed=seed, augment=augment,
+        for name, spec in specs.items():
+            run_job(spec, args.work / name, model_dir=args.model_dir, log=lambda m: None)
+        data = [str(args.work / name) for name in specs]
+        train(TrainConfig(data=data if len(data) > 1 else data[0], out=str(run), epochs=1000, steps=args.steps,
+                          minutes=0 if args.steps else args.minutes, seed=seed, augment=augment,
                           evaluate_samples=300, model_dir=args.model_dir), log=lambda m: None)
         reconstructor = Reconstructor(run / "best.pt", args.model_dir)
-        synthetic = evaluate_synthetic(reconstructor, data, 300)["landmark_nme"]
+        synthetic = evaluate_synthetic(reconstructor, data[0], 300)["landmark_nme"]
         aflw = evaluate_aflw2000(reconstructor, args.shared / "aflw2000")
         photos = evaluate_photos(reconstructor, args.shared / "faces")
         real, mean_face = aflw["nme"]["mean_of_bins"], aflw["mean_face_nme"]["mean_of_bins"]

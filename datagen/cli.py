@@ -222,10 +222,12 @@ def fit(photos, out, landmarks, model_name, no_detect, model_dir):
 
 
 @cli.command()
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="A generated dataset.")
+@click.option("--data", required=True, multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="A generated dataset; repeat it to train on several together (e.g. generated and photo-realistic).")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Run folder (checkpoints, logs).")
 @click.option("--epochs", type=int, default=10, show_default=True)
 @click.option("--minutes", type=float, default=0.0, help="Time budget; training and its learning-rate decay end by it.")
+@click.option("--steps", type=click.IntRange(min=0), default=0, help="Budget of optimiser steps, as --minutes.")
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--learning-rate", type=float, default=2e-3, show_default=True)
 @click.option("--size", type=int, default=112, show_default=True, help="Network input size, pixels (a square crop around the face).")
@@ -238,16 +240,16 @@ def fit(photos, out, landmarks, model_name, no_detect, model_dir):
                    "4 cores, else up to 8.")
 @click.option("--fresh", is_flag=True, help="Start over instead of resuming from OUT/last.pt.")
 @MODEL_DIR
-def train(data, out, epochs, minutes, batch_size, learning_rate, size, width, points, workers, fresh, model_dir):
+def train(data, out, epochs, minutes, steps, batch_size, learning_rate, size, width, points, workers, fresh, model_dir):
     """Train the reference CoarseNet on a dataset's shards (resumes from OUT/last.pt)."""
     from .reconstruction import require_torch
 
     require_torch()
     from .reconstruction.training import TrainConfig, train as run
 
-    config = TrainConfig(data=str(data), out=str(out), epochs=epochs, minutes=minutes, batch_size=batch_size,
-                         learning_rate=learning_rate, size=size, width=width, points=points, workers=workers,
-                         model_dir=str(model_dir) if model_dir else None)
+    config = TrainConfig(data=[str(d) for d in data] if len(data) > 1 else str(data[0]), out=str(out), epochs=epochs,
+                         minutes=minutes, steps=steps, batch_size=batch_size, learning_rate=learning_rate, size=size,
+                         width=width, points=points, workers=workers, model_dir=str(model_dir) if model_dir else None)
     final = run(config, log=click.echo, resume=not fresh)
     click.echo(f"done: {out}/best.pt (held-out vertex error {final.get('vertex_error_mm', float('nan')):.2f} mm, "
                f"{final.get('error_ratio', float('nan')):.2f} of the mean face's; landmark NME "

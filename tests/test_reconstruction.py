@@ -1,5 +1,6 @@
 """The reference reconstructor: training on shards, mesh export, and metrics with known answers."""
 
+import dataclasses
 import re
 
 import numpy as np
@@ -285,3 +286,35 @@ def test_evaluate_scores_held_out_renders_from_the_command_line(trained, tiny_da
     assert result.exit_code == 0, result.output
     assert re.search(r"synthetic \(\d+ held-out samples\): vertex error [\d.]+ mm after rigid alignment", result.output)
     assert "ratio of the regressed parameters before the fit to the dense points" in result.output
+
+
+def test_datasets_train_together_each_keeping_its_held_out_split(tiny_data, tiny_model_dir, tmp_path):
+    from datagen.reconstruction.data import DatasetMix
+
+    other = tmp_path / "other"
+    spec = tiny_spec(tiny_model_dir, num_samples=40, samples_per_shard=20, size=64)
+    run_job(dataclasses.replace(spec, seed=8), other, workers=1, log=lambda m: None)
+    mix = DatasetMix([tiny_data, other])
+    assert len(mix) == 136
+    np.testing.assert_array_equal(mix[100]["image"], DatasetMix(other)[4]["image"])
+    train, held = mix.split(0.25)
+    np.testing.assert_array_equal(held, np.r_[72:96, 126:136])  # each part's last quarter
+    assert len(train) + len(held) == 136 and not set(train) & set(held)
+    assert mix.taking_turns(held)[:4].tolist() == [72, 126, 73, 127]
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", "--data", str(tiny_data), "--data", str(other), "--out", str(out),
+                                      "--steps", "3", "--epochs", "50", "--batch-size", "16", "--size", "64",
+                                      "--width", "8", "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    state = torch.load(out / "last.pt", weights_only=False)
+    assert state["step"] == 3 and state["config"]["data"] == [str(tiny_data), str(other)]
+
+
+def test_datasets_of_different_models_are_not_mixed(tiny_data, real_model_dir, tmp_path):
+    from datagen.reconstruction.data import DatasetMix
+
+    other = tmp_path / "ict"
+    spec = tiny_spec(real_model_dir / "ict-facekit", num_samples=4, samples_per_shard=4, size=32)
+    run_job(spec, other, workers=1, log=lambda m: None)
+    with pytest.raises(DatagenError, match="share one model"):
+        DatasetMix([tiny_data, other])

@@ -45,7 +45,7 @@ def test_shard_ranges_cover_every_sample_once():
     ('name = "x"\n[output]\ncompression = "zip"',
      'job.toml: line 3: output.compression: must be "none", "lzf" or "gzip", got "zip"'),
     ('name = "x"\n[sampling.background]\nkind = "images"',
-     'job.toml: line 2: sampling.background.images_dir: is required when kind = "images"'),
+     'job.toml: line 2: sampling.background.images_dir: (or texture_libraries) is required when kind = "images"'),
     ('seed = 1', "job.toml: name: is required"),
     ('name = "x"\nrender = 3', "job.toml: line 2: render: must be a table, got 3"),
     ('name = "x"\n[cluster]\nkind = "scheduler"',

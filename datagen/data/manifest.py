@@ -5,6 +5,7 @@ shards complete (see README "Dataset format"). Reading it needs neither dask nor
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -20,11 +21,28 @@ def shard_name(index: int) -> str:
     return f"shard-{index:05d}.h5"
 
 
+# Job keys added after datasets were first written, each with the value (or a test of it) that gives
+# the samples of a job written before it: left out of the fingerprint at that value, so that a dataset
+# begun with an older datagen resumes after an upgrade (a key's default may change; its neutral value may not).
+NEUTRAL_ADDITIONS = {
+    ("sampling", "background", "texture_libraries"): (),
+    ("sampling", "appearance", "skin_tones"): "uniform",
+    ("sampling", "lighting", "texture_libraries"): (),
+    ("sampling", "lighting", "library_probability"): 0.5,
+    ("sampling", "capture"): lambda table: table["probability"] == 0,
+}
+
+
 def spec_fingerprint(spec) -> str:
     """What makes two jobs produce the same samples: everything but where and how fast they run."""
     content = dataclasses.asdict(spec)
     for key in ("cluster", "source_text", "source_path", "base_dir"):
         content.pop(key)
+    for path, neutral in NEUTRAL_ADDITIONS.items():
+        *tables, key = path
+        table = functools.reduce(dict.get, tables, content)
+        if table is not None and key in table and (neutral(table[key]) if callable(neutral) else table[key] == neutral):
+            del table[key]
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 

@@ -27,7 +27,9 @@ from PIL import Image
 
 from ..errors import DatagenError
 from ..files import atomic_directory, atomic_write_text
+from ..images import ImageReadError
 from ..models.morphable_model import MorphableModel, model_checksum
+from ..synth.background import BackgroundImage, window_outside
 from ..synth.sampling import APPEARANCE_NAMES, FaceParams
 from .fitting import LandmarkFit
 from .texture import SEEN, AlbedoMap, linear_to_srgb
@@ -136,6 +138,46 @@ def checked_library(path: str | Path, model: MorphableModel) -> dict:
     if not index["entries"]:
         raise DatagenError(f"{path}: the texture library is empty; add photos with 'datagen fit'")
     return index
+
+
+def library_lights(libraries) -> list[np.ndarray]:
+    """The (9, 3) SH lighting recovered from every photo of texture ``libraries`` (a job's real environments)."""
+    lights = []
+    for path in libraries:
+        for entry in TextureLibrary(path).index()["entries"]:
+            fit = Path(path) / entry["name"] / "fit.json"
+            try:
+                lights.append(np.asarray(json.loads(fit.read_text())["light_sh"], np.float32).reshape(9, 3))
+            except (OSError, ValueError, KeyError) as e:
+                raise DatagenError(f"{fit.parent}: unreadable texture entry ({e}); fit the photo again") from None
+    return lights
+
+
+HEAD_MARGIN = (0.15, 0.9, 0.15, 0.35)  # the head around the 68 landmarks' box: its width left and right, its height above (forehead, hair) and below (neck)
+
+
+def photo_backgrounds(libraries) -> list[BackgroundImage]:
+    """The photos of texture ``libraries`` as background images whose head (the landmarks' box grown
+    by ``HEAD_MARGIN``) is never shown; photos without a band beside the head wide enough are left out."""
+    images = []
+    for path in libraries:
+        for entry in TextureLibrary(path).index()["entries"]:
+            folder = Path(path) / entry["name"]
+            try:
+                landmarks = np.asarray(json.loads((folder / "fit.json").read_text())["landmarks"], float)
+                with Image.open(folder / "photo.png") as im:
+                    size = im.size
+            except (OSError, ValueError, KeyError) as e:
+                raise DatagenError(f"{folder}: unreadable texture entry ({e}); fit the photo again") from None
+            (x0, y0), (x1, y1) = landmarks.min(0), landmarks.max(0)
+            left, above, right, below = HEAD_MARGIN
+            box = (x0 - left * (x1 - x0), y0 - above * (y1 - y0), x1 + right * (x1 - x0), y1 + below * (y1 - y0))
+            try:
+                window_outside(np.random.default_rng(0), size, box)
+            except ImageReadError:
+                continue
+            images.append(BackgroundImage(folder / "photo.png", tuple(float(v) for v in box)))
+    return images
 
 
 def load_photos(libraries, model: MorphableModel) -> list[FittedPhoto]:

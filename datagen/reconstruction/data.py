@@ -13,13 +13,16 @@ so every target stays exact.
 
 from __future__ import annotations
 
+import bisect
 import io
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
 
 from ..camera import crop_intrinsics, project_points
 from ..data.dataset import ShardedDataset
+from ..errors import DatagenError
 from ..images import crop_photo
 
 SCALE_MM = 100.0
@@ -34,6 +37,51 @@ def split_indices(n: int, held_out_fraction: float = 0.05) -> tuple[np.ndarray, 
     """(training, held-out) positions: the last ``held_out_fraction`` of the sample indices is held out."""
     cut = int(round(n * (1 - held_out_fraction)))
     return np.arange(cut), np.arange(cut, n)
+
+
+def data_paths(data) -> list[str]:
+    """One dataset folder or several (a mix: ``datagen train --data A --data B``) as a list."""
+    return [str(data)] if isinstance(data, (str, Path)) else [str(p) for p in data]
+
+
+class DatasetMix:
+    """Several datasets' samples as one sequence: the first dataset's, then the second's, ...
+
+    Each part keeps its own held-out split (``split``), so a mix is scored on held-out samples of
+    every part and a part added to a mix never moves another's split."""
+
+    def __init__(self, data, fields: list[str] | None = None, model_dir: str | None = None):
+        self.parts = [ShardedDataset(p, fields=fields, model_dir=model_dir) for p in data_paths(data)]
+        self.starts = np.cumsum([0] + [len(p) for p in self.parts]).tolist()
+        first = self.parts[0]
+        for part in self.parts[1:]:
+            if part.manifest["model"]["checksum"] != first.manifest["model"]["checksum"]:
+                raise DatagenError(f"{part.path} was made with model '{part.manifest['model']['name']}', "
+                                   f"{first.path} with '{first.manifest['model']['name']}' (or another version of "
+                                   f"it): a mix trains one network, so its datasets share one model")
+
+    def __len__(self) -> int:
+        return self.starts[-1]
+
+    def __getitem__(self, i: int) -> dict:
+        k = bisect.bisect_right(self.starts, i) - 1
+        return self.parts[k][i - self.starts[k]]
+
+    def split(self, held_out_fraction: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+        """(training, held-out) positions in the mix: each part's ``split_indices``, offset."""
+        pieces = [split_indices(len(p), held_out_fraction) for p in self.parts]
+        return tuple(np.concatenate([piece[j] + start for piece, start in zip(pieces, self.starts)])
+                     for j in (0, 1))
+
+    def taking_turns(self, positions: np.ndarray) -> np.ndarray:
+        """``positions`` reordered so that the parts take turns (the first of each part, then the
+        second, ...): a prefix of it samples every part. One part: ``positions`` as they are."""
+        positions = np.asarray(positions)
+        part = np.searchsorted(self.starts, positions, side="right") - 1
+        rank = np.zeros(len(positions), int)
+        for k in np.unique(part):
+            rank[part == k] = np.arange((part == k).sum())
+        return positions[np.lexsort((part, rank))]
 
 
 def face_crop_box(landmarks: np.ndarray, scale: float = CROP_SCALE) -> tuple[float, float, float]:
@@ -77,10 +125,11 @@ def _stack(parts):
 
 
 class FaceTrainingSet:
-    """A map-style dataset (torch's DataLoader takes it as is): position -> dict of float32 arrays."""
+    """A map-style dataset (torch's DataLoader takes it as is): position -> dict of float32 arrays.
+    ``data``: a dataset folder, or several (positions are then those of their ``DatasetMix``)."""
 
-    def __init__(self, path, positions, size: int = 128, augment: bool = True, seed: int = 0):
-        self.shards = ShardedDataset(path, fields=FIELDS)
+    def __init__(self, data, positions, size: int = 128, augment: bool = True, seed: int = 0):
+        self.shards = DatasetMix(data, fields=FIELDS)
         self.positions = np.asarray(positions)
         self.size, self.augment, self.seed = size, augment, seed
         self.epoch = 0

@@ -27,11 +27,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from ..data.dataset import ShardedDataset
 from ..errors import DatagenError
 from ..files import atomic_file, atomic_write_text
 from ..progress import format_duration
-from .data import FaceTrainingSet, split_indices, translation_of
+from .data import DatasetMix, FaceTrainingSet, data_paths, translation_of
 from .evaluation import evaluate_network
 from .network import POINT_LOG_SIGMA, CoarseNet, FaceDecoder
 
@@ -45,10 +44,11 @@ MAX_BAD_STEPS = 20  # steps with a non-finite loss (skipped) before training sto
 
 @dataclass
 class TrainConfig:
-    data: str
+    data: str | list  # a dataset folder, or several trained on together (data.DatasetMix)
     out: str
     epochs: int = 10
     minutes: float = 0.0  # a time budget (0 = none): training stops, and the learning rate decays, by it
+    steps: int = 0  # a budget of optimiser steps (0 = none), the same on a busy machine as on an idle one
     batch_size: int = 64
     learning_rate: float = 2e-3
     warmup_steps: int = 300  # linear learning-rate warm-up (at most one epoch): a first full-size Adam step throws the wide head far off
@@ -103,14 +103,17 @@ class Trainer:
     def __init__(self, config: TrainConfig, log=print):
         self.config, self.log = config, log
         torch.manual_seed(config.seed)
-        self.dataset = ShardedDataset(config.data, model_dir=config.model_dir)
+        mix = DatasetMix(config.data, model_dir=config.model_dir)
+        self.dataset = mix.parts[0]
         self.model = self.dataset.model()
         self.device = device()
-        train_ids, held_ids = split_indices(len(self.dataset), config.held_out)
+        train_ids, held_ids = mix.split(config.held_out)
         if len(train_ids) < config.batch_size:
-            raise DatagenError(f"{config.data}: {len(train_ids)} training samples, fewer than one batch of {config.batch_size}")
+            raise DatagenError(f"{', '.join(data_paths(config.data))}: {len(train_ids)} training samples, fewer "
+                               f"than one batch of {config.batch_size}")
+        held_ids = mix.taking_turns(held_ids)[:config.evaluate_samples]
         self.train_set = FaceTrainingSet(config.data, train_ids, config.size, augment=config.augment, seed=config.seed)
-        self.held_out = FaceTrainingSet(config.data, held_ids[:config.evaluate_samples], config.size, augment=False)
+        self.held_out = FaceTrainingSet(config.data, held_ids, config.size, augment=False)
         # channels-last convolutions: about 20% faster on a CPU (oneDNN), and what tensor cores want
         self.point_ids = dense_vertex_ids(self.model, config.points)
         self.net = CoarseNet(self.model.num_identity, self.model.num_expression, config.width,
@@ -157,7 +160,8 @@ class Trainer:
     def progress(self, steps_per_epoch: int) -> float:
         by_steps = self.step / max(1, steps_per_epoch * self.config.epochs)
         by_time = self.seconds / (60 * self.config.minutes) if self.config.minutes else 0.0
-        return min(1.0, max(by_steps, by_time))
+        by_budget = self.step / self.config.steps if self.config.steps else 0.0
+        return min(1.0, max(by_steps, by_time, by_budget))
 
     def learning_rate(self, steps_per_epoch: int) -> float:
         warm = min(1.0, (self.step + 1) / max(1, min(self.config.warmup_steps, steps_per_epoch)))

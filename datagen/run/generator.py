@@ -1,4 +1,4 @@
-"""Run the stages in one process: sample parameters -> scenes -> render -> background -> annotate, in batches.
+"""Run the stages in one process: sample parameters -> scenes -> render -> background -> capture -> annotate, in batches.
 
 ``FaceGenerator`` holds what is set up once per process (model, renderer, background list);
 ``samples(indices)`` returns those samples as a ``data.fields.SampleBatch`` (``generate``: its
@@ -15,13 +15,14 @@ import numpy as np
 from ..data.preview import contact_sheet
 from ..synth.annotate import annotate
 from ..synth.background import composite, list_background_images, make_background
+from ..synth.capture import apply_capture, defocus_background
 from ..data.fields import SampleBatch, shard_fields
 from ..synth.geometry import build_scenes
 from ..models.registry import resolve_model
 from ..models.morphable_model import MorphableModel
 from ..synth.render import Renderer, describe_context
 from ..photo.photoreal import PhotoBackdrop, face_only
-from ..photo.library import load_photos
+from ..photo.library import library_lights, load_photos, photo_backgrounds
 from ..synth.sampling import PHOTO_BACKGROUND, FaceParams, sample_face
 from ..spec import JobSpec
 
@@ -31,9 +32,10 @@ class FaceGenerator:
         self.spec, self.model = spec, model
         r = spec.render
         self.renderer = renderer or Renderer(model, r.width, r.height, r.msaa, r.supersample)
-        self.background_images = list_background_images(spec)
+        self.background_images = background_images(spec)
         libraries = [path for _, path in spec.texture_libraries()]
         self.photos = load_photos(libraries, model) if libraries else []
+        self.lights = library_lights(spec.lighting_libraries())
         self.backdrop = PhotoBackdrop(self.photos, model, r.width, r.height) if spec.photoreal.library else None
         self.fields = shard_fields(spec, model)
 
@@ -45,7 +47,7 @@ class FaceGenerator:
         return f"{describe_context(self.renderer.ctx)}; {egl_device().how}"
 
     def sample_params(self, index: int) -> FaceParams:
-        return sample_face(self.spec, self.model, index, len(self.background_images), self.photos)
+        return sample_face(self.spec, self.model, index, len(self.background_images), self.photos, self.lights)
 
     def generate(self, indices, batch_size: int | None = None) -> dict[str, np.ndarray]:
         """The arrays of samples ``indices``: {field name: (N, ...) array} for every field the job writes."""
@@ -65,9 +67,16 @@ class FaceGenerator:
         albedo_maps = [self.photos[p.albedo_source].albedo if p.albedo_source >= 0 else None for p in params]
         scenes = build_scenes(self.model, params, albedo_maps, self.renderer.topology)
         rendered = self.renderer.render(scenes)
-        images = np.stack([composite(self._foreground(rendered, scenes, k, p), self._background(scenes, k, p))
-                           for k, p in enumerate(params)])
+        images = np.stack([self._picture(rendered, scenes, k, p) for k, p in enumerate(params)])
         return annotate(params, scenes, rendered, images, self.fields)
+
+    def _picture(self, rendered, scenes, k: int, p: FaceParams) -> np.ndarray:
+        """The face over its background, as the sample's camera records it."""
+        background = self._background(scenes, k, p)
+        if p.background[0] != PHOTO_BACKGROUND:  # a fitted photo's background was in focus when it was taken
+            background = defocus_background(background, p.capture)
+        picture = composite(self._foreground(rendered, scenes, k, p), background)
+        return apply_capture(picture, p.capture, self.spec.seed, p.sample_index)
 
     def _foreground(self, rendered, scenes, k: int, p: FaceParams) -> np.ndarray:
         if p.background[0] == PHOTO_BACKGROUND:
@@ -80,6 +89,12 @@ class FaceGenerator:
             return self.backdrop(int(p.background[1]), scenes.vertices[k], scenes.intrinsics[k])
         return make_background(self.spec.seed, p.sample_index, p.background, self.background_images,
                                self.spec.render.width, self.spec.render.height)
+
+
+def background_images(spec: JobSpec) -> list:
+    """The job's background photos: its ``images_dir``'s, then its background texture libraries'."""
+    libraries = [spec.path(path) for path in spec.sampling.background.texture_libraries]
+    return list_background_images(spec, photo_backgrounds(libraries) if spec.sampling.background.kind != "procedural" else [])
 
 
 _per_thread = threading.local()

@@ -20,7 +20,7 @@ from ..files import remove_partial_files
 from ..models.morphable_model import MorphableModel
 from ..models.registry import resolve_model
 from ..spec import JobSpec, with_cluster
-from .generator import cached_generator
+from .generator import background_images, cached_generator
 from ..synth.render import is_software
 from .cluster import WorkerSetup, check_batch_system, connect
 from .locking import OutputLock
@@ -44,12 +44,11 @@ def check_job(spec: JobSpec, model_dir: str | None = None) -> JobCheck:
     """Check everything a run of ``spec`` reads, before any work (``datagen check``): the model is
     installed and loads, each texture library exists, was fitted with this model and has entries,
     and the background folder holds images. Raises one ``DatagenError`` saying what is wrong."""
-    from ..synth.background import list_background_images
     from ..photo.library import checked_library
 
     model = resolve_model(spec.model_reference(), model_dir, download=False)
     entries = sum(len(checked_library(path, model)["entries"]) for _, path in spec.texture_libraries())
-    return JobCheck(model=model, texture_entries=entries, background_images=len(list_background_images(spec)))
+    return JobCheck(model=model, texture_entries=entries, background_images=len(background_images(spec)))
 
 
 # --- one task: one shard (runs in a dask worker process)

@@ -4,12 +4,12 @@
 them; ``checks`` formats errors as 'file: line N: dotted.key: message'.
 """
 
-from .jobs import (CLUSTER_KINDS, AppearancePrior, BackgroundPrior, CameraPrior, ClusterSpec, ExpressionPrior,
+from .jobs import (CLUSTER_KINDS, AppearancePrior, BackgroundPrior, CameraPrior, CapturePrior, ClusterSpec, ExpressionPrior,
                    IdentityPrior, JobSpec, LightingPrior, ModelSpec, OutputSpec, PhotorealSpec, PosePrior, Range,
                    RenderSpec, SamplingSpec)
 from .loader import QUICKSTART, default_spec_text, load_default_spec, load_spec, parse_spec, with_cluster, with_overrides
 
-__all__ = ["CLUSTER_KINDS", "AppearancePrior", "BackgroundPrior", "CameraPrior", "ClusterSpec", "ExpressionPrior",
+__all__ = ["CLUSTER_KINDS", "AppearancePrior", "BackgroundPrior", "CameraPrior", "CapturePrior", "ClusterSpec", "ExpressionPrior",
            "IdentityPrior", "JobSpec", "LightingPrior", "ModelSpec", "OutputSpec", "PhotorealSpec", "PosePrior",
            "QUICKSTART", "Range", "RenderSpec", "SamplingSpec", "default_spec_text", "load_default_spec", "load_spec",
            "parse_spec", "with_cluster", "with_overrides"]

@@ -16,6 +16,7 @@ from pathlib import Path
 from .checks import Where, check_range, require
 
 Range = typing.Tuple[float, float]
+SKIN_TONE_PRIORS = ("uniform", "balanced")
 
 
 # --- the priors (see README "Parameter priors" for what each number means)
@@ -111,6 +112,11 @@ class LightingPrior:
     elevation_range_deg: Range = (-20.0, 70.0)
     colour_jitter: float = 0.08  # per-channel multiplicative std (white balance)
     random_sh_std: float = 0.05  # extra N(0, std) on every SH coefficient (environment detail)
+    # Real environments: the SH lighting `datagen fit` recovered from the photos of these texture
+    # libraries, mirrored left-right at random and scaled to the prior's brightness, per sample with
+    # `library_probability` (else the parametric light above).
+    texture_libraries: typing.Tuple[str, ...] = ()
+    library_probability: float = 0.5
 
     def check(self, where):
         check_range(self.ambient, where, "ambient", 0, 4)
@@ -119,12 +125,17 @@ class LightingPrior:
         check_range(self.elevation_range_deg, where, "elevation_range_deg", -90, 90)
         require(0 <= self.colour_jitter <= 0.5, where, "colour_jitter", "must be in [0, 0.5]")
         require(self.random_sh_std >= 0, where, "random_sh_std", "must be >= 0")
+        require(0 <= self.library_probability <= 1, where, "library_probability", "must be a probability in [0, 1]")
 
 
 @dataclass(frozen=True)
 class AppearancePrior:
-    """Procedural skin albedo parameters, each drawn uniformly from its range (see appearance.py)."""
+    """Procedural skin albedo parameters, each drawn uniformly from its range (face.frag, synth/skin.py).
 
+    ``skin_tones``: "uniform" draws melanin uniformly from ``melanin``; "balanced" draws a skin-tone
+    (ITA) category uniformly, then the melanin that renders a tone inside it (``synth.skin``)."""
+
+    skin_tones: str = "uniform"
     melanin: Range = (0.05, 0.95)  # 0 = very fair, 1 = very dark
     haemoglobin: Range = (0.25, 0.8)  # overall redness of the skin
     lip_redness: Range = (0.3, 1.0)
@@ -144,22 +155,65 @@ class AppearancePrior:
                 hi = 200.0 if f.name == "shininess" else 1.0
                 check_range(getattr(self, f.name), where, f.name, 0, hi)
         require(0 <= self.texture_probability <= 1, where, "texture_probability", "must be a probability in [0, 1]")
+        require(self.skin_tones in SKIN_TONE_PRIORS, where, "skin_tones",
+                f'must be {" or ".join(map(repr, SKIN_TONE_PRIORS))}, got "{self.skin_tones}"')
 
 
 @dataclass(frozen=True)
 class BackgroundPrior:
-    """``procedural`` (noise and gradients), ``images`` (a folder of photos), or ``mixed``."""
+    """``procedural`` (noise and gradients), ``images`` (photos), or ``mixed`` (either, per sample).
+
+    The photos are the files of ``images_dir`` and the parts of the photos of ``texture_libraries``
+    (made by `datagen fit`) away from the fitted head: real clutter without a second face."""
 
     kind: str = "procedural"
     images_dir: str = ""
+    texture_libraries: typing.Tuple[str, ...] = ()
     image_probability: float = 0.5  # for kind = "mixed"
 
     def check(self, where):
         require(self.kind in ("procedural", "images", "mixed"), where, "kind",
                  f'must be "procedural", "images" or "mixed", got "{self.kind}"')
         if self.kind != "procedural":
-            require(bool(self.images_dir), where, "images_dir", f'is required when kind = "{self.kind}"')
+            require(bool(self.images_dir or self.texture_libraries), where, "images_dir",
+                    f'(or texture_libraries) is required when kind = "{self.kind}"')
         require(0 <= self.image_probability <= 1, where, "image_probability", "must be in [0, 1]")
+
+
+@dataclass(frozen=True)
+class CapturePrior:
+    """What a camera does to the picture (synth/capture.py), each effect with its probability, for a
+    ``probability`` share of the samples; 0 (the default) leaves the images as rendered. No effect
+    moves what the image shows, so the ground truth stays exact (motion blur spreads each point along
+    a path centred on it). Blur sizes are fractions of the image height."""
+
+    probability: float = 0.0
+    depth_of_field: float = 0.6  # the background defocused: a lens focused on the face
+    background_blur: Range = (0.004, 0.025)  # its Gaussian sigma
+    lens_blur: float = 0.3  # the whole image slightly out of focus
+    lens_blur_sigma: Range = (0.002, 0.007)
+    motion_blur: float = 0.1  # camera shake: a straight path in any direction
+    motion_blur_length: Range = (0.005, 0.03)
+    white_balance_std: float = 0.06  # log-normal per-channel gain, in linear light
+    exposure_std: float = 0.25  # stops
+    vignetting: Range = (0.0, 0.35)  # light lost in the corners
+    noise: float = 0.7  # sensor noise: read noise plus shot noise that grows with the signal
+    noise_std: Range = (0.5, 4.0)  # read noise, 8-bit levels
+    shot_noise_gain: Range = (0.0, 0.6)  # shot noise variance = gain x level
+    jpeg: float = 0.6
+    jpeg_quality: Range = (40.0, 95.0)
+
+    def check(self, where):
+        for name in ("probability", "depth_of_field", "lens_blur", "motion_blur", "noise", "jpeg"):
+            require(0 <= getattr(self, name) <= 1, where, name, "must be a probability in [0, 1]")
+        for name in ("background_blur", "lens_blur_sigma", "motion_blur_length"):
+            check_range(getattr(self, name), where, name, 0, 0.25)
+        require(0 <= self.white_balance_std <= 0.5, where, "white_balance_std", "must be in [0, 0.5]")
+        require(0 <= self.exposure_std <= 2, where, "exposure_std", "must be in [0, 2] stops")
+        check_range(self.vignetting, where, "vignetting", 0, 1)
+        check_range(self.noise_std, where, "noise_std", 0, 64)
+        check_range(self.shot_noise_gain, where, "shot_noise_gain", 0, 16)
+        check_range(self.jpeg_quality, where, "jpeg_quality", 1, 100)
 
 
 @dataclass(frozen=True)
@@ -171,6 +225,7 @@ class SamplingSpec:
     lighting: LightingPrior = field(default_factory=LightingPrior)
     appearance: AppearancePrior = field(default_factory=AppearancePrior)
     background: BackgroundPrior = field(default_factory=BackgroundPrior)
+    capture: CapturePrior = field(default_factory=CapturePrior)
 
 
 # --- everything else
@@ -327,6 +382,10 @@ class JobSpec:
         library, else the albedo libraries of ``[sampling.appearance]``."""
         written = [self.photoreal.library] if self.photoreal.library else list(self.sampling.appearance.texture_libraries)
         return [(w, self.path(w)) for w in written]
+
+    def lighting_libraries(self) -> list[str]:
+        """The texture libraries whose recovered lighting lights faces, resolved (``path``)."""
+        return [self.path(w) for w in self.sampling.lighting.texture_libraries]
 
     @property
     def num_shards(self) -> int:

@@ -1,4 +1,5 @@
-"""Backgrounds behind the face: procedural (colour noise and gradients) or a folder of images.
+"""Backgrounds behind the face: procedural (colour noise and gradients) or photos (a folder of
+images, and the parts of fitted photos away from their head: ``BackgroundImage.keep_out``).
 
 Each background is drawn from the sample's own background stream, so it is regenerated with the sample.
 """
@@ -6,6 +7,7 @@ Each background is drawn from the sample's own background stream, so it is regen
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,30 +19,42 @@ from .sampling import sample_rng
 from ..spec import JobSpec
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".webp")
+MIN_WINDOW = 48  # pixels: the smallest square of a photo outside its keep-out box that may be a background
 
 
-def list_background_images(spec: JobSpec) -> list[Path]:
-    """The sorted image files of ``images_dir`` (empty for procedural backgrounds)."""
+@dataclass(frozen=True)
+class BackgroundImage:
+    path: Path
+    keep_out: tuple | None = None  # (x0, y0, x1, y1) pixels never shown (a fitted photo's head); None: all of it
+
+
+def list_background_images(spec: JobSpec, library_photos: list[BackgroundImage] = ()) -> list[BackgroundImage]:
+    """The background photos of a job: the sorted image files of ``images_dir``, then
+    ``library_photos`` (``photo.library.photo_backgrounds`` of its ``texture_libraries``); empty
+    for procedural backgrounds."""
     prior = spec.sampling.background
     if prior.kind == "procedural":
         return []
-    folder = Path(spec.path(prior.images_dir))
-    if not folder.is_dir():
-        raise SpecError(f"sampling.background.images_dir: {folder} is not a folder")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise SpecError(f"sampling.background.images_dir: {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-    return files
+    files = []
+    if prior.images_dir:
+        folder = Path(spec.path(prior.images_dir))
+        if not folder.is_dir():
+            raise SpecError(f"sampling.background.images_dir: {folder} is not a folder")
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise SpecError(f"sampling.background.images_dir: {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return [BackgroundImage(p) for p in files] + list(library_photos)
 
 
-def make_background(seed: int, index: int, choice: np.ndarray, images: list[Path], width: int, height: int) -> np.ndarray:
+def make_background(seed: int, index: int, choice: np.ndarray, images: list[BackgroundImage], width: int,
+                    height: int) -> np.ndarray:
     """(H, W, 3) uint8 background of one sample. ``choice`` is FaceParams.background."""
     rng = sample_rng(seed, index, "background_pattern")
     if choice[0] == 1:
         try:
             return _image_background(rng, images[int(choice[1])], width, height)
         except ImageReadError:
-            pass  # an unreadable background image falls back to a procedural one, deterministically
+            pass  # an unreadable background image (or one without room beside its head) falls back to a procedural one, deterministically
     return _procedural(rng, width, height)
 
 
@@ -65,14 +79,34 @@ def _unit_grid(width: int, height: int):
     return xx / width, yy / height
 
 
-def _image_background(rng, path: Path, width: int, height: int) -> np.ndarray:
-    with Image.fromarray(read_rgb(path, upright=False)) as im:  # as before: a job's pixels stay the same
+def _image_background(rng, source: BackgroundImage, width: int, height: int) -> np.ndarray:
+    im = Image.fromarray(read_rgb(source.path, upright=False))  # not turned upright: a job's pixels stay the same
+    if source.keep_out is not None:
+        im = im.crop(window_outside(rng, im.size, source.keep_out))
+    with im:
         scale = max(width / im.width, height / im.height) * rng.uniform(1.0, 1.6)
         im = im.resize((max(width, round(im.width * scale)), max(height, round(im.height * scale))), Image.BILINEAR)
         x = int(rng.integers(0, im.width - width + 1))
         y = int(rng.integers(0, im.height - height + 1))
         array = np.asarray(im.crop((x, y, x + width, y + height)))
     return array[:, ::-1].copy() if rng.uniform() < 0.5 else array.copy()
+
+
+def window_outside(rng, size: tuple[int, int], keep_out) -> tuple[int, int, int, int]:
+    """A random square (x0, y0, x1, y1) of an image of ``size`` that misses the box ``keep_out``:
+    in the band left, right, above or below it (chosen by area), as large as the band allows."""
+    w, h = size
+    x0, y0, x1, y1 = (int(np.clip(round(v), 0, limit)) for v, limit in zip(keep_out, (w, h, w, h)))
+    bands = [b for b in ((0, 0, x0, h), (x1, 0, w, h), (0, 0, w, y0), (0, y1, w, h))
+             if min(b[2] - b[0], b[3] - b[1]) >= MIN_WINDOW]
+    if not bands:
+        raise ImageReadError(f"no {MIN_WINDOW}-pixel square beside the head")
+    areas = np.array([(b[2] - b[0]) * (b[3] - b[1]) for b in bands], float)
+    bx0, by0, bx1, by1 = bands[int(rng.choice(len(bands), p=areas / areas.sum()))]
+    side = min(bx1 - bx0, by1 - by0)
+    x = bx0 + int(rng.integers(0, bx1 - bx0 - side + 1))
+    y = by0 + int(rng.integers(0, by1 - by0 - side + 1))
+    return x, y, x + side, y + side
 
 
 def composite(colour: np.ndarray, background: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ from ..camera import glsl_sh_constants, projection_matrix
 from ..data.fields import APPEARANCE_NAMES
 from ..errors import RenderError
 from .geometry import MeshTopology, SceneBatch, mesh_topology
+from .skin import glsl_skin_constants
 from ..models.morphable_model import MorphableModel
 
 # The vertex buffers, named once: (shader input, topology attribute or None, format) in buffer order.
@@ -118,9 +119,11 @@ def is_software(ctx) -> bool:
 
 
 def shader_source(name: str) -> str:
-    """A shader of shaders/, with the constants it takes from Python (the SH basis, the material size)."""
+    """A shader of shaders/, with the constants it takes from Python (the SH basis, the skin's pigments,
+    the material size)."""
     source = resources.files("datagen.synth").joinpath("shaders", name).read_text()
-    return source.replace("SH_CONSTANTS", glsl_sh_constants()).replace("APPEARANCE_SIZE", str(len(APPEARANCE_NAMES)))
+    return (source.replace("SH_CONSTANTS", glsl_sh_constants()).replace("SKIN_CONSTANTS", glsl_skin_constants())
+            .replace("APPEARANCE_SIZE", str(len(APPEARANCE_NAMES))))
 
 
 class Renderer:

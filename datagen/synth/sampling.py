@@ -22,13 +22,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..camera import SH_NORM, resize_intrinsics, rotation_matrix, sh_basis
+from ..camera import SH_NORM, irradiance_basis, resize_intrinsics, rotation_matrix, sh_basis
 from ..data.fields import APPEARANCE_NAMES
 from ..models.morphable_model import MorphableModel
 from ..spec import JobSpec, PosePrior, SamplingSpec
+from .skin import balanced_melanin
 
 STREAMS = {"identity": 0, "expression": 1, "pose": 2, "camera": 3, "lighting": 4, "appearance": 5, "background": 6,
-           "background_pattern": 7, "texture": 8, "photoreal": 9}
+           "background_pattern": 7, "texture": 8, "photoreal": 9, "capture": 10, "capture_noise": 11}
 PHOTO_BACKGROUND = 2  # params/background kind: the fitted photo itself (photo-realistic jobs)
 
 
@@ -47,6 +48,22 @@ class FaceParams:
     appearance: np.ndarray  # (len(APPEARANCE_NAMES),) float32
     background: np.ndarray  # (2,) int64: kind (0 procedural, 1 image, 2 fitted photo), its index or -1
     albedo_source: int = -1  # index of the fitted photo whose albedo the skin uses; -1 = procedural
+    capture: "CaptureParams | None" = None  # camera effects on the picture; None = as rendered
+
+
+@dataclass(frozen=True)
+class CaptureParams:
+    """One picture's camera effects (CapturePrior; applied by synth/capture.py). Pixels of the output size."""
+
+    background_sigma: float  # Gaussian defocus of the background; 0 = sharp
+    lens_sigma: float  # Gaussian defocus of the whole picture
+    motion_length: float  # straight motion-blur path, centred on each point; 0 = none
+    motion_angle: float  # radians, from the image's x axis towards y (down)
+    gains: np.ndarray  # (3,) linear-light gain per channel: white balance x exposure
+    vignetting: float  # linear-light loss in the corners: gain 1 - v r^2, r = 1 at the corners
+    read_noise: float  # 8-bit levels; 0 = no noise
+    shot_noise_gain: float
+    jpeg_quality: int  # 0 = not compressed
 
 
 def sample_rng(seed: int, index: int, stream: str) -> np.random.Generator:
@@ -54,12 +71,13 @@ def sample_rng(seed: int, index: int, stream: str) -> np.random.Generator:
 
 
 def sample_face(spec: JobSpec, model: MorphableModel, index: int, num_background_images: int = 0,
-                photos: list | None = None) -> FaceParams:
+                photos: list | None = None, lights: list | None = None) -> FaceParams:
     """Draw sample ``index`` of the job ``spec``.
 
     ``photos``: the fitted photos of the job's texture libraries (objects with ``fit`` and
     ``light_sh``, as ``photo.library.FittedPhoto``): albedo sources, or in a photo-realistic job the
-    faces that are re-rendered.
+    faces that are re-rendered. ``lights``: (9, 3) SH lights recovered from photos
+    (``photo.library.library_lights`` of ``[sampling.lighting] texture_libraries``).
     """
     if spec.photoreal.library:
         return sample_photoreal(spec, model, index, photos or [])
@@ -75,11 +93,31 @@ def sample_face(spec: JobSpec, model: MorphableModel, index: int, num_background
         rotation=rotation,
         translation=translation,
         intrinsics=intrinsics,
-        light_sh=sample_lighting(rng("lighting"), s),
+        light_sh=sample_lighting(rng("lighting"), s, lights),
         appearance=sample_appearance(rng("appearance"), s),
         background=sample_background(rng("background"), s, num_background_images),
         albedo_source=sample_albedo_source(rng("texture"), s, len(photos or [])),
+        capture=sample_capture(rng("capture"), s, height),
     )
+
+
+def sample_capture(rng, s: SamplingSpec, height: int) -> CaptureParams | None:
+    """Camera effects for a ``probability`` share of the pictures, each effect with its own."""
+    c = s.capture
+    if not c.probability or rng.uniform() >= c.probability:
+        return None
+    chance = lambda p: rng.uniform() < p  # noqa: E731
+    background = rng.uniform(*c.background_blur) * height if chance(c.depth_of_field) else 0.0
+    lens = rng.uniform(*c.lens_blur_sigma) * height if chance(c.lens_blur) else 0.0
+    motion = rng.uniform(*c.motion_blur_length) * height if chance(c.motion_blur) else 0.0
+    angle = rng.uniform(0, np.pi)
+    gains = np.exp(rng.normal(0, c.white_balance_std, 3) + np.log(2.0) * rng.normal(0, c.exposure_std))
+    vignetting = rng.uniform(*c.vignetting)
+    noisy = chance(c.noise)
+    read, shot = rng.uniform(*c.noise_std), rng.uniform(*c.shot_noise_gain)
+    quality = int(round(rng.uniform(*c.jpeg_quality))) if chance(c.jpeg) else 0
+    return CaptureParams(background, lens, motion, angle, gains.astype(np.float32), vignetting,
+                         read if noisy else 0.0, shot if noisy else 0.0, quality)
 
 
 def sample_albedo_source(rng, s: SamplingSpec, num_photos: int) -> int:
@@ -110,7 +148,8 @@ def sample_photoreal(spec: JobSpec, model: MorphableModel, index: int, photos: l
         rotation=(np.asarray(fit.rotation, np.float64) + np.radians(change)).astype(np.float32),
         translation=np.asarray(fit.translation, np.float32), intrinsics=resize_intrinsics(fit.intrinsics, photos[k].crop.shape[0], spec.render.width, spec.render.height),
         light_sh=np.asarray(light, np.float32), appearance=appearance,
-        background=np.array([PHOTO_BACKGROUND, k], np.int64), albedo_source=k)
+        background=np.array([PHOTO_BACKGROUND, k], np.int64), albedo_source=k,
+        capture=sample_capture(rng("capture"), s, spec.render.height))
 
 
 def sample_identity(rng, s: SamplingSpec, model: MorphableModel) -> np.ndarray:
@@ -163,9 +202,24 @@ def sample_camera(rng, s: SamplingSpec, model: MorphableModel, rotation, width: 
     return (np.array([fx, fy, cx, cy], np.float32), np.array([tx, ty, tz], np.float32))
 
 
-def sample_lighting(rng, s: SamplingSpec) -> np.ndarray:
-    """Ambient + one directional light, as SH radiance coefficients (9, 3)."""
+MIRRORED_SH = np.array([1, 1, 1, -1, -1, 1, 1, -1, 1], np.float32)  # x -> -x: Y11 (x), Y2-2 (xy), Y21 (xz) change sign
+
+
+def sample_lighting(rng, s: SamplingSpec, lights: list | None = None) -> np.ndarray:
+    """Ambient + one directional light, as SH radiance coefficients (9, 3); or, with ``lights``, for
+    a ``library_probability`` share of the faces one of them (a real environment), mirrored
+    left-right half of the time and scaled to the brightness of a parametric light drawn with it."""
     p = s.lighting
+    if lights and rng.uniform() < p.library_probability:
+        light = np.asarray(lights[int(rng.integers(len(lights)))], np.float32)
+        if rng.uniform() < 0.5:
+            light = light * MIRRORED_SH[:, None]
+        scale = _facing_brightness(_parametric_light(rng, p)) / max(_facing_brightness(light), 1e-3)
+        return (light * scale).astype(np.float32)
+    return _parametric_light(rng, p)
+
+
+def _parametric_light(rng, p) -> np.ndarray:
     ambient = rng.uniform(*p.ambient)
     strength = rng.uniform(*p.directional)
     azimuth = np.radians(rng.uniform(*p.azimuth_range_deg))
@@ -178,10 +232,27 @@ def sample_lighting(rng, s: SamplingSpec) -> np.ndarray:
     return (sh[:, None] * colour[None, :]).astype(np.float32)
 
 
+def _facing_brightness(light: np.ndarray) -> float:
+    """Mean irradiance / pi (as the shader clamps it) over the normals facing the camera, all channels."""
+    return float(np.maximum(_facing_basis() @ light, 0).mean())
+
+
+@functools.lru_cache(maxsize=1)
+def _facing_basis() -> np.ndarray:
+    """irradiance_basis of 256 normals spread evenly over the hemisphere towards the camera (+z)."""
+    k = np.arange(256) + 0.5
+    z = 1 - k / 256  # uniform in z over (0, 1]: uniform over the hemisphere's area
+    phi = np.pi * (3 - np.sqrt(5)) * k
+    r = np.sqrt(1 - z * z)
+    return irradiance_basis(np.stack([r * np.cos(phi), r * np.sin(phi), z], 1))
+
+
 def sample_appearance(rng, s: SamplingSpec) -> np.ndarray:
     p = s.appearance
     ranged = [rng.uniform(*getattr(p, name)) for name in APPEARANCE_NAMES[:9]]
     extra = [rng.uniform(0, 1), rng.uniform(0.2, 1.0), rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0, 1)]
+    if p.skin_tones == "balanced":  # drawn after the others: every other part of the face stays as it was
+        ranged[0] = float(np.clip(balanced_melanin(rng, ranged[1]), 0.0, 1.0))
     return np.array(ranged + extra, np.float32)
 
 

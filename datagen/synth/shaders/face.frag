@@ -23,6 +23,7 @@ layout(location = 2) out float out_label;
 
 const float PI = 3.14159265;
 SH_CONSTANTS  // camera.glsl_sh_constants(): the SH basis constants and band factors
+SKIN_CONSTANTS  // skin.glsl_skin_constants(): white, melanin and haemoglobin absorption
 
 vec3 irradiance(vec3 n) {
     // E(n) / pi with the clamped-cosine kernel's band factors pi, 2pi/3, pi/4 folded in.
@@ -39,10 +40,10 @@ vec3 skin_albedo() {
     vec4 low = texture(u_noise, v_uv * 3.0 + offset);
     vec4 fine = texture(u_noise, v_uv * 40.0 + offset * 7.0);
     // Absorption by melanin (falls with wavelength) and haemoglobin (green/blue), R G B ~ 650 550 450 nm.
-    float m = 0.3 + 2.2 * melanin * (1.0 + 0.08 * (low.b - 0.5));
-    float h = 0.6 * haemoglobin + 0.25 * u_appearance[4] * v_weights.z + 0.2 * v_weights.w;
+    float m = melanin_base + melanin_scale * melanin * (1.0 + 0.08 * (low.b - 0.5));
+    float h = haemoglobin_scale * haemoglobin + 0.25 * u_appearance[4] * v_weights.z + 0.2 * v_weights.w;
     h += u_appearance[5] * 0.8 * max(low.r - 0.45, 0.0);
-    vec3 albedo = vec3(0.95, 0.93, 0.9) * exp(-m * vec3(1.0, 1.35, 1.8) - h * vec3(0.1, 0.5, 0.35));
+    vec3 albedo = skin_white * exp(-m * melanin_absorption - h * haemoglobin_absorption);
     albedo *= 1.0 - u_appearance[6] * 0.12 * (fine.g - 0.5);
     vec3 lips = albedo * mix(vec3(0.85, 0.72, 0.72), vec3(0.85, 0.42, 0.45), u_appearance[2]);
     albedo = mix(albedo, lips, v_weights.x);
