@@ -13,6 +13,15 @@ Rows (later issues add theirs: hair, details, ...):
               (jobs/photoreal.toml at 128x128), trained on together (datagen train --data A --data B)
   backgrounds + image backgrounds: 70% of the faces over the parts of those photos away from their head
   no-augment  the default data, the trainer's augmentations off
+  (issue 15's options, one each, then together:)
+  hair        + procedural hair on 85% of the faces ([sampling.hair])
+  capture     + camera effects on 80% of the images ([sampling.capture])
+  balanced-skin + skin tones balanced over the ITA categories ([sampling.appearance] skin_tones)
+  env-light   + half the faces lit by the lighting recovered from the photos ([sampling.lighting])
+  clothing-occluders + shoulders and clothing, glasses on 20%, a hand on 10% ([sampling.clothing], [sampling.occluders])
+  new-default every option above that needs no texture library, together (the candidate default priors)
+  new-default-seed  the same, another data and training seed
+  realistic   new-default + photo skins + image backgrounds + recovered lighting (needs a texture library)
 A row's data and run folders in --work are reused when they are complete (delete them to redo a row).
 Prints one line per row: synthetic held-out landmark NME (of the landmark box), AFLW2000-3D NME
 (mean of the yaw bins) and the mean face's at the network's pose, their ratio (the domain gap),
@@ -38,8 +47,17 @@ from datagen.run.job import run_job
 from datagen.spec import load_spec, with_overrides
 
 REPO = Path(__file__).resolve().parents[1]
-ROWS = ("default", "seed", "skins", "photoreal", "backgrounds", "no-augment")
-NEEDS_LIBRARY = {"skins", "photoreal", "backgrounds"}
+ROWS = ("default", "seed", "skins", "photoreal", "backgrounds", "no-augment", "hair", "capture", "balanced-skin",
+        "env-light", "clothing-occluders", "new-default", "new-default-seed", "realistic")
+NEEDS_LIBRARY = {"skins", "photoreal", "backgrounds", "env-light", "realistic"}
+# one option each: (table, keys)
+OPTIONS = {
+    "hair": [("hair", {"probability": 0.85})],
+    "capture": [("capture", {"probability": 0.8})],
+    "balanced-skin": [("appearance", {"skin_tones": "balanced"})],
+    "clothing-occluders": [("clothing", {"probability": 1.0}),
+                           ("occluders", {"glasses_probability": 0.2, "hand_probability": 0.1})],
+}
 
 
 def with_sampling(spec, table: str, **values):
@@ -62,9 +80,22 @@ def recipe(row: str, samples: int, library: Path):
                                         render=spec.render, output=spec.output,
                                         photoreal=dataclasses.replace(photoreal.photoreal, library=str(library)))
         return {"data-default": spec, "data-photoreal": photoreal}, 0, True
-    if row == "backgrounds":
-        return {"data-backgrounds": with_sampling(spec, "background", kind="mixed", image_probability=0.7,
-                                                  texture_libraries=(str(library),))}, 0, True
+    with_library = {"skins": ("appearance", {"texture_libraries": (str(library),), "texture_probability": 0.5}),
+                    "backgrounds": ("background", {"kind": "mixed", "image_probability": 0.7,
+                                                   "texture_libraries": (str(library),)}),
+                    "env-light": ("lighting", {"texture_libraries": (str(library),), "library_probability": 0.5})}
+    if row in with_library:
+        table, keys = with_library[row]
+        return {f"data-{row}": with_sampling(spec, table, **keys)}, 0, True
+    if row in OPTIONS or row.startswith(("new-default", "realistic")):
+        changes = OPTIONS.get(row) or [change for option in OPTIONS.values() for change in option]
+        if row == "realistic":
+            changes = changes + list(with_library.values())
+        for table, keys in changes:
+            spec = with_sampling(spec, table, **keys)
+        if row.endswith("-seed"):
+            return {f"data-{row}": dataclasses.replace(spec, seed=spec.seed + 1000)}, 1, True
+        return {f"data-{row}": spec}, 0, True
     return {"data-default": spec}, 0, row != "no-augment"
 
 

@@ -205,13 +205,15 @@ def test_options_at_their_neutral_values_keep_a_jobs_fingerprint():
     old = dataclasses.asdict(spec)
     for key in ("cluster", "source_text", "source_path", "base_dir"):
         old.pop(key)
-    old["sampling"].pop("capture")
+    for table in ("capture", "hair", "clothing", "occluders"):
+        old["sampling"].pop(table)
     del old["sampling"]["background"]["texture_libraries"], old["sampling"]["appearance"]["skin_tones"]
     del old["sampling"]["lighting"]["texture_libraries"], old["sampling"]["lighting"]["library_probability"]
     import hashlib
     assert spec_fingerprint(spec) == hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()
     for table in ('[sampling.capture]\nprobability = 0.5', '[sampling.appearance]\nskin_tones = "balanced"',
-                  '[sampling.lighting]\ntexture_libraries = ["lib"]'):
+                  '[sampling.lighting]\ntexture_libraries = ["lib"]', '[sampling.hair]\nprobability = 0.5',
+                  '[sampling.clothing]\nprobability = 0.5', '[sampling.occluders]\nhand_probability = 0.5'):
         assert spec_fingerprint(parse_spec(f'name = "x"\n{table}')) != spec_fingerprint(spec), table
 
 
@@ -223,3 +225,118 @@ def test_bad_realism_options_are_one_clear_error(table):
 
     with pytest.raises(SpecError, match="sampling"):
         parse_spec(f'name = "x"\n{table}')
+
+
+# --- props: hair, clothing, glasses, hands
+
+
+PROPS_SPEC = '''name = "props"
+seed = 5
+[render]
+width = 128
+height = 128
+[sampling.hair]
+probability = 1.0
+fringe_probability = 0.6
+[sampling.clothing]
+probability = 1.0
+[sampling.occluders]
+glasses_probability = 0.5
+hand_probability = 0.5
+'''
+
+
+@pytest.fixture(scope="module")
+def props_batch(ict_model, ctx):
+    spec = parse_spec(PROPS_SPEC)
+    generator = FaceGenerator(spec, ict_model, Renderer(ict_model, 128, 128, ctx=ctx))
+    with_props = generator.generate(range(12))
+    bare = [dataclasses.replace(generator.sample_params(i), hair=None, clothing=None, glasses=None, hand=None)
+            for i in range(12)]
+    without = generator.renderer.render(build_scenes(ict_model, bare))
+    return with_props, without
+
+
+def test_props_keep_depth_segmentation_and_normals_exact(props_batch):
+    arrays, _ = props_batch
+    np.testing.assert_array_equal(arrays["depth"] > 0, arrays["segmentation"] > 0)
+    mask = arrays["segmentation"] > 0
+    np.testing.assert_allclose(np.linalg.norm(arrays["normal"][mask].astype(np.float32), axis=-1), 1, atol=3e-3)
+    seen = {name for name in ("hair", "clothing", "glasses", "hand")
+            if (arrays["segmentation"] == LABEL[name]).any()}
+    assert seen == {"hair", "clothing", "glasses", "hand"}, seen
+
+
+def test_props_lie_in_front_of_the_face_they_cover(props_batch):
+    arrays, bare = props_batch
+    for name in ("hair", "glasses", "hand"):
+        on = (arrays["segmentation"] == LABEL[name]) & (bare.segmentation > 0)
+        assert on.any(), name
+        assert (arrays["depth"][on] <= bare.depth[on] + 1e-3).all(), name  # never behind the skin it covers
+    hand = arrays["segmentation"] == LABEL["hand"]
+    assert (arrays["depth"][hand & (bare.segmentation > 0)] < bare.depth[hand & (bare.segmentation > 0)] - 1).all()
+    # away from the props, the face is drawn exactly as without them
+    away = ~np.isin(arrays["segmentation"], [LABEL[n] for n in ("hair", "clothing", "glasses", "hand")])
+    away &= bare.segmentation > 0
+    np.testing.assert_array_equal(arrays["depth"][away], bare.depth[away])
+
+
+def test_landmarks_a_prop_covers_are_not_visible(props_batch):
+    arrays, _ = props_batch
+    props = [LABEL[n] for n in ("hair", "clothing", "glasses", "hand")]
+    hidden_by_prop = 0
+    for k in range(len(arrays["image"])):
+        for (x, y), visible in zip(arrays["landmarks_2d"][k], arrays["landmark_visible"][k]):
+            col, row = int(x), int(y)
+            if 0 <= col < 128 and 0 <= row < 128 and arrays["segmentation"][k, row, col] in props:
+                assert not visible
+                hidden_by_prop += 1
+    assert hidden_by_prop > 0
+
+
+def test_props_are_deterministic_per_sample(ict_model, ctx, props_batch):
+    spec = parse_spec(PROPS_SPEC)
+    again = FaceGenerator(spec, ict_model, Renderer(ict_model, 128, 128, ctx=ctx)).generate(range(12))
+    for name in ("image", "segmentation", "depth"):
+        np.testing.assert_array_equal(again[name], props_batch[0][name])
+
+
+def test_hairstyles_follow_their_prior():
+    from datagen.synth.props.hair import HAIR_COLOURS, sample_hair
+
+    prior = parse_spec('name = "x"\n[sampling.hair]\nprobability = 0.7\nfringe_probability = 1.0\n'
+                       'colour_weights = [0, 0, 0, 0, 1, 0, 0, 0]\nlength_weights = [0, 0, 1]').sampling.hair
+    styles = [sample_hair(np.random.default_rng([1, i]), prior) for i in range(400)]
+    drawn = [s for s in styles if s is not None]
+    assert 0.63 < len(drawn) / 400 < 0.77  # the bald share
+    assert all(s.hairline[0] <= 0.3 for s in drawn)  # every front hairline lowered by the fringe
+    assert all(s.hairline[-1] < -2.0 for s in drawn)  # long: down to the shoulders
+    blond = np.asarray(HAIR_COLOURS["blond"])
+    assert all(np.allclose(s.colour / s.colour.sum(), blond / blond.sum(), atol=1e-5) for s in drawn)
+
+
+def test_hair_and_clothing_on_a_face_only_model_are_one_clear_error(tiny_model, tiny_model_dir, ctx):
+    from datagen.errors import DatagenError
+
+    spec = tiny_spec(tiny_model_dir, top="[sampling.hair]\nprobability = 0.5")
+    with pytest.raises(DatagenError, match="head and neck"):
+        FaceGenerator(spec, tiny_model, Renderer(tiny_model, 64, 64, ctx=ctx))
+    # glasses and hands need only a face
+    spec = tiny_spec(tiny_model_dir, top="[sampling.occluders]\nglasses_probability = 1.0\nhand_probability = 1.0")
+    arrays = FaceGenerator(spec, tiny_model, Renderer(tiny_model, 64, 64, ctx=ctx)).generate(range(2))
+    assert (arrays["segmentation"] == LABEL["hand"]).any()
+
+
+def test_prop_shapes_face_outwards():
+    from datagen.synth.props.shapes import capsule, ellipsoid, tube
+
+    def outward(positions, triangles, inside):
+        a, b, c = (positions[triangles[:, k]] for k in range(3))
+        return (np.cross(b - a, c - a) * ((a + b + c) / 3 - inside((a + b + c) / 3))).sum(1) > 0
+
+    for shape in (ellipsoid([1, 2, 3], np.diag([1.0, 2.0, 3.0])), ellipsoid([0, 0, 0], np.diag([1.0, -2.0, 3.0])),
+                  capsule([0, 0, 0], [0, 3, 10], 2.0)):
+        centre = shape[0].mean(0)
+        assert outward(*shape, lambda p: centre).all()
+    path = np.stack([np.linspace(0, 10, 6), np.zeros(6), np.zeros(6)], 1)
+    assert outward(*tube(path, 1.0), lambda p: p * [1, 0, 0]).all()

@@ -20,7 +20,7 @@ LEVELS = ("sample", "frame", "clip", "subject")
 # The segmentation's label table (written into every shard). Left/right are the subject's.
 LABELS = (
     "background", "skin", "head_neck", "nose", "brow_right", "brow_left", "eye_right", "eye_left",
-    "upper_lip", "lower_lip", "mouth_interior", "teeth",
+    "upper_lip", "lower_lip", "mouth_interior", "teeth", "hair", "clothing", "glasses", "hand",
 )
 # The procedural material's parameters, in ``params/appearance`` order (synth.sampling draws them).
 APPEARANCE_NAMES = (

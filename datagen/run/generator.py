@@ -17,7 +17,7 @@ from ..synth.annotate import annotate
 from ..synth.background import composite, list_background_images, make_background
 from ..synth.capture import apply_capture, defocus_background
 from ..data.fields import SampleBatch, shard_fields
-from ..synth.geometry import build_scenes
+from ..synth.geometry import build_scenes, check_props
 from ..models.registry import resolve_model
 from ..models.morphable_model import MorphableModel
 from ..synth.render import Renderer, describe_context
@@ -31,6 +31,7 @@ class FaceGenerator:
     def __init__(self, spec: JobSpec, model: MorphableModel, renderer: Renderer | None = None):
         self.spec, self.model = spec, model
         r = spec.render
+        check_props(spec, model)
         self.renderer = renderer or Renderer(model, r.width, r.height, r.msaa, r.supersample)
         self.background_images = background_images(spec)
         libraries = [path for _, path in spec.texture_libraries()]

@@ -21,6 +21,7 @@ from ..models.morphable_model import MorphableModel
 from ..models.registry import resolve_model
 from ..spec import JobSpec, with_cluster
 from .generator import background_images, cached_generator
+from ..synth.geometry import check_props
 from ..synth.render import is_software
 from .cluster import WorkerSetup, check_batch_system, connect
 from .locking import OutputLock
@@ -47,6 +48,7 @@ def check_job(spec: JobSpec, model_dir: str | None = None) -> JobCheck:
     from ..photo.library import checked_library
 
     model = resolve_model(spec.model_reference(), model_dir, download=False)
+    check_props(spec, model)
     entries = sum(len(checked_library(path, model)["entries"]) for _, path in spec.texture_libraries())
     return JobCheck(model=model, texture_entries=entries, background_images=len(background_images(spec)))
 

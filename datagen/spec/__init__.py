@@ -1,15 +1,16 @@
 """Job specs: a TOML job file -> a validated, frozen ``JobSpec`` (``load_spec``).
 
-``jobs`` declares every table and key with its default and meaning; ``loader`` reads TOML into
-them; ``checks`` formats errors as 'file: line N: dotted.key: message'.
+``jobs`` declares every table and key with its default and meaning (``priors`` the ``[sampling.*]``
+tables); ``loader`` reads TOML into them; ``checks`` formats errors as 'file: line N: dotted.key: message'.
 """
 
-from .jobs import (CLUSTER_KINDS, AppearancePrior, BackgroundPrior, CameraPrior, CapturePrior, ClusterSpec, ExpressionPrior,
-                   IdentityPrior, JobSpec, LightingPrior, ModelSpec, OutputSpec, PhotorealSpec, PosePrior, Range,
-                   RenderSpec, SamplingSpec)
+from .jobs import CLUSTER_KINDS, ClusterSpec, JobSpec, ModelSpec, OutputSpec, PhotorealSpec, RenderSpec
+from .priors import (AppearancePrior, BackgroundPrior, CameraPrior, CapturePrior, ClothingPrior, ExpressionPrior,
+                     HairPrior, IdentityPrior, LightingPrior, OccluderPrior, PosePrior, Range, SamplingSpec)
 from .loader import QUICKSTART, default_spec_text, load_default_spec, load_spec, parse_spec, with_cluster, with_overrides
 
-__all__ = ["CLUSTER_KINDS", "AppearancePrior", "BackgroundPrior", "CameraPrior", "CapturePrior", "ClusterSpec", "ExpressionPrior",
-           "IdentityPrior", "JobSpec", "LightingPrior", "ModelSpec", "OutputSpec", "PhotorealSpec", "PosePrior",
-           "QUICKSTART", "Range", "RenderSpec", "SamplingSpec", "default_spec_text", "load_default_spec", "load_spec",
-           "parse_spec", "with_cluster", "with_overrides"]
+__all__ = ["CLUSTER_KINDS", "AppearancePrior", "BackgroundPrior", "CameraPrior", "CapturePrior", "ClothingPrior",
+           "ClusterSpec", "ExpressionPrior", "HairPrior", "IdentityPrior", "JobSpec", "LightingPrior", "ModelSpec",
+           "OccluderPrior", "OutputSpec", "PhotorealSpec", "PosePrior", "QUICKSTART", "Range", "RenderSpec",
+           "SamplingSpec", "default_spec_text", "load_default_spec", "load_spec", "parse_spec", "with_cluster",
+           "with_overrides"]

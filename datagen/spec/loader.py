@@ -140,6 +140,11 @@ def _convert(kind, value, where: Where, name: str, ctx: Context):
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return tuple(value)
         raise where.error(name, f"expected a list of strings, got {_describe(value)}")
+    if kind == typing.Tuple[float, ...]:
+        if (isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                            and math.isfinite(v) for v in value)):
+            return tuple(float(v) for v in value)
+        raise where.error(name, f"expected a list of numbers, got {_describe(value)}")
     raise TypeError(f"spec field {where.key(name)} has an unsupported type {kind}")  # a bug in this module
 
 

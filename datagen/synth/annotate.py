@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..data.fields import SampleBatch, ShardField
+from ..data.fields import LABELS, SampleBatch, ShardField
 from .geometry import SceneBatch
 from .render import RenderOutput
 from .sampling import FaceParams
 
-# A landmark is hidden when the rendered surface at its pixel lies this much nearer than it.
+# A landmark is hidden when the rendered surface at its pixel lies this much nearer than it, or is a prop.
 OCCLUSION_TOLERANCE_MM = 10.0
+PROP_LABELS = tuple(LABELS.index(name) for name in ("hair", "clothing", "glasses", "hand"))
 
 
 def landmark_visibility(scenes: SceneBatch, rendered: RenderOutput) -> np.ndarray:
     """(B, 68) bool: a landmark is visible when it projects inside the image, the face covers a
-    pixel within one pixel of it, and nothing drawn at its pixel lies nearer than it (self-occlusion)."""
+    pixel within one pixel of it, and nothing drawn at its pixel lies nearer than it (self-occlusion)
+    or belongs to a prop (hair over the brows lies closer to the skin than the tolerance)."""
     b, h, w = rendered.depth.shape
     xy = scenes.landmarks_2d
     col = np.floor(xy[..., 0]).astype(np.int64)
@@ -27,6 +29,7 @@ def landmark_visibility(scenes: SceneBatch, rendered: RenderOutput) -> np.ndarra
     own_depth = -scenes.landmarks_3d[..., 2]
     drawn = rendered.depth[batch, r, c]
     occluded = (drawn > 0) & (drawn < own_depth - OCCLUSION_TOLERANCE_MM)
+    occluded |= np.isin(rendered.segmentation[batch, r, c], PROP_LABELS)
     covered = np.zeros_like(inside)
     for dr in (-1, 0, 1):
         for dc in (-1, 0, 1):

@@ -14,6 +14,10 @@ import scipy.sparse
 from ..camera import project, to_camera
 from .face_parts import face_parts
 from ..models.morphable_model import MorphableModel
+from .props import PropMesh, combine
+from .props.clothing import build_clothing
+from .props.hair import build_hair, scalp
+from .props.occluders import build_occluders
 from .sampling import FaceParams
 
 
@@ -72,6 +76,7 @@ class SceneBatch:
     light_sh:     (B, 9, 3) float32 radiance SH per RGB channel, camera space
     appearance:   (B, len(APPEARANCE_NAMES)) float32 procedural material parameters
     albedo_maps:  B ``texture.AlbedoMap`` or None: a fitted photo's albedo instead of the procedural skin
+    props:        B ``props.PropMesh`` or None: hair, clothing, glasses, hands drawn with the face
     """
 
     vertices: np.ndarray
@@ -82,6 +87,7 @@ class SceneBatch:
     light_sh: np.ndarray
     appearance: np.ndarray
     albedo_maps: tuple
+    props: tuple = ()
 
     def __len__(self) -> int:
         return self.vertices.shape[0]
@@ -107,7 +113,25 @@ def build_scenes(model: MorphableModel, params: list[FaceParams], albedo_maps=No
                       landmarks_2d=project(landmarks_3d, intrinsics), intrinsics=intrinsics,
                       light_sh=np.stack([np.asarray(p.light_sh, np.float32) for p in params]),
                       appearance=np.stack([np.asarray(p.appearance, np.float32) for p in params]),
-                      albedo_maps=tuple(albedo_maps) if albedo_maps is not None else (None,) * len(params))
+                      albedo_maps=tuple(albedo_maps) if albedo_maps is not None else (None,) * len(params),
+                      props=tuple(build_props(model, p, v, n) for p, v, n in zip(params, vertices, normals)))
+
+
+def check_props(spec, model: MorphableModel) -> None:
+    """One clear error, before any work, when the job asks for props its model cannot carry."""
+    s = spec.sampling
+    if s.hair.probability or s.clothing.probability:
+        scalp(model)  # raises: hair and clothing need a head and neck
+
+
+def build_props(model: MorphableModel, p: FaceParams, vertices: np.ndarray, normals: np.ndarray) -> PropMesh | None:
+    """The props of sample ``p`` around its posed face (``vertices``, ``normals``: camera space)."""
+    parts = [build_occluders(model, p, vertices)]
+    if p.hair is not None:
+        parts.append(build_hair(model, p.hair, p.rotation, vertices, normals))
+    if p.clothing is not None:
+        parts.append(build_clothing(model, p.clothing, p.rotation, p.translation, vertices))
+    return combine(parts)
 
 
 def vertex_normals(vertices: np.ndarray, topology: MeshTopology) -> np.ndarray:

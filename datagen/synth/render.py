@@ -33,6 +33,11 @@ from ..models.morphable_model import MorphableModel
 DYNAMIC_LAYOUT = (("in_position", None, "3f"), ("in_normal", None, "3f"))
 STATIC_LAYOUT = (("in_uv", "uv", "2f"), ("in_label", "label", "1f"), ("in_material", "material", "1f"),
                  ("in_weights", "weights", "4f"))
+# A sample's props (props.PropMesh), all per sample: (shader input, PropMesh attribute, format). The
+# face's vertex array leaves in_tangent and in_colour unbound (GL reads them as 0).
+PROP_LAYOUT = (("in_position", "positions", "3f"), ("in_normal", "normals", "3f"), ("in_tangent", "tangents", "3f"),
+               ("in_colour", "colour", "3f"), ("in_uv", "uv", "2f"), ("in_label", "label", "1f"),
+               ("in_material", "material", "1f"), ("in_weights", "weights", "4f"))
 
 
 def _floats(layout) -> int:
@@ -150,6 +155,7 @@ class Renderer:
             self.program["u_albedo_map"] = 1
             self._albedo_texture = self._albedo_source = None
             self._build_framebuffers()
+        self.prop_vao, self._prop_vertices, self._prop_indices, self._prop_count = None, 0, 0, 0
 
     # --- set-up (once per process)
 
@@ -242,10 +248,41 @@ class Renderer:
         self._upload[:, 3:] = scenes.normals[i][ids]
         self.dynamic.write(self._upload)
 
+    def _upload_props(self, props) -> None:
+        """Put a sample's PropMesh (or None: nothing besides the face) in the prop buffers, grown as needed."""
+        self._prop_count = 0 if props is None else 3 * len(props.triangles)
+        if not self._prop_count:
+            return
+        data = np.concatenate([np.asarray(getattr(props, key), np.float32).reshape(len(props), -1)
+                               for _, key, _ in PROP_LAYOUT], 1)
+        if len(props) > self._prop_vertices or self._prop_count > self._prop_indices:
+            if self.prop_vao is not None:
+                for thing in (self.prop_vao, self.prop_buffer, self.prop_index):
+                    thing.release()
+            self._prop_vertices = max(int(1.5 * len(props)), self._prop_vertices)
+            self._prop_indices = max(int(1.5 * self._prop_count), self._prop_indices)
+            self.prop_buffer = self.ctx.buffer(reserve=self._prop_vertices * data.shape[1] * 4, dynamic=True)
+            self.prop_index = self.ctx.buffer(reserve=self._prop_indices * 4, dynamic=True)
+            names = [name for name, _, _ in PROP_LAYOUT]
+            self.prop_vao = self.ctx.vertex_array(
+                self.program, [(self.prop_buffer, " ".join(fmt for _, _, fmt in PROP_LAYOUT), *names)],
+                index_buffer=self.prop_index)
+        self.prop_buffer.write(np.ascontiguousarray(data).tobytes())
+        self.prop_index.write(np.ascontiguousarray(props.triangles, np.int32).tobytes())
+
+    def _draw_scene(self) -> None:
+        self.vao.render()
+        if self._prop_count:
+            self.prop_vao.render(vertices=self._prop_count)
+
     def _draw(self, scenes: SceneBatch, i: int, out: RenderOutput) -> None:
         ctx = self.ctx
         vertices = scenes.vertices[i]
         self.upload(scenes, i)
+        props = scenes.props[i] if scenes.props else None
+        self._upload_props(props)
+        if props is not None:
+            vertices = np.concatenate([vertices, props.positions])
         depth = -vertices[:, 2]
         near = max(float(depth.min()) * 0.5, 1.0)
         far = float(depth.max()) * 1.5 + 1.0
@@ -260,7 +297,7 @@ class Renderer:
         self.program["u_shade"] = not antialiased
         self.gt_fbo.use()
         self.gt_fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
-        self.vao.render()
+        self._draw_scene()
         geometry = self._read(self.gt_fbo, 1, 4, "f4")
         out.depth[i] = geometry[..., 0]
         out.normal[i] = geometry[..., 1:]
@@ -269,14 +306,14 @@ class Renderer:
             self.program["u_shade"] = True
             self.msaa_fbo.use()
             self.msaa_fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
-            self.vao.render()
+            self._draw_scene()
             ctx.copy_framebuffer(self.resolve_fbo, self.msaa_fbo)
             out.colour[i] = self._read(self.resolve_fbo, 0, 4, "f1")
         elif self.supersample > 1:
             self.program["u_shade"] = True
             self.super_fbo.use()
             self.super_fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
-            self.vao.render()
+            self._draw_scene()
             s = self.supersample
             big = np.frombuffer(self.super_fbo.read(components=4), np.uint8)
             # Each output pixel averages the s x s block centred on it (same pixel centre as pass 1).

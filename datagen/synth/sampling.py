@@ -26,10 +26,14 @@ from ..camera import SH_NORM, irradiance_basis, resize_intrinsics, rotation_matr
 from ..data.fields import APPEARANCE_NAMES
 from ..models.morphable_model import MorphableModel
 from ..spec import JobSpec, PosePrior, SamplingSpec
+from .props.clothing import ClothingParams, sample_clothing
+from .props.hair import HairParams, sample_hair
+from .props.occluders import GlassesParams, HandParams, sample_occluders
 from .skin import balanced_melanin
 
 STREAMS = {"identity": 0, "expression": 1, "pose": 2, "camera": 3, "lighting": 4, "appearance": 5, "background": 6,
-           "background_pattern": 7, "texture": 8, "photoreal": 9, "capture": 10, "capture_noise": 11}
+           "background_pattern": 7, "texture": 8, "photoreal": 9, "capture": 10, "capture_noise": 11,
+           "hair": 12, "clothing": 13, "occluders": 14}
 PHOTO_BACKGROUND = 2  # params/background kind: the fitted photo itself (photo-realistic jobs)
 
 
@@ -49,6 +53,10 @@ class FaceParams:
     background: np.ndarray  # (2,) int64: kind (0 procedural, 1 image, 2 fitted photo), its index or -1
     albedo_source: int = -1  # index of the fitted photo whose albedo the skin uses; -1 = procedural
     capture: "CaptureParams | None" = None  # camera effects on the picture; None = as rendered
+    hair: HairParams | None = None  # None = bald
+    clothing: ClothingParams | None = None
+    glasses: GlassesParams | None = None
+    hand: HandParams | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,9 @@ def sample_face(spec: JobSpec, model: MorphableModel, index: int, num_background
         background=sample_background(rng("background"), s, num_background_images),
         albedo_source=sample_albedo_source(rng("texture"), s, len(photos or [])),
         capture=sample_capture(rng("capture"), s, height),
+        hair=sample_hair(rng("hair"), s.hair),
+        clothing=sample_clothing(rng("clothing"), s.clothing),
+        **dict(zip(("glasses", "hand"), sample_occluders(rng("occluders"), s.occluders))),
     )
 
 

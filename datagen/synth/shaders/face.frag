@@ -1,7 +1,8 @@
 #version 330
 // Outputs: 0 = sRGB colour (alpha = coverage), 1 = (depth mm, camera-space normal), 2 = label / 255.
 // Shading: Lambertian albedo under 2nd-order SH irradiance (Ramamoorthi & Hanrahan 2001) plus a
-// Blinn-Phong lobe towards the dominant light direction (the SH linear band).
+// Blinn-Phong lobe towards the dominant light direction (the SH linear band); hair: Kajiya-Kay
+// lobes along the strand direction (Kajiya & Kay 1989, with Scheuermann's shifted second lobe).
 uniform bool u_shade;
 uniform vec3 u_sh[9];          // radiance SH coefficients per RGB channel, camera space
 uniform float u_appearance[APPEARANCE_SIZE];  // data.fields.APPEARANCE_NAMES
@@ -16,6 +17,8 @@ in vec2 v_uv;
 flat in float v_label;
 flat in float v_material;
 in vec4 v_weights;
+in vec3 v_tangent;
+in vec3 v_colour;
 
 layout(location = 0) out vec4 out_colour;
 layout(location = 1) out vec4 out_geometry;
@@ -52,7 +55,24 @@ vec3 skin_albedo() {
     return albedo;
 }
 
+// Props (materials 5..8, synth/props): hair, cloth, skin of hands, glasses frames.
+float hair_strands() {
+    // level 0 (explicit LOD): the ground-truth pass and the supersampled colour pass must keep
+    // the same fragments, and mip levels follow each pass's own pixel size
+    return smoothstep(0.25, 0.75, textureLod(u_noise, v_uv, 0.0).a);
+}
+
+bool hair_kept() {
+    float level = v_weights.x, coverage = v_weights.y;
+    if (level <= 0.0) return coverage > 0.25 + 0.5 * textureLod(u_noise, v_uv * 3.0, 0.0).g;  // the roots: opaque inside
+    return hair_strands() * coverage > level;
+}
+
 vec3 albedo_of(int material) {
+    if (material == 5) return v_colour * (0.7 + 0.6 * hair_strands()) * (0.45 + 0.55 * v_weights.x);
+    if (material == 6) return v_colour * (0.8 + 0.4 * texture(u_noise, v_uv * 6.0).g) * (0.9 + 0.2 * texture(u_noise, v_uv).r);
+    if (material == 7) return v_colour * (0.9 + 0.2 * texture(u_noise, v_uv * 2.0).b);
+    if (material == 8) return v_colour;
     if (u_use_albedo_map && (material == 0 || material == 4))  // skin and eye sockets; eyes, teeth stay procedural
         return texture(u_albedo_map, vec2(v_uv.x / u_albedo_tiles, v_uv.y)).rgb;
     if (material == 0) return skin_albedo();
@@ -78,7 +98,18 @@ vec3 to_srgb(vec3 c) {
     return mix(c * 12.92, 1.055 * pow(c, vec3(1.0 / 2.4)) - 0.055, step(0.0031308, c));
 }
 
+vec3 kajiya_kay(vec3 l, vec3 view, vec3 n, vec3 albedo, float strength) {
+    vec3 t = normalize(v_tangent);
+    vec3 h = normalize(l + view);
+    vec3 shifted = normalize(t + 0.2 * n);
+    float primary = pow(sqrt(max(1.0 - pow(dot(t, h), 2.0), 0.0)), 80.0);
+    float secondary = pow(sqrt(max(1.0 - pow(dot(shifted, h), 2.0), 0.0)), 20.0);
+    return strength * v_weights.z * (0.5 * primary + 2.0 * albedo * secondary) * smoothstep(-0.1, 0.3, dot(n, l));
+}
+
 void main() {
+    int material = int(v_material + 0.5);
+    if (material == 5 && !hair_kept()) discard;  // in every pass: the ground truth shows the hair the image does
     vec3 n = normalize(v_normal);
     out_geometry = vec4(-v_position.z, n);
     out_label = v_label / 255.0;
@@ -86,7 +117,6 @@ void main() {
         out_colour = vec4(0.0);
         return;
     }
-    int material = int(v_material + 0.5);
     vec3 albedo = albedo_of(material);
     vec3 colour = albedo * irradiance(n);
     vec3 l_dir = vec3(dot(u_sh[3], vec3(0.2126, 0.7152, 0.0722)),
@@ -97,10 +127,16 @@ void main() {
         vec3 l = l_dir / (strength * c1);
         vec3 view = normalize(-v_position);
         vec3 h = normalize(l + view);
-        float shininess = material == 3 ? 120.0 : u_appearance[8] * (1.0 + v_weights.x);
-        float ks = material == 3 ? 0.6 : (material == 0 ? u_appearance[7] * (1.0 + 0.5 * v_weights.x) : 0.05);
-        float spec = ks * strength * pow(max(dot(n, h), 0.0), shininess) * step(0.0, dot(n, l));
-        colour += spec * (shininess + 8.0) / (8.0 * PI) * (u_sh[0] / max(u_sh[0].g, 1e-4));
+        vec3 light_colour = u_sh[0] / max(u_sh[0].g, 1e-4);
+        if (material == 5) {
+            colour += kajiya_kay(l, view, n, albedo, strength) * light_colour;
+        } else {
+            float shininess = material == 3 ? 120.0 : (material == 8 ? 60.0 : (material >= 5 ? 10.0 : u_appearance[8] * (1.0 + v_weights.x)));
+            float ks = material == 3 ? 0.6 : (material == 0 ? u_appearance[7] * (1.0 + 0.5 * v_weights.x)
+                                                            : (material == 8 ? 0.5 : (material == 7 ? 0.08 : 0.05)));
+            float spec = ks * strength * pow(max(dot(n, h), 0.0), shininess) * step(0.0, dot(n, l));
+            colour += spec * (shininess + 8.0) / (8.0 * PI) * light_colour;
+        }
     }
     out_colour = vec4(to_srgb(colour), 1.0);
 }
