@@ -14,7 +14,7 @@ Rows (later issues add theirs: hair, details, ...):
   backgrounds + image backgrounds: 70% of the faces over the parts of those photos away from their head
   no-augment  the default data, the trainer's augmentations off
   (issue 15's options, one each, then together:)
-  hair        + procedural hair on 85% of the faces ([sampling.hair])
+  hair        + procedural hair on 85% of the faces, eyelashes and brows with relief on all ([sampling.hair])
   capture     + camera effects on 80% of the images ([sampling.capture])
   balanced-skin + skin tones balanced over the ITA categories ([sampling.appearance] skin_tones)
   env-light   + half the faces lit by the lighting recovered from the photos ([sampling.lighting])
@@ -52,7 +52,7 @@ ROWS = ("default", "seed", "skins", "photoreal", "backgrounds", "no-augment", "h
 NEEDS_LIBRARY = {"skins", "photoreal", "backgrounds", "env-light", "realistic"}
 # one option each: (table, keys)
 OPTIONS = {
-    "hair": [("hair", {"probability": 0.85})],
+    "hair": [("hair", {"probability": 0.85, "eyelash_probability": 1.0, "brow_relief_probability": 1.0})],
     "capture": [("capture", {"probability": 0.8})],
     "balanced-skin": [("appearance", {"skin_tones": "balanced"})],
     "clothing-occluders": [("clothing", {"probability": 1.0}),

@@ -238,6 +238,8 @@ height = 128
 [sampling.hair]
 probability = 1.0
 fringe_probability = 0.6
+eyelash_probability = 1.0
+brow_relief_probability = 1.0
 [sampling.clothing]
 probability = 1.0
 [sampling.occluders]
@@ -251,7 +253,8 @@ def props_batch(ict_model, ctx):
     spec = parse_spec(PROPS_SPEC)
     generator = FaceGenerator(spec, ict_model, Renderer(ict_model, 128, 128, ctx=ctx))
     with_props = generator.generate(range(12))
-    bare = [dataclasses.replace(generator.sample_params(i), hair=None, clothing=None, glasses=None, hand=None)
+    bare = [dataclasses.replace(generator.sample_params(i), hair=None, clothing=None, glasses=None, hand=None,
+                                face_hair=None)
             for i in range(12)]
     without = generator.renderer.render(build_scenes(ict_model, bare))
     return with_props, without
@@ -275,8 +278,9 @@ def test_props_lie_in_front_of_the_face_they_cover(props_batch):
         assert (arrays["depth"][on] <= bare.depth[on] + 1e-3).all(), name  # never behind the skin it covers
     hand = arrays["segmentation"] == LABEL["hand"]
     assert (arrays["depth"][hand & (bare.segmentation > 0)] < bare.depth[hand & (bare.segmentation > 0)] - 1).all()
-    # away from the props, the face is drawn exactly as without them
-    away = ~np.isin(arrays["segmentation"], [LABEL[n] for n in ("hair", "clothing", "glasses", "hand")])
+    # away from the props (and the lashes and brows), the face is drawn exactly as without them
+    away = ~np.isin(arrays["segmentation"], [LABEL[n] for n in ("hair", "clothing", "glasses", "hand", "brow_left",
+                                                                  "brow_right", "eye_left", "eye_right")])
     away &= bare.segmentation > 0
     np.testing.assert_array_equal(arrays["depth"][away], bare.depth[away])
 
@@ -340,3 +344,26 @@ def test_prop_shapes_face_outwards():
         assert outward(*shape, lambda p: centre).all()
     path = np.stack([np.linspace(0, 10, 6), np.zeros(6), np.zeros(6)], 1)
     assert outward(*tube(path, 1.0), lambda p: p * [1, 0, 0]).all()
+
+
+def test_lash_cards_run_from_the_lid_to_their_tips(ict_model):
+    from datagen.synth.props.face_hair import lash_cards
+
+    cards = lash_cards(ict_model)
+    points = ict_model.mean[cards.ids]
+    for side in ("left", "right"):
+        on = cards.label == LABEL[f"eye_{side}"]
+        eye = ict_model.mean[ict_model.region_vertices(f"sclera_{side}")].mean(0)
+        distance = np.linalg.norm(points[on] - eye, axis=1)
+        assert distance[cards.tip[on] < 0.1].mean() < distance[cards.tip[on] > 0.9].mean() - 3
+    assert cards.tip.min() == 0 and cards.tip.max() == 1
+
+
+def test_eyelashes_and_brows_are_drawn_on_the_eyes_and_brows_only(props_batch):
+    arrays, bare = props_batch
+    changed = (arrays["segmentation"] != bare.segmentation) & (bare.segmentation > 0)
+    props = np.isin(arrays["segmentation"], [LABEL[n] for n in ("hair", "clothing", "glasses", "hand")])
+    # what is not a prop's became an eye's or a brow's: lashes over the lids, brows standing off the skin
+    relabelled = np.unique(arrays["segmentation"][changed & ~props])
+    assert set(relabelled) <= {LABEL[n] for n in ("eye_left", "eye_right", "brow_left", "brow_right")}, relabelled
+    assert {LABEL["eye_left"], LABEL["eye_right"]} & set(relabelled)

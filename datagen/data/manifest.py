@@ -30,7 +30,8 @@ NEUTRAL_ADDITIONS = {
     ("sampling", "lighting", "texture_libraries"): (),
     ("sampling", "lighting", "library_probability"): 0.5,
     ("sampling", "capture"): lambda table: table["probability"] == 0,
-    ("sampling", "hair"): lambda table: table["probability"] == 0,
+    ("sampling", "hair"): lambda table: not (table["probability"] or table.get("eyelash_probability")
+                                             or table.get("brow_relief_probability")),
     ("sampling", "clothing"): lambda table: table["probability"] == 0,
     ("sampling", "occluders"): lambda table: table["glasses_probability"] == 0 and table["hand_probability"] == 0,
 }

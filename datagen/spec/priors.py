@@ -222,9 +222,13 @@ class HairPrior:
     receding_probability: float = 0.1
     # black, dark brown, brown, light brown, blond, red, grey, white (hair.HAIR_COLOURS)
     colour_weights: typing.Tuple[float, ...] = (0.35, 0.25, 0.14, 0.08, 0.06, 0.04, 0.06, 0.02)
+    # independent of the scalp's hair (bald faces have them too); synth/props/face_hair.py
+    eyelash_probability: float = 0.0  # ICT-FaceKit's lash cards, alpha-tested
+    brow_relief_probability: float = 0.0  # short hair shells over the brows
 
     def check(self, where):
-        for name in ("probability", "fringe_probability", "receding_probability"):
+        for name in ("probability", "fringe_probability", "receding_probability", "eyelash_probability",
+                     "brow_relief_probability"):
             require(0 <= getattr(self, name) <= 1, where, name, "must be a probability in [0, 1]")
         for name, count in (("length_weights", 3), ("colour_weights", 8)):
             weights = getattr(self, name)

@@ -20,7 +20,8 @@ from ..models.morphable_model import MorphableModel
 LABEL = {name: i for i, name in enumerate(LABELS)}  # LABELS: the public table, declared with the fields
 
 # Materials the shader knows (values of the per-vertex material attribute).
-MATERIALS = ("skin", "mouth_interior", "teeth", "eye", "eye_socket", "hair", "cloth", "prop_skin", "glasses")
+MATERIALS = ("skin", "mouth_interior", "teeth", "eye", "eye_socket", "hair", "cloth", "prop_skin", "glasses",
+             "eyelash")
 MATERIAL = {name: i for i, name in enumerate(MATERIALS)}
 
 # Model regions: (label, material); regions not listed are not drawn (see HIDDEN_REGIONS).

@@ -16,6 +16,7 @@ from .face_parts import face_parts
 from ..models.morphable_model import MorphableModel
 from .props import PropMesh, combine
 from .props.clothing import build_clothing
+from .props.face_hair import build_face_hair
 from .props.hair import build_hair, scalp
 from .props.occluders import build_occluders
 from .sampling import FaceParams
@@ -129,6 +130,8 @@ def build_props(model: MorphableModel, p: FaceParams, vertices: np.ndarray, norm
     parts = [build_occluders(model, p, vertices)]
     if p.hair is not None:
         parts.append(build_hair(model, p.hair, p.rotation, vertices, normals))
+    if p.face_hair is not None:
+        parts.append(build_face_hair(model, p.face_hair, p.rotation, vertices, normals))
     if p.clothing is not None:
         parts.append(build_clothing(model, p.clothing, p.rotation, p.translation, vertices))
     return combine(parts)

@@ -27,13 +27,14 @@ from ..data.fields import APPEARANCE_NAMES
 from ..models.morphable_model import MorphableModel
 from ..spec import JobSpec, PosePrior, SamplingSpec
 from .props.clothing import ClothingParams, sample_clothing
+from .props.face_hair import FaceHairParams, sample_face_hair
 from .props.hair import HairParams, sample_hair
 from .props.occluders import GlassesParams, HandParams, sample_occluders
 from .skin import balanced_melanin
 
 STREAMS = {"identity": 0, "expression": 1, "pose": 2, "camera": 3, "lighting": 4, "appearance": 5, "background": 6,
            "background_pattern": 7, "texture": 8, "photoreal": 9, "capture": 10, "capture_noise": 11,
-           "hair": 12, "clothing": 13, "occluders": 14}
+           "hair": 12, "clothing": 13, "occluders": 14, "face_hair": 15}
 PHOTO_BACKGROUND = 2  # params/background kind: the fitted photo itself (photo-realistic jobs)
 
 
@@ -57,6 +58,7 @@ class FaceParams:
     clothing: ClothingParams | None = None
     glasses: GlassesParams | None = None
     hand: HandParams | None = None
+    face_hair: FaceHairParams | None = None  # eyelashes, brows with relief
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ def sample_face(spec: JobSpec, model: MorphableModel, index: int, num_background
     rng = lambda stream: sample_rng(spec.seed, index, stream)  # noqa: E731
     rotation = sample_rotation(rng("pose"), s.pose)
     intrinsics, translation = sample_camera(rng("camera"), s, model, rotation, width, height)
+    hair = sample_hair(rng("hair"), s.hair)
     return FaceParams(
         sample_index=index,
         identity=sample_identity(rng("identity"), s, model),
@@ -106,7 +109,8 @@ def sample_face(spec: JobSpec, model: MorphableModel, index: int, num_background
         background=sample_background(rng("background"), s, num_background_images),
         albedo_source=sample_albedo_source(rng("texture"), s, len(photos or [])),
         capture=sample_capture(rng("capture"), s, height),
-        hair=sample_hair(rng("hair"), s.hair),
+        hair=hair,
+        face_hair=sample_face_hair(rng("face_hair"), s.hair, hair.colour if hair is not None else None),
         clothing=sample_clothing(rng("clothing"), s.clothing),
         **dict(zip(("glasses", "hand"), sample_occluders(rng("occluders"), s.occluders))),
     )

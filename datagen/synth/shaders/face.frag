@@ -68,7 +68,15 @@ bool hair_kept() {
     return hair_strands() * coverage > level;
 }
 
+bool lash_kept() {
+    // lashes along the card (u), each narrowing from its root (tip = 0) to its tip (tip = 1)
+    float tip = v_weights.x;
+    float x = fract(v_uv.x * 160.0 + 0.5 * textureLod(u_noise, vec2(v_uv.x * 2.0, 0.37), 0.0).b);
+    return tip < 0.96 && abs(x - 0.5) < 0.22 * (1.0 - 0.8 * tip);
+}
+
 vec3 albedo_of(int material) {
+    if (material == 9) return v_colour;
     if (material == 5) return v_colour * (0.7 + 0.6 * hair_strands()) * (0.45 + 0.55 * v_weights.x);
     if (material == 6) return v_colour * (0.8 + 0.4 * texture(u_noise, v_uv * 6.0).g) * (0.9 + 0.2 * texture(u_noise, v_uv).r);
     if (material == 7) return v_colour * (0.9 + 0.2 * texture(u_noise, v_uv * 2.0).b);
@@ -109,7 +117,7 @@ vec3 kajiya_kay(vec3 l, vec3 view, vec3 n, vec3 albedo, float strength) {
 
 void main() {
     int material = int(v_material + 0.5);
-    if (material == 5 && !hair_kept()) discard;  // in every pass: the ground truth shows the hair the image does
+    if ((material == 5 && !hair_kept()) || (material == 9 && !lash_kept())) discard;  // in every pass: the ground truth shows the hair the image does
     vec3 n = normalize(v_normal);
     out_geometry = vec4(-v_position.z, n);
     out_label = v_label / 255.0;
