@@ -107,3 +107,8 @@ def test_paths_in_a_job_file_are_relative_to_its_folder(tmp_path, monkeypatch):
     moved.mkdir()
     (moved / "job.toml").write_text(text)
     assert spec_fingerprint(load_spec(moved / "job.toml")) == spec_fingerprint(spec)  # the folder moved: same job
+
+
+def test_every_shipped_job_file_loads():
+    for path in sorted((REPO / "jobs").glob("*.toml")):
+        assert load_spec(path).name, path

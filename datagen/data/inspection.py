@@ -19,6 +19,8 @@ from .shards import validate_shard
 
 SKIN_TONE_SAMPLES = 2000  # at most this many samples' skin colours (spread over the shards)
 SKIN_TONE_LABELS = tuple(LABELS.index(name) for name in ("skin", "nose"))  # not the neck: it is shaded darker
+PROP_NAMES = ("hair", "clothing", "glasses", "hand")
+PROP_LABELS = tuple(LABELS.index(name) for name in PROP_NAMES)
 
 
 @dataclass
@@ -75,7 +77,7 @@ def _describe(report: Report) -> None:
         f.visititems(lambda n, o: report.schema.append((n, o.shape[1:], str(o.dtype), o.attrs.get("doc", "")))
                      if isinstance(o, h5py.Dataset) else None)
         expression_names = json.loads(f["params/expression"].attrs.get("names", "[]"))
-    params, tones = {}, []
+    params, tones, shown = {}, [], []
     per_shard = -(-SKIN_TONE_SAMPLES // len(report.valid))
     for info in report.valid:
         with h5py.File(info.path, "r") as f:
@@ -83,7 +85,9 @@ def _describe(report: Report) -> None:
                          "params/translation", "landmark_visible", "params/light_sh", "landmarks_2d"):
                 params.setdefault(name, []).append(f[name][()])
             height = f["image"].shape[1]
-            tones.append(skin_tones(f["image"][:per_shard], f["segmentation"][:per_shard], SKIN_TONE_LABELS))
+            segmentation = f["segmentation"][:per_shard]
+            tones.append(skin_tones(f["image"][:per_shard], segmentation, SKIN_TONE_LABELS))
+            shown.append(np.stack([(segmentation == label).any((1, 2)) for label in PROP_LABELS], 1))
     p = {k: np.concatenate(v) for k, v in params.items()}
     degrees = np.degrees(p["params/rotation"])
     for i, axis in enumerate(("yaw", "pitch", "roll")):
@@ -98,6 +102,8 @@ def _describe(report: Report) -> None:
     report.stats.append(_stat("distance", -p["params/translation"][:, 2], "mm"))
     report.stats.append(_stat("ambient light", p["params/light_sh"][:, 0].mean(1) * SH_NORM[0], ""))
     report.stats.append(_stat("visible landmarks", p["landmark_visible"].sum(1), "of 68"))
+    for name, column in zip(PROP_NAMES, np.concatenate(shown).T):  # props (hair, ...): how often an image shows one
+        report.stats.append(_stat(f"shows {name}", column.astype(float), "share"))
     landmarks = p["landmarks_2d"]
     report.stats.append(_stat("face height", 100 * np.ptp(landmarks[..., 1], axis=1) / height, "% of image"))
     report.stats.append(_stat("inter-ocular", np.linalg.norm(landmarks[:, 36] - landmarks[:, 45], axis=1), "px"))

@@ -142,7 +142,7 @@ def build_brows(model: MorphableModel, f: FaceHairParams, rotation, vertices: np
     positions = base[None] + normal[None] * (0.3 + levels[:, None, None] * f.brow_thickness)
     weights = np.zeros((BROW_SHELLS, n, 4), np.float32)
     weights[..., 0] = levels[:, None]
-    weights[..., 1] = np.clip(parts.weights[ids, 1] * 1.3, 0, 1)[None]
+    weights[..., 1] = np.clip((parts.weights[ids, 1] - 0.3) * 1.6, 0, 1)[None]  # the brow's core, not its fringe
     weights[..., 2] = 0.1
     labels = np.where(model.mean[ids, 0] > 0, LABEL["brow_left"], LABEL["brow_right"])
     tile = lambda a: np.broadcast_to(a, (BROW_SHELLS, *np.shape(a))).reshape(BROW_SHELLS * n, -1)  # noqa: E731
