@@ -8,13 +8,18 @@ Prints (medians of --repeats runs, all measured in this one run):
   2. per-stage cost in one process: sampling, geometry, rendering, annotation + compositing;
   3. render-only frames/s of the same meshes and outputs (the limit of this machine, one process);
   4. a plain vectorised numpy z-buffer rasteriser of the same meshes (depth + normals, no shading);
-and the ratios between them.
+and the ratios between them; then
+  5. the same per-sample costs for the props-and-capture recipe (jobs/realistic.toml without its
+     texture-library options: hair, lashes, brows, clothing, glasses, hands, capture effects,
+     balanced skin tones) at the quickstart's size, and its cost relative to the quickstart's.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+from pathlib import Path
 import statistics
 import tempfile
 import time
@@ -26,7 +31,9 @@ from datagen.synth.geometry import build_scenes
 from datagen.run.job import run_job
 from datagen.models.registry import resolve_model
 from datagen.synth.render import Renderer
-from datagen.spec import load_default_spec, with_overrides
+from datagen.spec import load_default_spec, load_spec, with_overrides
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def numpy_zbuffer(vertices, normals, triangles, intrinsics, width, height):
@@ -145,6 +152,37 @@ def main():
           f"end-to-end / one-process pipeline x {workers} = {end_to_end / (workers / t_total):.2f}; "
           f"moderngl / numpy rasteriser = {t_numpy / t_render:.1f}x (full render), "
           f"{t_numpy / t_single:.1f}x (one pass; numpy does depth + normals only)")
+    realistic_costs(spec, model, renderer, indices, args.repeats, t_total)
+
+
+def without_libraries(spec):
+    """jobs/realistic.toml's recipe at ``spec``'s size, its texture-library options off."""
+    recipe = load_spec(REPO / "jobs" / "realistic.toml")
+    s = recipe.sampling
+    sampling = dataclasses.replace(
+        s, appearance=dataclasses.replace(s.appearance, texture_libraries=()),
+        lighting=dataclasses.replace(s.lighting, texture_libraries=()),
+        background=dataclasses.replace(s.background, kind="procedural", texture_libraries=()))
+    return dataclasses.replace(spec, sampling=sampling)
+
+
+def realistic_costs(spec, model, renderer, indices, repeats, t_plain):
+    realistic = without_libraries(spec)
+    generator = FaceGenerator(realistic, model, renderer)
+    n = len(indices)
+    generator.generate(indices[:4])
+    params = [generator.sample_params(i) for i in indices]
+    scenes = build_scenes(model, params)
+    t_sample = timed(lambda: [generator.sample_params(i) for i in indices], repeats) / n
+    t_geometry = timed(lambda: build_scenes(model, params), repeats) / n
+    t_render = timed(lambda: renderer.render(scenes), repeats) / n
+    t_total = timed(lambda: generator.generate(indices), repeats) / n
+    triangles = np.mean([len(p.triangles) if p is not None else 0 for p in scenes.props])
+    print(f"\n5. props and capture (jobs/realistic.toml without texture libraries), one process, per sample: "
+          f"sampling {t_sample * 1e3:.2f} ms, geometry + props {t_geometry * 1e3:.1f} ms "
+          f"({triangles:,.0f} prop triangles on average), render {t_render * 1e3:.1f} ms, rest (annotate, "
+          f"background, capture) {(t_total - t_sample - t_geometry - t_render) * 1e3:.1f} ms -> {1 / t_total:.1f} "
+          f"samples/s, {t_total / t_plain:.2f}x the quickstart's cost per sample")
 
 
 if __name__ == "__main__":
