@@ -14,6 +14,7 @@ from .progress import Progress
 MODEL_DIR = click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                          help="Model directory (default: $DATAGEN_MODEL_DIR, then ~/.cache/datagen/models).")
 JOB = click.argument("job", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+SETTINGS = click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Change a job key (TOML value).")
 
 
 class Terminated(KeyboardInterrupt):
@@ -52,10 +53,10 @@ def cli():
     """facegen: synthetic 3D face training data (3DMM sampling, headless OpenGL, sharded HDF5)."""
 
 
-def _spec(job: Path | None, samples: int | None = None):
-    from .spec import load_default_spec, load_spec, with_overrides
+def _spec(job: Path | None, samples: int | None = None, settings=()):
+    from .spec import load_default_spec, load_spec, with_overrides, with_settings
 
-    spec = load_spec(job) if job else load_default_spec()
+    spec = with_settings(load_spec(job) if job else load_default_spec(), settings)
     return with_overrides(spec, num_samples=samples) if samples else spec
 
 
@@ -116,21 +117,22 @@ def generate(job, out, workers, scheduler, cluster_kind, jobs, samples, force, m
 
 @cli.command()
 @JOB
+@SETTINGS
 @click.option("-n", "count", type=int, default=16, show_default=True, help="How many samples.")
 @click.option("--start", type=int, default=0, show_default=True, help="Index of the first sample.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("preview.png"),
               show_default=True, help="Where to save the contact sheet (PNG).")
 @MODEL_DIR
-def preview(job, count, start, output, model_dir):
+def preview(job, settings, count, start, output, model_dir):
     """Render a few of JOB's samples in this process and save a contact sheet.
 
-    Each sample shows the image with landmarks (green visible, red hidden), the segmentation,
-    the depth and the normals. Nothing is written but the picture.
+    Each sample shows the image with landmarks (green visible, red hidden), the segmentation, the depth and
+    the normals; nothing else is written. --set previews an option, e.g. --set sampling.hair.probability=1.
     """
     from .models.registry import resolve_model
     from .run.generator import preview_sheet
 
-    spec = _spec(job)
+    spec = _spec(job, settings=settings)
     model = resolve_model(spec.model_reference(), model_dir, progress=_progress("downloading"))
     preview_sheet(spec, model, count, start).save(output)
     click.echo(f"{output}: {count} samples of {spec.name} (from index {start})")
@@ -153,9 +155,8 @@ def _dataset_folder(path: Path | None) -> Path:
 def inspect(path, quick):
     """Print a dataset's size, schema and parameter statistics, and validate every shard.
 
-    PATH defaults to where 'datagen generate' writes the default job (data/quickstart). Exits
-    with status 1 if any shard is missing, truncated or corrupt, or the folder holds shard
-    files its manifest does not list.
+    PATH defaults to where 'datagen generate' writes the default job (data/quickstart). Exit status 1 if a
+    shard is missing, truncated or corrupt, or the folder holds shard files its manifest does not list.
     """
     from .data.inspection import format_report, inspect_dataset
 
@@ -175,8 +176,7 @@ def inspect(path, quick):
 def mesh(path, indices, output, ply, model_dir):
     """Write the 3D face of dataset samples INDICES as meshes (camera space, mm) for MeshLab or Blender.
 
-    The vertices are the stored ones (output.store_vertices), else rebuilt from the sample's
-    parameters and the model, so the mesh lines up with the sample's image, depth and landmarks.
+    The vertices are the stored ones, else rebuilt from the parameters: the mesh lines up with the image.
     """
     from .data.dataset import ShardedDataset
     from .data.meshes import write_sample_meshes
@@ -251,9 +251,9 @@ def train(data, out, epochs, minutes, steps, batch_size, learning_rate, size, wi
                          minutes=minutes, steps=steps, batch_size=batch_size, learning_rate=learning_rate, size=size,
                          width=width, points=points, workers=workers, model_dir=str(model_dir) if model_dir else None)
     final = run(config, log=click.echo, resume=not fresh)
-    click.echo(f"done: {out}/best.pt (held-out vertex error {final.get('vertex_error_mm', float('nan')):.2f} mm, "
-               f"{final.get('error_ratio', float('nan')):.2f} of the mean face's; landmark NME "
-               f"{100 * final.get('landmark_nme', float('nan')):.1f}%)")
+    metric = lambda name: final.get(name, float("nan"))  # noqa: E731
+    click.echo(f"done: {out}/best.pt (held-out vertex error {metric('vertex_error_mm'):.2f} mm, {metric('error_ratio'):.2f} "
+               f"of the mean face's; landmark NME {100 * metric('landmark_nme'):.1f}%)")
 
 
 @cli.command()

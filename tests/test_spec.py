@@ -112,3 +112,17 @@ def test_paths_in_a_job_file_are_relative_to_its_folder(tmp_path, monkeypatch):
 def test_every_shipped_job_file_loads():
     for path in sorted((REPO / "jobs").glob("*.toml")):
         assert load_spec(path).name, path
+
+
+def test_settings_change_a_job_key_and_are_checked_as_a_job_files():
+    from datagen.spec import with_settings
+
+    spec = load_default_spec()
+    changed = with_settings(spec, ["sampling.hair.probability=0.5", "render.width = 96", 'sampling.appearance.skin_tones=balanced'])
+    assert (changed.sampling.hair.probability, changed.render.width) == (0.5, 96)
+    assert changed.sampling.appearance.skin_tones == "balanced" and changed.name == spec.name
+    assert with_settings(spec, []) is spec
+    for setting, message in (("sampling.hair.probabilty=1", "did you mean probability"), ("render.width=-3", "width"),
+                             ("nothing", "KEY=VALUE"), ("name.x=1", "is a key, not a table")):
+        with pytest.raises(SpecError, match=message):
+            with_settings(spec, [setting])

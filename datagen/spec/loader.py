@@ -77,6 +77,32 @@ def with_overrides(spec: JobSpec, **changes) -> JobSpec:
     return new
 
 
+def with_settings(spec: JobSpec, settings) -> JobSpec:
+    """``spec`` with dotted keys changed, checked as a job file's: ``settings`` are "KEY=VALUE"
+    strings, e.g. "sampling.hair.probability=0.8" (VALUE in TOML; a bare word is a string)."""
+    if not settings:
+        return spec
+    table = tomllib.loads(spec.source_text) if spec.source_text else {}
+    for setting in settings:
+        key, sep, value = setting.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(f"--set {setting}: expected KEY=VALUE, e.g. sampling.hair.probability=0.8")
+        try:
+            parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            parsed = value.strip()
+        *tables, last = key.strip().split(".")
+        node = table
+        for name in tables:
+            node = node.setdefault(name, {})
+            if not isinstance(node, dict):
+                raise SpecError(f"--set {setting}: {name} is a key, not a table")
+        node[last] = parsed
+    changed = _build(JobSpec, table, "", Context(f"{spec.source_path or '<job>'} with --set", {}))
+    return dataclasses.replace(changed, source_text=spec.source_text, source_path=spec.source_path,
+                               base_dir=spec.base_dir)
+
+
 def with_cluster(spec: JobSpec, **changes) -> JobSpec:
     """A copy of ``spec`` with ``[cluster]`` keys replaced (the CLI's --cluster, --jobs, --workers, --scheduler)."""
     cluster = dataclasses.replace(spec.cluster, **changes)
