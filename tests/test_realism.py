@@ -290,11 +290,12 @@ def test_landmarks_a_prop_covers_are_not_visible(props_batch):
     props = [LABEL[n] for n in ("hair", "clothing", "glasses", "hand")]
     hidden_by_prop = 0
     for k in range(len(arrays["image"])):
-        for (x, y), visible in zip(arrays["landmarks_2d"][k], arrays["landmark_visible"][k]):
+        for (x, y), point, visible in zip(arrays["landmarks_2d"][k], arrays["landmarks_3d"][k], arrays["landmark_visible"][k]):
             col, row = int(x), int(y)
             if 0 <= col < 128 and 0 <= row < 128 and arrays["segmentation"][k, row, col] in props:
-                assert not visible
-                hidden_by_prop += 1
+                in_front = arrays["depth"][k, row, col] < -point[2]
+                assert not (visible and in_front)  # a prop in front hides it; one behind (hair behind the jaw) does not
+                hidden_by_prop += in_front
     assert hidden_by_prop > 0
 
 
@@ -367,3 +368,25 @@ def test_eyelashes_and_brows_are_drawn_on_the_eyes_and_brows_only(props_batch):
     relabelled = np.unique(arrays["segmentation"][changed & ~props])
     assert set(relabelled) <= {LABEL[n] for n in ("eye_left", "eye_right", "brow_left", "brow_right")}, relabelled
     assert {LABEL["eye_left"], LABEL["eye_right"]} & set(relabelled)
+
+
+def test_every_library_a_job_reads_is_fingerprinted_and_checked(tmp_path, tiny_model, tiny_model_dir, ctx):
+    from datagen.errors import DatagenError
+    from datagen.run.plan import texture_fingerprints
+
+    image, landmarks = _portrait()
+    library = _library(tmp_path / "lib", {"a": (image, landmarks, np.zeros((9, 3)))})
+    spec = tiny_spec(tiny_model_dir, top=f'[sampling.lighting]\ntexture_libraries = ["{library}"]\n'
+                                          f'[sampling.background]\nkind = "mixed"\ntexture_libraries = ["{library}"]')
+    before = texture_fingerprints(spec)
+    assert list(before) == [str(library)]  # read twice, fingerprinted once
+    index = json.loads((library / "index.json").read_text())
+    (library / "index.json").write_text(json.dumps({**index, "refitted": True}))
+    assert texture_fingerprints(spec) != before  # refitting it makes the output another job's
+    (library / "index.json").write_text(json.dumps({**index, "entries": []}))
+    with pytest.raises(DatagenError, match="empty"):
+        FaceGenerator(spec, tiny_model, Renderer(tiny_model, 64, 64, ctx=ctx))
+    tight = _library(tmp_path / "tight", {"t": (image[50:210, 80:176], landmarks - [80, 50], np.zeros((9, 3)))})
+    spec = tiny_spec(tiny_model_dir, top=f'[sampling.background]\nkind = "images"\ntexture_libraries = ["{tight}"]')
+    with pytest.raises(DatagenError, match="no background images"):
+        FaceGenerator(spec, tiny_model, Renderer(tiny_model, 64, 64, ctx=ctx))

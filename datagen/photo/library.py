@@ -140,11 +140,18 @@ def checked_library(path: str | Path, model: MorphableModel) -> dict:
     return index
 
 
+def _entries(path, lacking: str) -> list[dict]:
+    entries = TextureLibrary(path).index()["entries"]
+    if not entries:
+        raise DatagenError(f"{path}: the texture library is empty, so it has {lacking}; add photos with 'datagen fit'")
+    return entries
+
+
 def library_lights(libraries) -> list[np.ndarray]:
     """The (9, 3) SH lighting recovered from every photo of texture ``libraries`` (a job's real environments)."""
     lights = []
     for path in libraries:
-        for entry in TextureLibrary(path).index()["entries"]:
+        for entry in _entries(path, "no lighting to give"):
             fit = Path(path) / entry["name"] / "fit.json"
             try:
                 lights.append(np.asarray(json.loads(fit.read_text())["light_sh"], np.float32).reshape(9, 3))
@@ -161,7 +168,7 @@ def photo_backgrounds(libraries) -> list[BackgroundImage]:
     by ``HEAD_MARGIN``) is never shown; photos without a band beside the head wide enough are left out."""
     images = []
     for path in libraries:
-        for entry in TextureLibrary(path).index()["entries"]:
+        for entry in _entries(path, "no photos to give as backgrounds"):
             folder = Path(path) / entry["name"]
             try:
                 landmarks = np.asarray(json.loads((folder / "fit.json").read_text())["landmarks"], float)

@@ -52,6 +52,8 @@ class DatasetMix:
 
     def __init__(self, data, fields: list[str] | None = None, model_dir: str | None = None):
         self.parts = [ShardedDataset(p, fields=fields, model_dir=model_dir) for p in data_paths(data)]
+        if not self.parts:
+            raise DatagenError("no dataset to train on: give at least one --data folder")
         self.starts = np.cumsum([0] + [len(p) for p in self.parts]).tolist()
         first = self.parts[0]
         for part in self.parts[1:]:

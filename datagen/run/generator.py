@@ -14,7 +14,8 @@ import numpy as np
 
 from ..data.preview import contact_sheet
 from ..synth.annotate import annotate
-from ..synth.background import composite, list_background_images, make_background
+from ..errors import DatagenError
+from ..synth.background import MIN_WINDOW, composite, list_background_images, make_background
 from ..synth.capture import apply_capture, defocus_background
 from ..data.fields import SampleBatch, shard_fields
 from ..synth.geometry import build_scenes, check_props
@@ -94,8 +95,15 @@ class FaceGenerator:
 
 def background_images(spec: JobSpec) -> list:
     """The job's background photos: its ``images_dir``'s, then its background texture libraries'."""
-    libraries = [spec.path(path) for path in spec.sampling.background.texture_libraries]
-    return list_background_images(spec, photo_backgrounds(libraries) if spec.sampling.background.kind != "procedural" else [])
+    prior = spec.sampling.background
+    if prior.kind == "procedural":
+        return []
+    libraries = [spec.path(path) for path in prior.texture_libraries]
+    images = list_background_images(spec, photo_backgrounds(libraries))
+    if not images:  # only libraries named, and none of their photos has room beside the head
+        raise DatagenError(f"sampling.background: no background images: the photos of {', '.join(libraries)} have "
+                           f"no square of {MIN_WINDOW} pixels beside the head; add images_dir")
+    return images
 
 
 _per_thread = threading.local()

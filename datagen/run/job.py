@@ -45,11 +45,12 @@ def check_job(spec: JobSpec, model_dir: str | None = None) -> JobCheck:
     """Check everything a run of ``spec`` reads, before any work (``datagen check``): the model is
     installed and loads, each texture library exists, was fitted with this model and has entries,
     and the background folder holds images. Raises one ``DatagenError`` saying what is wrong."""
-    from ..photo.library import checked_library
+    from ..photo.library import checked_library, library_lights
 
     model = resolve_model(spec.model_reference(), model_dir, download=False)
     check_props(spec, model)
     entries = sum(len(checked_library(path, model)["entries"]) for _, path in spec.texture_libraries())
+    library_lights(spec.lighting_libraries())  # raises on a missing, corrupt or empty library
     return JobCheck(model=model, texture_entries=entries, background_images=len(background_images(spec)))
 
 

@@ -40,7 +40,7 @@ def plan(spec: JobSpec, model: MorphableModel) -> dict:
 def texture_fingerprints(spec: JobSpec) -> dict:
     """SHA-256 of the index of every texture library the job reads: refitting a library changes the samples."""
     fingerprints = {}
-    for written, library in spec.texture_libraries():
+    for written, library in spec.all_libraries():
         index = Path(library) / INDEX
         try:
             fingerprints[written] = hashlib.sha256(index.read_bytes()).hexdigest()

@@ -176,6 +176,15 @@ class JobSpec:
         """The texture libraries whose recovered lighting lights faces, resolved (``path``)."""
         return [self.path(w) for w in self.sampling.lighting.texture_libraries]
 
+    def all_libraries(self) -> list[tuple[str, str]]:
+        """(as written, resolved) of every texture library the job reads, for any use, each once:
+        what the manifest fingerprints (refitting any of them changes the samples)."""
+        s = self.sampling
+        written = [w for w, _ in self.texture_libraries()] + list(s.lighting.texture_libraries)
+        if s.background.kind != "procedural":
+            written += list(s.background.texture_libraries)
+        return [(w, self.path(w)) for w in dict.fromkeys(written)]
+
     @property
     def num_shards(self) -> int:
         return -(-self.num_samples // self.output.samples_per_shard)

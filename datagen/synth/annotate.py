@@ -18,7 +18,7 @@ PROP_LABELS = tuple(LABELS.index(name) for name in ("hair", "clothing", "glasses
 def landmark_visibility(scenes: SceneBatch, rendered: RenderOutput) -> np.ndarray:
     """(B, 68) bool: a landmark is visible when it projects inside the image, the face covers a
     pixel within one pixel of it, and nothing drawn at its pixel lies nearer than it (self-occlusion)
-    or belongs to a prop (hair over the brows lies closer to the skin than the tolerance)."""
+    or is a prop's in front of it (hair over the brows lies closer to the skin than the tolerance)."""
     b, h, w = rendered.depth.shape
     xy = scenes.landmarks_2d
     col = np.floor(xy[..., 0]).astype(np.int64)
@@ -29,11 +29,12 @@ def landmark_visibility(scenes: SceneBatch, rendered: RenderOutput) -> np.ndarra
     own_depth = -scenes.landmarks_3d[..., 2]
     drawn = rendered.depth[batch, r, c]
     occluded = (drawn > 0) & (drawn < own_depth - OCCLUSION_TOLERANCE_MM)
-    occluded |= np.isin(rendered.segmentation[batch, r, c], PROP_LABELS)
+    occluded |= np.isin(rendered.segmentation[batch, r, c], PROP_LABELS) & (drawn < own_depth)  # a prop in front
     covered = np.zeros_like(inside)
     for dr in (-1, 0, 1):
         for dc in (-1, 0, 1):
-            covered |= rendered.segmentation[batch, np.clip(r + dr, 0, h - 1), np.clip(c + dc, 0, w - 1)] > 0
+            label = rendered.segmentation[batch, np.clip(r + dr, 0, h - 1), np.clip(c + dc, 0, w - 1)]
+            covered |= (label > 0) & ~np.isin(label, PROP_LABELS)  # the face's own pixels, not a prop's
     return inside & covered & ~occluded
 
 

@@ -29,12 +29,12 @@ from ..spec import JobSpec, PosePrior, SamplingSpec
 from .props.clothing import ClothingParams, sample_clothing
 from .props.face_hair import FaceHairParams, sample_face_hair
 from .props.hair import HairParams, sample_hair
-from .props.occluders import GlassesParams, HandParams, sample_occluders
+from .props.occluders import GlassesParams, HandParams, sample_glasses, sample_hand
 from .skin import balanced_melanin
 
 STREAMS = {"identity": 0, "expression": 1, "pose": 2, "camera": 3, "lighting": 4, "appearance": 5, "background": 6,
            "background_pattern": 7, "texture": 8, "photoreal": 9, "capture": 10, "capture_noise": 11,
-           "hair": 12, "clothing": 13, "occluders": 14, "face_hair": 15}
+           "hair": 12, "clothing": 13, "glasses": 14, "face_hair": 15, "hand": 16}
 PHOTO_BACKGROUND = 2  # params/background kind: the fitted photo itself (photo-realistic jobs)
 
 
@@ -112,7 +112,8 @@ def sample_face(spec: JobSpec, model: MorphableModel, index: int, num_background
         hair=hair,
         face_hair=sample_face_hair(rng("face_hair"), s.hair, hair.colour if hair is not None else None),
         clothing=sample_clothing(rng("clothing"), s.clothing),
-        **dict(zip(("glasses", "hand"), sample_occluders(rng("occluders"), s.occluders))),
+        glasses=sample_glasses(rng("glasses"), s.occluders),
+        hand=sample_hand(rng("hand"), s.occluders),
     )
 
 
@@ -121,18 +122,17 @@ def sample_capture(rng, s: SamplingSpec, height: int) -> CaptureParams | None:
     c = s.capture
     if not c.probability or rng.uniform() >= c.probability:
         return None
-    chance = lambda p: rng.uniform() < p  # noqa: E731
-    background = rng.uniform(*c.background_blur) * height if chance(c.depth_of_field) else 0.0
-    lens = rng.uniform(*c.lens_blur_sigma) * height if chance(c.lens_blur) else 0.0
-    motion = rng.uniform(*c.motion_blur_length) * height if chance(c.motion_blur) else 0.0
+    # every value is drawn, used or not: changing one effect's probability leaves the others' draws alone
+    on = rng.uniform(size=5) < [c.depth_of_field, c.lens_blur, c.motion_blur, c.noise, c.jpeg]
+    background, lens, motion = (rng.uniform(*r) * height * k for r, k in
+                                zip((c.background_blur, c.lens_blur_sigma, c.motion_blur_length), on[:3]))
     angle = rng.uniform(0, np.pi)
     gains = np.exp(rng.normal(0, c.white_balance_std, 3) + np.log(2.0) * rng.normal(0, c.exposure_std))
     vignetting = rng.uniform(*c.vignetting)
-    noisy = chance(c.noise)
-    read, shot = rng.uniform(*c.noise_std), rng.uniform(*c.shot_noise_gain)
-    quality = int(round(rng.uniform(*c.jpeg_quality))) if chance(c.jpeg) else 0
-    return CaptureParams(background, lens, motion, angle, gains.astype(np.float32), vignetting,
-                         read if noisy else 0.0, shot if noisy else 0.0, quality)
+    read, shot = rng.uniform(*c.noise_std) * on[3], rng.uniform(*c.shot_noise_gain) * on[3]
+    quality = int(round(rng.uniform(*c.jpeg_quality))) * int(on[4])
+    return CaptureParams(float(background), float(lens), float(motion), angle, gains.astype(np.float32), vignetting,
+                         float(read), float(shot), quality)
 
 
 def sample_albedo_source(rng, s: SamplingSpec, num_photos: int) -> int:

@@ -22,8 +22,8 @@ from .hair import scalp
 
 RING_POINTS = 48
 SHAPE_EXPONENT = 2.6  # of the cross-sections |x/a|^e + |z/b|^e = 1: between an ellipse and a box
-# (drop below the collar mm, half width, half depth); widths < 3 are multiples of the collar's, else mm
-# multiples of the shoulders' half width
+# (drop below the collar mm, half width, half depth): a positive width is a multiple of the collar's, a
+# negative one (minus) a multiple of the shoulders' half width; depths are multiples of the collar's
 PROFILE = ((0.0, 1.0, 1.0), (12.0, 1.12, 1.1), (30.0, -0.62, 1.45), (55.0, -0.95, 1.7), (90.0, -1.0, 1.8),
            (320.0, -1.0, 1.8))
 TURN_DROP_MM = 60.0  # below this the rings turn with the body only
@@ -76,10 +76,20 @@ def build_clothing(model: MorphableModel, clothing: ClothingParams, rotation, tr
         # turn about the collar's centre, then place the collar where the head put it
         rings.append((ring - centre) @ turn.T + (centre - model.pivot) @ head.T + translation)
         uv.append(np.stack([angles / (2 * np.pi) * 8, np.full_like(c, drop / 100)], 1))
-    positions = np.concatenate(rings)
+    positions, uv = np.concatenate(rings), np.concatenate(uv)
     k = np.arange(RING_POINTS)
     quads = [(r * RING_POINTS + k, r * RING_POINTS + (k + 1) % RING_POINTS) for r in range(len(PROFILE) - 1)]
     triangles = np.concatenate([np.stack([a, a + RING_POINTS, b], 1) for a, b in quads] +
                                [np.stack([b, a + RING_POINTS, b + RING_POINTS], 1) for a, b in quads])
-    return prop_mesh(positions, vertex_normals(positions, triangles), triangles, LABELS.index("clothing"),
-                     MATERIAL["cloth"], clothing.colour, uv=np.concatenate(uv))
+    normals = vertex_normals(positions, triangles)
+    # the pattern's seam (u from 8 back to 0, down the front): the last column of quads gets copies of
+    # the first column's vertices at u = 8, so no quad spans the whole pattern
+    first = np.arange(len(PROFILE)) * RING_POINTS
+    copies = len(positions) + np.arange(len(PROFILE))
+    closing = np.isin(np.arange(len(triangles)) % (RING_POINTS * (len(PROFILE) - 1)) % RING_POINTS, RING_POINTS - 1)
+    remap = np.arange(len(positions) + len(first))
+    remap[first] = copies
+    triangles[closing] = remap[triangles[closing]]
+    positions, normals = np.concatenate([positions, positions[first]]), np.concatenate([normals, normals[first]])
+    uv = np.concatenate([uv, uv[first] + [8.0, 0.0]])
+    return prop_mesh(positions, normals, triangles, LABELS.index("clothing"), MATERIAL["cloth"], clothing.colour, uv=uv)

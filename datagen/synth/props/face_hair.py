@@ -33,14 +33,15 @@ class FaceHairParams:
 
 
 def sample_face_hair(rng, prior, hair_colour) -> FaceHairParams | None:
-    lashes = bool(prior.eyelash_probability) and rng.uniform() < prior.eyelash_probability
-    brows = bool(prior.brow_relief_probability) and rng.uniform() < prior.brow_relief_probability
+    # every value is drawn, used or not: one option's probability leaves the other's draws alone
+    lashes, brows = rng.uniform(size=2) < [prior.eyelash_probability, prior.brow_relief_probability]
+    lash = np.full(3, rng.uniform(*LASH_COLOURS)) * [1.0, 0.8, 0.65]
+    bald_brow = np.full(3, rng.uniform(0.02, 0.08)) * [1, 0.75, 0.55]
+    thickness = float(rng.uniform(*BROW_THICKNESS_MM))
     if not (lashes or brows):
         return None
-    lash = np.full(3, rng.uniform(*LASH_COLOURS)) * [1.0, 0.8, 0.65]
-    brow = 0.7 * np.asarray(hair_colour) if hair_colour is not None else np.full(3, rng.uniform(0.02, 0.08)) * [1, 0.75, 0.55]
-    return FaceHairParams(lashes, brows, lash.astype(np.float32), brow.astype(np.float32),
-                          float(rng.uniform(*BROW_THICKNESS_MM)))
+    brow = 0.7 * np.asarray(hair_colour) if hair_colour is not None else bald_brow  # the scalp's hair, darker
+    return FaceHairParams(bool(lashes), bool(brows), lash.astype(np.float32), brow.astype(np.float32), thickness)
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,7 +97,8 @@ def _tips(points, uv, triangles, eye) -> np.ndarray:
         v = uv[on, 1]
         t = (v - v.min()) / max(np.ptp(v), 1e-9)
         distance = np.linalg.norm(points[on] - eye, axis=1)
-        tip[on] = t if distance[t < 0.2].mean() < distance[t > 0.8].mean() else 1 - t
+        root, end = distance[t < 0.2], distance[t > 0.8]
+        tip[on] = t if not len(end) or root.mean() < end.mean() else 1 - t
     return tip
 
 
@@ -134,7 +136,7 @@ def build_brows(model: MorphableModel, f: FaceHairParams, rotation, vertices: np
         return None
     n = len(ids)
     base, normal = vertices[ids], normals[ids]
-    outward = np.sign(model.mean[ids, 0])[:, None] * np.array([1.0, 0.35, 0.0])  # brow hairs grow outwards
+    outward = np.stack([np.sign(model.mean[ids, 0]), np.full(n, 0.35), np.zeros(n)], 1)  # brow hairs grow outwards and up
     tangent = outward @ rotation_matrix(rotation).T
     tangent -= normal * (tangent * normal).sum(1, keepdims=True)
     tangent /= np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-9)

@@ -43,20 +43,25 @@ class HandParams:
     thumb_side: float  # +1 or -1
 
 
-def sample_occluders(rng, prior) -> tuple[GlassesParams | None, HandParams | None]:
-    glasses = hand = None
+def sample_glasses(rng, prior) -> GlassesParams | None:
+    glasses = None
     if prior.glasses_probability and rng.uniform() < prior.glasses_probability:
         glasses = GlassesParams(size=float(rng.uniform(0.72, 0.9)), aspect=float(rng.uniform(0.55, 0.85)),
                                 distance=float(rng.uniform(10, 16)), radius=float(rng.uniform(1.0, 2.4)),
                                 colour=np.asarray(FRAME_COLOURS[int(rng.integers(len(FRAME_COLOURS)))], np.float32),
                                 sunglasses=bool(rng.uniform() < prior.sunglasses_fraction))
+    return glasses
+
+
+def sample_hand(rng, prior) -> HandParams | None:
+    hand = None
     if prior.hand_probability and rng.uniform() < prior.hand_probability:
         place = int(HAND_PLACES[int(rng.integers(len(HAND_PLACES)))])
         lean = {3: -0.5, 13: 0.5}.get(place, 0.0)
         hand = HandParams(place=place, angle=float(lean + rng.normal(0, 0.35)),
                           shift=rng.normal(0, [8.0, 12.0]).astype(np.float32), gap=float(rng.uniform(2, 15)),
                           scale=float(rng.uniform(0.85, 1.1)), thumb_side=float(rng.choice([-1.0, 1.0])))
-    return glasses, hand
+    return hand
 
 
 def _model_frame(model: MorphableModel, rotation, translation, vertices: np.ndarray):
@@ -89,13 +94,11 @@ def build_glasses(model: MorphableModel, g: GlassesParams, rotation, translation
     bridge_top = np.array([0.0, lm[27, 1] - 2.0, lm[27, 2] + 4.0])
     s = np.linspace(0, 1, 8)[:, None]
     parts.append(tube((1 - s) ** 2 * inner_points[0] + 2 * s * (1 - s) * bridge_top + s ** 2 * inner_points[1], g.radius))
-    near_ears = local[(np.abs(local[:, 1] - lm[36:48, 1].mean()) < 15) & (np.abs(local[:, 2]) < 30)]
-    side = np.abs(near_ears[:, 0]).max() + 3.0 if len(near_ears) else 80.0
-    for rim in rims:
-        outer = rim[np.argmax(np.abs(rim[:, 0]))]
-        sign = np.sign(outer[0])
-        path = np.array([outer, [sign * side, outer[1], outer[2] - 18], [sign * side, outer[1], -10.0],
-                         [sign * (side - 4), outer[1] - 22, -35.0]])
+    for rim, contour in zip(rims, (0, 16)):  # the temples run back past the face contour's top (by the ears)
+        outer, ear = rim[np.argmax(np.abs(rim[:, 0]))], lm[contour]
+        sign, side = np.sign(outer[0]), abs(ear[0]) + 6.0
+        path = np.array([outer, [sign * side, outer[1], min(outer[2] - 12, ear[2] + 10)],
+                         [sign * side, outer[1], ear[2] - 45], [sign * (side - 4), outer[1] - 20, ear[2] - 70]])
         parts.append(tube(path, g.radius))
     positions, triangles = merge(parts)
     positions = to_camera(positions)
@@ -117,14 +120,14 @@ def build_hand(model: MorphableModel, h: HandParams, appearance: np.ndarray, ver
     view = anchor / np.linalg.norm(anchor)  # from the camera through the anchor
     up = np.array([0.0, 1.0, 0.0]) - view * view[1]
     up /= np.linalg.norm(up)
-    right = np.cross(up, view)  # the image's right, seen from the camera
+    right = np.cross(view, up)  # the image's right, seen from the camera
     fingers = np.cos(h.angle) * up + np.sin(h.angle) * right
     across = np.cross(fingers, view)
     s = h.scale
     palm = anchor + across * h.shift[0] + fingers * (h.shift[1] - 40 * s)
     offset = vertices - palm
     along, side = offset @ fingers, offset @ across
-    covered = (np.abs(side) < 60 * s) & (along > -60 * s) & (along < 135 * s)
+    covered = (np.abs(side) < 95 * s) & (along > -60 * s) & (along < 135 * s)  # palm, fingers and thumb
     nearest = float(((palm - vertices[covered]) @ view).max()) if covered.any() else 0.0
     palm = palm - view * (max(nearest, 0.0) + h.gap + 16 * s)  # towards the camera, clear of the skin
     parts = [ellipsoid(palm, np.stack([across * 42 * s, fingers * 50 * s, view * 15 * s]))]
