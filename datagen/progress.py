@@ -12,6 +12,9 @@ import sys
 import time
 
 
+MIN_RATE_SECONDS = 0.5  # a rate over less time than this says nothing (the first item of a lazy loop)
+
+
 def format_duration(seconds: float) -> str:
     seconds = int(round(max(seconds, 0)))
     hours, rest = divmod(seconds, 3600)
@@ -52,7 +55,7 @@ class Progress:
         rate = fresh / elapsed if elapsed > 0 else 0.0
         percent = 100.0 * self.done / self.total if self.total else 100.0
         text = f"{self.label}: {self.done}/{self.total} {self.unit} ({percent:.0f}%)"
-        if fresh > 0 and rate > 0:
+        if fresh > 0 and rate > 0 and elapsed >= MIN_RATE_SECONDS:
             text += f", {rate:.1f} {self.unit}/s"
             if self.done < self.total:
                 text += f", {format_duration((self.total - self.done) / rate)} left"

@@ -111,6 +111,10 @@ def test_progress_in_a_log_is_a_line_at_most_every_few_seconds():
     assert log.getvalue().splitlines() == ["generated: 25/100 samples (25%), 25.0 samples/s, 0:03 left",
                                            "generated: 75/100 samples (75%), 6.2 samples/s, 0:04 left",
                                            "generated: 100/100 samples (100%), 6.2 samples/s"]
+    early = io.StringIO()
+    first = Progress(8, "benchmark", unit="images", stream=early, tty=False, clock=lambda: 1e-6)
+    first.update(1)  # a lazy loop's first item, a microsecond in: no absurd rate
+    assert early.getvalue() == "benchmark: 1/8 images (12%)\n"
 
 
 def test_inspect_defaults_to_the_default_jobs_output(tmp_path, tiny_model_dir, monkeypatch):
