@@ -112,8 +112,10 @@ def test_progress_in_a_log_is_a_line_at_most_every_few_seconds():
                                            "generated: 75/100 samples (75%), 6.2 samples/s, 0:04 left",
                                            "generated: 100/100 samples (100%), 6.2 samples/s"]
     early = io.StringIO()
-    first = Progress(8, "benchmark", unit="images", stream=early, tty=False, clock=lambda: 1e-6)
-    first.update(1)  # a lazy loop's first item, a microsecond in: no absurd rate
+    now[0] = 0.0
+    first = Progress(8, "benchmark", unit="images", stream=early, tty=False, clock=lambda: now[0])
+    now[0] = 5e-6
+    first.update(1)  # a lazy loop's first item, microseconds in: no absurd rate
     assert early.getvalue() == "benchmark: 1/8 images (12%)\n"
 
 
