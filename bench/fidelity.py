@@ -22,6 +22,7 @@ Rows (later issues add theirs: hair, details, ...):
   new-default every option above that needs no texture library, together (the candidate default priors)
   new-default-seed  the same, another data and training seed
   realistic   new-default + photo skins + image backgrounds + recovered lighting (needs a texture library)
+  realistic-seed  the same, another data and training seed
 A row's data and run folders in --work are reused when they are complete (delete them to redo a row).
 Prints one line per row: synthetic held-out landmark NME (of the landmark box), AFLW2000-3D NME
 (mean of the yaw bins) and the mean face's at the network's pose, their ratio (the domain gap),
@@ -48,7 +49,7 @@ from datagen.spec import load_spec, with_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS = ("default", "seed", "skins", "photoreal", "backgrounds", "no-augment", "hair", "capture", "balanced-skin",
-        "env-light", "clothing-occluders", "new-default", "new-default-seed", "realistic")
+        "env-light", "clothing-occluders", "new-default", "new-default-seed", "realistic", "realistic-seed")
 NEEDS_LIBRARY = {"skins", "photoreal", "backgrounds", "env-light", "realistic"}
 # one option each: (table, keys)
 OPTIONS = {
