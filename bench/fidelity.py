@@ -90,7 +90,7 @@ def recipe(row: str, samples: int, library: Path):
         return {f"data-{row}": with_sampling(spec, table, **keys)}, 0, True
     if row in OPTIONS or row.startswith(("new-default", "realistic")):
         changes = OPTIONS.get(row) or [change for option in OPTIONS.values() for change in option]
-        if row == "realistic":
+        if row.startswith("realistic"):
             changes = changes + list(with_library.values())
         for table, keys in changes:
             spec = with_sampling(spec, table, **keys)
