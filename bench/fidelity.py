@@ -70,6 +70,7 @@ def with_sampling(spec, table: str, **values):
 def recipe(row: str, samples: int, library: Path):
     """({data folder name: job spec}, training seed, augment) of a row: its datasets are trained on together."""
     spec = with_overrides(load_spec(REPO / "jobs" / "train20k.toml"), num_samples=samples)
+    spec = with_sampling(spec, "appearance", skin_tones="uniform")  # the default row: the priors before balanced tones
     if row == "seed":
         return {"data-seed": dataclasses.replace(spec, seed=spec.seed + 1000)}, 1, True
     if row == "skins":

@@ -34,8 +34,8 @@ def test_balanced_skin_tones_fill_every_ita_category_equally():
     shares = {name: np.mean([ita_category(a) == name for a in ita]) for name, _ in ITA_CATEGORIES}
     assert all(0.12 < share < 0.21 for share in shares.values()), shares
     # the uniform prior, today's, piles up in the dark categories (the issue's complaint)
-    uniform = np.stack([sample_appearance(np.random.default_rng([3, i]), parse_spec('name = "x"').sampling)
-                        for i in range(1200)])
+    before = parse_spec('name = "x"\n[sampling.appearance]\nskin_tones = "uniform"').sampling
+    uniform = np.stack([sample_appearance(np.random.default_rng([3, i]), before) for i in range(1200)])
     dark = skin.rendered_ita(uniform[:, 0], uniform[:, 1]) < -30
     assert dark.mean() > 0.4
     # every other appearance parameter is drawn as before
@@ -193,7 +193,7 @@ def test_library_lights_are_real_environments_mirrored_and_at_the_priors_brightn
     ours, theirs = [np.median([_facing_brightness(sh) for sh in x]) for x in (drawn, parametric)]
     assert abs(ours / theirs - 1) < 0.1
     # without library lights, the draws are today's
-    today = parse_spec('name = "x"').sampling
+    today = parse_spec('name = "x"\n[sampling.appearance]\nskin_tones = "uniform"').sampling
     np.testing.assert_array_equal(sample_lighting(np.random.default_rng(5), today),
                                   sample_lighting(np.random.default_rng(5), spec.sampling, []))
 
@@ -201,7 +201,7 @@ def test_library_lights_are_real_environments_mirrored_and_at_the_priors_brightn
 def test_options_at_their_neutral_values_keep_a_jobs_fingerprint():
     """A dataset begun before these options existed resumes: the new keys at their neutral values are
     left out of the fingerprint, and any other value makes it another job."""
-    spec = parse_spec('name = "x"')
+    spec = parse_spec('name = "x"\n[sampling.appearance]\nskin_tones = "uniform"')  # the options' neutral values
     old = dataclasses.asdict(spec)
     for key in ("cluster", "source_text", "source_path", "base_dir"):
         old.pop(key)
@@ -211,6 +211,7 @@ def test_options_at_their_neutral_values_keep_a_jobs_fingerprint():
     del old["sampling"]["lighting"]["texture_libraries"], old["sampling"]["lighting"]["library_probability"]
     import hashlib
     assert spec_fingerprint(spec) == hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()
+    assert spec_fingerprint(parse_spec('name = "x"')) != spec_fingerprint(spec)  # balanced tones by default: new samples
     for table in ('[sampling.capture]\nprobability = 0.5', '[sampling.appearance]\nskin_tones = "balanced"',
                   '[sampling.lighting]\ntexture_libraries = ["lib"]', '[sampling.hair]\nprobability = 0.5',
                   '[sampling.clothing]\nprobability = 0.5', '[sampling.occluders]\nhand_probability = 0.5'):

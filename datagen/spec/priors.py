@@ -127,10 +127,11 @@ class LightingPrior:
 class AppearancePrior:
     """Procedural skin albedo parameters, each drawn uniformly from its range (face.frag, synth/skin.py).
 
-    ``skin_tones``: "uniform" draws melanin uniformly from ``melanin``; "balanced" draws a skin-tone
-    (ITA) category uniformly, then the melanin that renders a tone inside it (``synth.skin``)."""
+    ``skin_tones``: "balanced" (the default) draws a skin-tone (ITA) category uniformly, then the
+    melanin that renders a tone inside it (``synth.skin``); "uniform" (the default before) draws
+    melanin uniformly from ``melanin``."""
 
-    skin_tones: str = "uniform"
+    skin_tones: str = "balanced"
     melanin: Range = (0.05, 0.95)  # 0 = very fair, 1 = very dark
     haemoglobin: Range = (0.25, 0.8)  # overall redness of the skin
     lip_redness: Range = (0.3, 1.0)
