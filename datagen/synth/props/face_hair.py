@@ -17,6 +17,7 @@ import numpy as np
 from ...camera import rotation_matrix
 from ...models.morphable_model import MorphableModel
 from . import PropMesh, combine, vertex_normals
+from .hair import shell_mesh
 
 LASH_COLOURS = (0.012, 0.045)  # linear albedo, a dark grey-brown range
 BROW_SHELLS = 4
@@ -140,20 +141,11 @@ def build_brows(model: MorphableModel, f: FaceHairParams, rotation, vertices: np
     tangent = outward @ rotation_matrix(rotation).T
     tangent -= normal * (tangent * normal).sum(1, keepdims=True)
     tangent /= np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-9)
-    levels = np.linspace(0, 1, BROW_SHELLS, dtype=np.float32)
-    positions = base[None] + normal[None] * (0.3 + levels[:, None, None] * f.brow_thickness)
-    weights = np.zeros((BROW_SHELLS, n, 4), np.float32)
-    weights[..., 0] = levels[:, None]
-    weights[..., 1] = np.clip((parts.weights[ids, 1] - 0.3) * 1.6, 0, 1)[None]  # the brow's core, not its fringe
-    weights[..., 2] = 0.1
+    coverage = np.clip((parts.weights[ids, 1] - 0.3) * 1.6, 0, 1)  # the brow's core, not its fringe
     labels = np.where(model.mean[ids, 0] > 0, LABEL["brow_left"], LABEL["brow_right"])
-    tile = lambda a: np.broadcast_to(a, (BROW_SHELLS, *np.shape(a))).reshape(BROW_SHELLS * n, -1)  # noqa: E731
     uv = np.stack([model.mean[ids, 0] * 0.004, model.mean[ids, 1] * 0.05], 1)  # streaks along x: along the brow
-    return PropMesh(positions=positions.reshape(-1, 3).astype(np.float32), normals=tile(normal).astype(np.float32),
-                    tangents=tile(tangent).astype(np.float32), colour=np.broadcast_to(f.brow_colour, (BROW_SHELLS * n, 3)).astype(np.float32),
-                    uv=tile(uv).astype(np.float32), label=tile(labels).reshape(-1).astype(np.float32),
-                    material=np.full(BROW_SHELLS * n, MATERIAL["hair"], np.float32), weights=weights.reshape(-1, 4),
-                    triangles=(triangles[None] + (np.arange(BROW_SHELLS) * n)[:, None, None]).reshape(-1, 3).astype(np.int32))
+    return shell_mesh(BROW_SHELLS, 0.3, base, normal, tangent, uv, np.full(n, f.brow_thickness, np.float32), coverage, 0.1,
+                      labels, f.brow_colour, triangles, MATERIAL["hair"])
 
 
 def build_face_hair(model, f: FaceHairParams, rotation, vertices, normals) -> PropMesh | None:

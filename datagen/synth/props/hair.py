@@ -164,19 +164,29 @@ def build_hair(model: MorphableModel, hair: HairParams, rotation, vertices: np.n
     uv, triangles, extra = _unwrap_seam(uv, triangles)
     base, normal, tangent, cover, thickness = (a[extra] for a in (base, normal, tangent, coverage[used], thickness))
     n = len(base)
-    levels = np.linspace(0, 1, SHELLS, dtype=np.float32)
-    positions = base[None] + normal[None] * (BASE_OFFSET_MM + levels[:, None, None] * thickness[None, :, None])
-    weights = np.zeros((SHELLS, n, 4), np.float32)
+    return shell_mesh(SHELLS, BASE_OFFSET_MM, base, normal, tangent, uv, thickness, cover, hair.specular,
+                      np.full(n, LABELS.index("hair")), hair.colour, triangles, MATERIAL["hair"])
+
+
+def shell_mesh(shells: int, offset: float, base, normal, tangent, uv, thickness, coverage, specular, labels, colour,
+               triangles, material) -> PropMesh:
+    """``shells`` copies of a surface (per vertex: base, normal, tangent, uv, thickness mm, coverage,
+    label), the k-th ``offset + k / (shells - 1) * thickness`` above it along the normals; the shader
+    reads each copy's level and coverage from the weights (``hair_kept``)."""
+    n = len(base)
+    levels = np.linspace(0, 1, shells, dtype=np.float32)
+    positions = base[None] + normal[None] * (offset + levels[:, None, None] * thickness[None, :, None])
+    weights = np.zeros((shells, n, 4), np.float32)
     weights[..., 0] = levels[:, None]
-    weights[..., 1] = cover[None]
-    weights[..., 2] = hair.specular
-    tile = lambda a: np.broadcast_to(a, (SHELLS, *a.shape)).reshape(SHELLS * n, -1)  # noqa: E731
+    weights[..., 1] = coverage[None]
+    weights[..., 2] = specular
+    tile = lambda a: np.broadcast_to(a, (shells, *np.shape(a))).reshape(shells * n, -1)  # noqa: E731
     return PropMesh(positions=positions.reshape(-1, 3).astype(np.float32), normals=tile(normal).astype(np.float32),
                     tangents=tile(tangent).astype(np.float32),
-                    colour=np.broadcast_to(hair.colour, (SHELLS * n, 3)).astype(np.float32),
-                    uv=tile(uv).astype(np.float32), label=np.full(SHELLS * n, LABELS.index("hair"), np.float32),
-                    material=np.full(SHELLS * n, MATERIAL["hair"], np.float32), weights=weights.reshape(-1, 4),
-                    triangles=(triangles[None] + (np.arange(SHELLS) * n)[:, None, None]).reshape(-1, 3).astype(np.int32))
+                    colour=np.broadcast_to(colour, (shells * n, 3)).astype(np.float32),
+                    uv=tile(uv).astype(np.float32), label=tile(labels).reshape(-1).astype(np.float32),
+                    material=np.full(shells * n, material, np.float32), weights=weights.reshape(-1, 4),
+                    triangles=(triangles[None] + (np.arange(shells) * n)[:, None, None]).reshape(-1, 3).astype(np.int32))
 
 
 STRAND_LENGTH = 0.05  # texture periods per radian along the strands: the pattern's streaks are ~20 mm long
