@@ -310,3 +310,21 @@ def test_lock_holders_elsewhere_are_refused_and_unreadable_old_locks_taken_over(
     with OutputLock(tmp_path):
         assert json.loads(lock.read_text())["pid"] == os.getpid()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_local_worker_drops_only_the_traceback_of_a_closed_scheduler_connection():
+    import logging
+
+    from distributed.comm.core import CommClosedError
+
+    from datagen.run.cluster import _drop_lost_scheduler
+
+    def record(exc):
+        try:
+            raise exc
+        except Exception:
+            return logging.LogRecord("distributed.worker", logging.ERROR, __file__, 1, "heartbeat", (), sys.exc_info())
+
+    assert not _drop_lost_scheduler(record(CommClosedError("Stream is closed")))
+    assert _drop_lost_scheduler(record(RuntimeError("a real failure")))
+    assert _drop_lost_scheduler(logging.LogRecord("distributed.worker", logging.ERROR, __file__, 1, "plain", (), None))

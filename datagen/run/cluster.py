@@ -34,6 +34,19 @@ class WorkerSetup(WorkerPlugin):
         loop = asyncio.get_running_loop()
         generator = await loop.run_in_executor(worker.executors["default"], cached_generator, self.spec, self.model_dir)
         logging.getLogger("datagen").info("worker %s renders on %s", worker.name, generator.device)
+        if self.spec.cluster.kind == "local":
+            for handler in logging.getLogger("distributed").handlers:  # what prints to the terminal
+                handler.addFilter(_drop_lost_scheduler)
+
+
+def _drop_lost_scheduler(record: logging.LogRecord) -> bool:
+    """False for a local worker's traceback of a closed connection to the scheduler.
+
+    A local cluster's scheduler lives in the ``datagen`` process, so a worker only loses it when that
+    process stops (the end of a job, Ctrl-C, SIGTERM); its heartbeat then logs a traceback that would
+    end the user's clean "Terminated" message. Anything else a worker logs still shows.
+    """
+    return not (record.exc_info and isinstance(record.exc_info[1], OSError))
 
 
 def llvmpipe_threads(cores: int, workers: int) -> str:
