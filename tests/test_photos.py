@@ -222,7 +222,7 @@ def test_photorealistic_job_rerenders_the_photo_with_new_pose_and_consistent_gro
     # away from the head the image is the photo itself (the warp is pinned at the border)
     photo = np.asarray(read_photo(FACES / "takeo.ppm"))
     corner = arrays["image"][:, :12, :12].astype(int)
-    backdrop = generator.backdrop.images[0][:12, :12].astype(int)
+    backdrop = generator.composer.layers(0).image[:12, :12].astype(int)
     assert np.abs(corner - backdrop).max() <= 3 and photo.ndim == 3
     # the face is the photo's greyscale face, re-rendered: grey pixels, not the procedural skin
     face = arrays["segmentation"] == 1

@@ -21,6 +21,7 @@ LEVELS = ("sample", "frame", "clip", "subject")
 LABELS = (
     "background", "skin", "head_neck", "nose", "brow_right", "brow_left", "eye_right", "eye_left",
     "upper_lip", "lower_lip", "mouth_interior", "teeth", "hair", "clothing", "glasses", "hand",
+    "photo_occluder",  # photo-realistic samples: the photo's own hair or glasses kept over the face
 )
 # The procedural material's parameters, in ``params/appearance`` order (synth.sampling draws them).
 APPEARANCE_NAMES = (

@@ -118,9 +118,19 @@ class MorphableModel:
         if k > self.num_identity or e > self.num_expression:
             raise ValueError(f"{self.name} has {self.num_identity} identity and {self.num_expression} "
                              f"expression components; got {k} and {e}")
-        flat = self.mean.reshape(1, -1) + identity @ self._basis("identity_basis")[:k]
-        if e:
-            flat = flat + expression @ self._basis("expression_basis")[:e]
+        # One sample at a time (a vector-matrix product each): a face's vertices are then the same
+        # bits in any batch, so a sample regenerates alone exactly (a batched product sums in
+        # another order: ~1 ulp apart); and on this machine it is the faster of the two.
+        identity_basis = self._basis("identity_basis")[:k]
+        expression_basis = self._basis("expression_basis")[:e]
+        mean = self.mean.reshape(-1)
+        batch = max(len(identity), len(expression))  # a single row broadcasts over the other's
+        identity, expression = (np.broadcast_to(x, (batch, x.shape[1])) for x in (identity, expression))
+        flat = np.empty((batch, mean.size), np.float32)
+        for i, (a, b) in enumerate(zip(identity, expression)):
+            flat[i] = mean + a @ identity_basis
+            if e:
+                flat[i] += b @ expression_basis
         out = flat.reshape(-1, self.num_vertices, 3)
         return out[0] if single else out
 

@@ -26,6 +26,8 @@ from .fitting import LandmarkFit, default_intrinsics, fit_landmarks
 from ..images import ImageReadError, crop_photo, read_rgb
 from .landmarks import LandmarkError, photo_landmarks
 from .library import FittedPhoto, TextureLibrary
+from .photoreal import face_mask
+from .skin_mask import excluded_pixels
 from .texture import SEEN, SKIN_LABELS, AlbedoMap, UVRasteriser, estimate_lighting, linear_to_srgb, recover_albedo, srgb_to_linear
 
 CROP_SIZE = 512
@@ -79,14 +81,19 @@ class PhotoFitter:
         scenes = build_scenes(self.model, [params], topology=self.renderer.topology)
         truth = self.renderer.render(scenes)
         linear = srgb_to_linear(crop)
-        skin = np.isin(truth.segmentation[0], SKIN_LABELS) & (truth.depth[0] > 0)
+        segmentation, normals = truth.segmentation[0], truth.normal[0]
+        face = face_mask(segmentation, scenes.landmarks_2d[0])
+        excluded = excluded_pixels(crop, segmentation, normals, fit.landmarks, face)  # hair, glasses, ...
+        skin = np.isin(segmentation, SKIN_LABELS) & ~excluded & (truth.depth[0] > 0)
         skin &= (linear.mean(-1) > 0.01) & (linear.max(-1) < 0.98)  # not clipped shadows or highlights
         if skin.sum() < 200:
             raise PhotoError(f"{source}: the fitted face covers too little visible skin to recover its lighting")
-        light = estimate_lighting(linear[skin], truth.normal[0][skin])
-        texels = self.uv.rasterise(scenes, 0, linear, truth.depth[0])
+        light = estimate_lighting(linear[skin], normals[skin])
+        # An excluded pixel hides its face point from the UV rasteriser (no depth there), so its texel
+        # counts as unseen and is filled from the mirror side or by inpainting.
+        texels = self.uv.rasterise(scenes, 0, linear, np.where(excluded, 0, truth.depth[0]).astype(np.float32))
         albedo = recover_albedo(texels, light, self.uv.tiles)
-        return FittedPhoto(name, crop, fit, light, albedo, source, landmark_source)
+        return FittedPhoto(name, crop, fit, light, albedo, source, landmark_source, excluded=excluded)
 
     def seen_mask(self, fitted: FittedPhoto) -> np.ndarray:
         """(S, S) bool: crop pixels whose face point's albedo was seen in the photo (not filled)."""
@@ -132,7 +139,8 @@ def entry_picture(library: str | Path, name: str, model_dir: str | None = None) 
 
 
 def entry_sheet(fitted: FittedPhoto, rendered) -> Image.Image:
-    """Photo crop with given (green) and fitted (red) landmarks | re-rendering | albedo | confidence."""
+    """Photo crop with given (green) and fitted (red) landmarks | its skin mask (what was excluded
+    from the albedo tinted magenta) | re-rendering | albedo | confidence."""
     from PIL import ImageDraw
 
     photo = Image.fromarray(fitted.crop)
@@ -141,9 +149,12 @@ def entry_sheet(fitted: FittedPhoto, rendered) -> Image.Image:
         for x, y in points:
             draw.ellipse((x - 2, y - 2, x + 2, y + 2), fill=colour)
     size = fitted.crop.shape[0]
+    masked = fitted.crop.copy()
+    if fitted.excluded is not None:  # entries fitted before the skin mask have none
+        masked[fitted.excluded] = (0.45 * masked[fitted.excluded] + [140, 0, 140]).astype(np.uint8)
     albedo = Image.fromarray(linear_to_srgb(fitted.albedo.albedo)[::-1]).resize((size * fitted.albedo.tiles, size))
     confidence = Image.fromarray(np.round(fitted.albedo.confidence[::-1] * 255).astype(np.uint8)).convert("RGB")
-    panels = [photo, Image.fromarray(rendered.colour[0][..., :3]), albedo,
+    panels = [photo, Image.fromarray(masked), Image.fromarray(rendered.colour[0][..., :3]), albedo,
               confidence.resize((size * fitted.albedo.tiles, size))]
     sheet = Image.new("RGB", (sum(p.width for p in panels), size))
     x = 0

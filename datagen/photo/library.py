@@ -6,6 +6,10 @@ An entry is a folder::
                     albedo.npy        skin albedo, linear RGB float16, row 0 = v 0 (the data)
                     albedo.png        the same as a picture: sRGB, clipped to 1, v = 1 at the top
                     confidence.png    per-texel confidence x 255, v = 1 at the top
+                    excluded.png      crop pixels the fitted face covers with skin that show
+                                      something else (hair, glasses, a hand, deep shadow;
+                                      ``skin_mask``): 255, else 0. Entries fitted before it
+                                      have none (nothing excluded)
                     fit.json          fitted parameters (identity, expression, rotation,
                                       translation, intrinsics of the crop), light_sh, landmark
                                       errors, source photo, landmark source, licence note
@@ -48,6 +52,7 @@ class FittedPhoto:
     source: str
     landmark_source: str
     licence: str = LICENCE_NOTE
+    excluded: np.ndarray | None = None  # (S, S) bool: crop pixels of the face's skin that show no skin (skin_mask)
 
     def params(self, appearance: np.ndarray | None = None) -> FaceParams:
         """The fitted face as datagen parameters (specular off: the photo's highlights are in the albedo)."""
@@ -103,9 +108,12 @@ class TextureLibrary:
         np.save(tmp / "albedo.npy", fitted.albedo.albedo.astype(np.float16))
         Image.fromarray(linear_to_srgb(fitted.albedo.albedo)[::-1]).save(tmp / "albedo.png")
         Image.fromarray(np.round(fitted.albedo.confidence[::-1] * 255).astype(np.uint8)).save(tmp / "confidence.png")
+        if fitted.excluded is not None:
+            Image.fromarray(fitted.excluded.astype(np.uint8) * 255).save(tmp / "excluded.png")
         record = {"name": fitted.name, "source": fitted.source, "landmark_source": fitted.landmark_source,
                   "licence": fitted.licence, "error_px": fitted.fit.error_px, "error_iod": fitted.fit.error_iod,
                   "tiles": fitted.albedo.tiles, "seen_fraction": float((fitted.albedo.confidence >= SEEN).mean()),
+                  "excluded_pixels": int(fitted.excluded.sum()) if fitted.excluded is not None else 0,
                   "fitted": time.strftime("%Y-%m-%dT%H:%M:%S")}
         (tmp / "fit.json").write_text(json.dumps({**record, **fitted.fit.as_dict(),
                                                   "light_sh": fitted.light_sh.tolist()}, indent=1))
@@ -118,6 +126,7 @@ class TextureLibrary:
             crop = np.asarray(Image.open(folder / "photo.png").convert("RGB"))
             albedo = np.load(folder / "albedo.npy").astype(np.float32)
             confidence = np.asarray(Image.open(folder / "confidence.png"), np.float32)[::-1] / 255
+            excluded = (np.asarray(Image.open(folder / "excluded.png")) > 127) if (folder / "excluded.png").exists() else None
         except (OSError, ValueError, KeyError, EOFError) as e:
             raise DatagenError(f"{folder}: unreadable texture entry ({e}); fit the photo again") from None
         arrays = {k: np.asarray(data[k], np.float32) for k in
@@ -125,7 +134,7 @@ class TextureLibrary:
         fit = LandmarkFit(**arrays, error_px=data["error_px"], error_iod=data["error_iod"])
         return FittedPhoto(name, crop, fit, np.asarray(data["light_sh"], np.float32),
                            AlbedoMap(np.ascontiguousarray(albedo), np.ascontiguousarray(confidence), data["tiles"]),
-                           data["source"], data["landmark_source"], data["licence"])
+                           data["source"], data["landmark_source"], data["licence"], excluded)
 
 
 def checked_library(path: str | Path, model: MorphableModel) -> dict:

@@ -1,26 +1,80 @@
-"""The photo behind a re-rendered face (photo-realistic jobs): the fitted photo, warped with the head.
+"""The picture of a photo-realistic sample: the re-rendered face composited into its warped photo.
 
-When a fitted face is rendered with a new pose or expression, the head's outline moves; the hair
-and background around it must move with it or the composite shows a double outline. The warp is
-a smooth 2D field (thin-plate spline, scipy) through the displacements of a fixed set of head
-vertices from the photo's fitted pose to the new one, pinned to zero along the image border, so
-that the head drags the nearby hair and background with it and the far background stays put.
+``PhotoComposer.compose`` does, for one sample (all at the output size, pixel centres at i + 0.5):
+
+1. **Warp** the photo and its layers with the head: a smooth 2D field (thin-plate spline, scipy)
+   through the displacements of a fixed set of head vertices from the photo's fitted pose to the
+   new one, pinned to zero along the image border, so that the head drags the nearby hair and
+   background with it and the far background stays put. The layers warped with it: where the
+   photo's own face was, which of its face pixels show something else in front of the skin
+   (``skin_mask``: hair, glasses frames; entries fitted before the skin mask have none), and
+   which show skin.
+2. **The face from the photo itself** (ratio-image relighting, Wen et al. 2003): a face pixel
+   whose surface point the fitted photo shows takes the photo's colour there, times the ratio of
+   the new irradiance to the fitted one at its normal (step 4; 1 under the photo's own light).
+   The point is followed through the pose change and, by its nearest vertex, through the
+   expression change, then projected into the fitted photo, whose render must show the same part
+   there at the same depth. Since albedo = photo / E_fitted, this is the albedo render
+   albedo x E_new without the texture's resampling, clamps and rejections, and it gives the
+   photo's own eyes, mouth interior and teeth, which the albedo map does not hold. Where the
+   photo does not show the point (the side it did not see, teeth a new expression shows, a
+   closed eye opened) the albedo render stays (eyes and teeth procedural).
+3. **The photo's occluders stay on the face**: a face pixel whose surface point the photo shows
+   under its hair or glasses (step 2's projection lands on an occluder of the photo's skin mask:
+   what entered the face from the forehead or the temples) takes that colour, unrelit, as if the
+   fringe or the frame lay on the skin; its label becomes ``photo_occluder`` (its depth and
+   normal stay the face's, the surface it lies on) and a landmark under it counts as hidden.
+4. **Relighting the rest of the skin**: with a new light, the photo's skin that the face does not
+   replace (neck, ears, the head's skin around the face) is scaled by the ratio of the new
+   irradiance to the fitted one at the rendered normal, so that it matches the relit face.
+5. **No trace of the old face**: the pixels the photo's own face covered (warped) and the new face
+   does not (a jaw that closed, a face turned away) show the new head's own surface where it
+   covers them and the photo shows that point (the neck under a closed jaw, as in step 2), and
+   elsewhere the photo around them continued inwards (``mirror_fill``: hair or background
+   mirrored across the old face's border), so no old chin or mouth shows.
+6. **Seamless boundary** (gradient domain): the log ratio of photo to render just outside the
+   face's border, where both show the head's skin (forehead, temples, under the jaw), is
+   interpolated smoothly over the face (a membrane by the push-pull pyramid, an approximation of
+   the Laplace solution that Poisson cloning uses) and the face multiplied by it: the face keeps
+   its own gradients (texture, shading) and meets the photo at its border; then it is blended
+   over the photo with its edge feathered inwards.
+
+As in Guo et al., the re-rendered face replaces the photo's face only (the face parts inside the
+jaw line and the brows raised halfway to the hairline); hair, ears and neck come from the photo.
+The ground truth describes the whole head's surface.
 """
 
 from __future__ import annotations
 
-import numpy as np
-from PIL import Image
-from scipy.interpolate import RBFInterpolator
-from scipy.ndimage import map_coordinates, zoom
+import dataclasses
+from collections import OrderedDict
+from dataclasses import dataclass
 
-from ..synth.face_parts import LABEL, MATERIAL, face_parts
-from ..camera import project, resize_intrinsics, to_camera
+import numpy as np
+from PIL import Image, ImageDraw
+from scipy.interpolate import RBFInterpolator
+from scipy.ndimage import binary_dilation, gaussian_filter, map_coordinates, zoom
+from scipy.spatial import cKDTree
+
+from ..camera import irradiance_basis, project, resize_intrinsics, rotation_matrix, to_camera
 from ..models.morphable_model import MorphableModel
+from ..synth.face_parts import LABEL, MATERIAL, face_parts
+from ..synth.geometry import build_scenes
+from .skin_mask import entering
+from .texture import linear_to_srgb, push_pull_fill, srgb_to_linear
 
 WARP_POINTS = 400
 GRID = 32  # the warp field is evaluated on a GRID x GRID lattice, then interpolated
 SMOOTHING = 50.0  # thin-plate smoothing: a gentle field, not one that wiggles through every point
+NOT_REPLACED = (LABEL["background"], LABEL["head_neck"])
+PHOTO_FEATURES = tuple(LABEL[n] for n in ("eye_right", "eye_left", "mouth_interior", "teeth"))
+FEATURE_DEPTH_TOLERANCE_MM = 3.0
+MAX_SEAM_GAIN = 1.6
+MATCHED = 12  # sRGB levels
+MAX_RELIGHT_RATIO = 2.0  # the fitted light is least known far from the face's normals
+FEATHER_PX = 2.0
+LUMINANCE = np.array([0.2126, 0.7152, 0.0722])
+CACHED_PHOTOS = 256  # prepared photos kept per worker (least recently used dropped)
 
 
 def warp_vertex_ids(model: MorphableModel, count: int = WARP_POINTS) -> np.ndarray:
@@ -31,32 +85,236 @@ def warp_vertex_ids(model: MorphableModel, count: int = WARP_POINTS) -> np.ndarr
     return skin[np.linspace(0, len(skin) - 1, min(count, len(skin))).astype(int)]
 
 
-class PhotoBackdrop:
-    """Per fitted photo: the photo at the output size and its head points in the fitted pose."""
+@dataclass(frozen=True)
+class PhotoLayers:
+    """One fitted photo prepared at the output size (its fitted face rendered once)."""
 
-    def __init__(self, photos: list, model: MorphableModel, width: int, height: int):
+    image: np.ndarray  # (H, W, 3) uint8
+    fitted_points: np.ndarray  # (N, 2) the warp vertices projected in the fitted pose
+    face: np.ndarray  # (H, W) bool: the photo's own face (face_mask of its fitted render)
+    occluder: np.ndarray  # (H, W) bool: skin pixels showing something on the skin (hair, glasses)
+    skin: np.ndarray  # (H, W) bool: pixels of the head's skin that show skin
+    matched: np.ndarray  # (H, W) bool: skin pixels that the fitted face, re-rendered, gives back (within MATCHED)
+    segmentation: np.ndarray  # (H, W) uint8: the fitted render's labels
+    depth: np.ndarray  # (H, W) float32 mm
+    vertices: np.ndarray  # (V, 3) model space, the fitted identity and expression
+    rotation: np.ndarray
+    translation: np.ndarray
+    intrinsics: np.ndarray  # (4,) at the output size
+    light_sh: np.ndarray  # (9, 3)
+    greyscale: bool
+
+
+def face_mask(segmentation: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """(H, W) bool: what a re-rendered face replaces: the rendered face parts (not head and neck)
+    inside the jaw line and the brows raised halfway to the hairline."""
+    h, w = segmentation.shape
+    brows = landmarks[17:27][::-1]
+    raised = brows + 0.6 * (brows - landmarks[33])  # away from the nose base: the forehead
+    outline = Image.new("L", (w, h))
+    ImageDraw.Draw(outline).polygon([tuple(p) for p in np.concatenate([landmarks[:17], raised])], fill=1)
+    return np.asarray(outline, bool) & ~np.isin(segmentation, NOT_REPLACED)
+
+
+class PhotoComposer:
+    """Per worker: the model's warp and feature vertices; per photo, its layers (made on first use)."""
+
+    def __init__(self, photos: list, model: MorphableModel, renderer):
+        self.photos, self.model, self.renderer = photos, model, renderer
+        self.width, self.height = renderer.width, renderer.height
         self.ids = warp_vertex_ids(model)
-        self.width, self.height = width, height
-        self.images, self.fitted_points, self.greyscale = [], [], []
-        for photo in photos:
-            channels = photo.crop.astype(np.int16)
-            self.greyscale.append(bool(np.abs(channels - channels.mean(-1, keepdims=True)).max() <= 2))
-            crop = photo.crop.shape[0]
-            self.images.append(np.asarray(Image.fromarray(photo.crop).resize((width, height), Image.LANCZOS)))
-            fit = photo.fit
-            vertices = model.vertices(fit.identity, fit.expression)[self.ids]
-            camera = to_camera(vertices, model.pivot, fit.rotation, fit.translation)
-            self.fitted_points.append(project(camera[None], resize_intrinsics(fit.intrinsics, crop, width, height)[None])[0])
+        parts = face_parts(model)
+        drawn = np.unique(model.triangles[parts.drawn_triangles])
+        self.surface_ids = drawn[parts.labels[drawn] != LABEL["background"]]  # what a pixel can show
+        self._layers: OrderedDict[int, PhotoLayers] = OrderedDict()
 
-    def __call__(self, photo_index: int, camera_vertices: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8: photo ``photo_index`` warped to follow the head now at ``camera_vertices`` (V, 3)."""
-        new = project(camera_vertices[self.ids][None], intrinsics[None])[0]
-        return warp_image(self.images[photo_index], self.fitted_points[photo_index], new)
+    def layers(self, index: int) -> PhotoLayers:
+        if index not in self._layers:
+            self._layers[index] = self._prepare(self.photos[index])
+            while len(self._layers) > CACHED_PHOTOS:
+                self._layers.popitem(last=False)
+        self._layers.move_to_end(index)
+        return self._layers[index]
+
+    def _prepare(self, photo) -> PhotoLayers:
+        w, h, fit = self.width, self.height, photo.fit
+        intrinsics = resize_intrinsics(fit.intrinsics, photo.crop.shape[0], w, h).astype(np.float32)
+        params = dataclasses.replace(photo.params(), intrinsics=intrinsics)
+        scenes = build_scenes(self.model, [params], [photo.albedo], topology=self.renderer.topology)
+        truth = self.renderer.render(scenes)
+        segmentation = truth.segmentation[0]
+        image = np.asarray(Image.fromarray(photo.crop).resize((w, h), Image.LANCZOS))
+        channels = photo.crop.astype(np.int16)
+        excluded = photo.excluded if photo.excluded is not None else np.zeros(photo.crop.shape[:2], bool)
+        excluded = np.asarray(Image.fromarray(excluded.astype(np.uint8) * 255).resize((w, h), Image.BILINEAR)) > 127
+        face = face_mask(segmentation, scenes.landmarks_2d[0])
+        # what lies on the head's skin: beyond the face every excluded pixel, inside it what entered
+        occluder = (excluded & ~face) | entering(face & excluded, face, scenes.landmarks_2d[0])
+        vertices = self.model.vertices(fit.identity, fit.expression)
+        skin = np.isin(segmentation, (LABEL["skin"], LABEL["nose"], LABEL["head_neck"])) & ~excluded
+        error = np.abs(truth.colour[0][..., :3].astype(np.int16) - image).max(-1)
+        return PhotoLayers(
+            image=image,
+            fitted_points=project(scenes.vertices[:, self.ids], intrinsics[None])[0],
+            face=face, occluder=occluder,
+            skin=skin, matched=skin & (error <= MATCHED),
+            segmentation=segmentation, depth=truth.depth[0], vertices=vertices,
+            rotation=np.asarray(fit.rotation, np.float64), translation=np.asarray(fit.translation, np.float64),
+            intrinsics=intrinsics, light_sh=np.asarray(photo.light_sh, np.float64),
+            greyscale=bool(np.abs(channels - channels.mean(-1, keepdims=True)).max() <= 2))
+
+    def backdrop(self, index: int, camera_vertices: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8: photo ``index`` warped to follow the head now at ``camera_vertices`` (V, 3)."""
+        layers = self.layers(index)
+        return warp_layers(layers.image, warp_field(layers.fitted_points, self._points(camera_vertices, intrinsics),
+                                                    self.height, self.width))
+
+    def _points(self, camera_vertices, intrinsics):
+        return project(camera_vertices[self.ids][None], np.asarray(intrinsics)[None])[0]
+
+    def compose(self, index: int, colour: np.ndarray, segmentation: np.ndarray, depth: np.ndarray,
+                normal: np.ndarray, camera_vertices: np.ndarray, landmarks: np.ndarray, params):
+        """(picture (H, W, 3) uint8, segmentation (H, W) uint8) of one sample (see the module doc).
+
+        colour, segmentation, depth, normal: the sample's render; camera_vertices (V, 3) and
+        landmarks (68, 2) its scene's; params its FaceParams.
+        """
+        layers = self.layers(index)
+        field = warp_field(layers.fitted_points, self._points(camera_vertices, params.intrinsics),
+                           self.height, self.width)
+        photo = srgb_to_linear(warp_layers(layers.image, field))
+        old_face, skin, matched = (warp_layers(m.astype(np.float32), field) > 0.5
+                                   for m in (layers.face, layers.skin, layers.matched))
+        rendered = srgb_to_linear(colour[..., :3])
+        if layers.greyscale:  # a black-and-white photo gets a black-and-white face
+            rendered = np.repeat(rendered @ LUMINANCE[:, None], 3, -1)
+        relit = not np.array_equal(np.asarray(params.light_sh, np.float64), layers.light_sh)
+        ratio = self._relight_ratio(layers, params, normal) if relit else None
+
+        face = face_mask(segmentation, landmarks)
+        head = segmentation == LABEL["head_neck"]
+        drawn = segmentation != LABEL["background"]
+        nearby = binary_dilation(old_face, iterations=2) & drawn & ~face  # hole pixels the new head covers
+        taken, hidden = self._from_photo(layers, segmentation, depth, camera_vertices, params, face | nearby, ratio)
+        front = face & hidden  # the photo's hair or glasses lie on this point of the face: they stay
+        face &= ~front
+        segmentation = np.where(front, LABEL["photo_occluder"], segmentation).astype(np.uint8)
+        photo[front] = taken[front]
+        taken[front] = np.nan
+        if relit:  # the photo's skin around the face, under the new light
+            around = skin & ~face & head
+            photo[around] *= ratio[around]
+        old_face = binary_dilation(old_face, iterations=2)  # with its rim: the warp blurs the edge
+        hole = old_face & ~face & ~front  # the old face, uncovered
+        if hole.any():
+            beyond = ~binary_dilation(old_face, iterations=2) | front  # clear of the old face's rim
+            photo[hole] = mirror_fill(photo, beyond, hole)
+            own = hole & drawn & ~np.isnan(taken[..., 0])  # the new head's own surface, as the photo shows it
+            photo[own] = taken[own]  # (under a closed jaw: the neck)
+        ring = binary_dilation(face, iterations=2) & ~face & ~hole & matched & (segmentation == LABEL["head_neck"])
+        rendered = seamless(rendered, taken, photo, ring, face)
+        alpha = np.minimum(gaussian_filter(face.astype(np.float32), FEATHER_PX), face)[..., None]  # inwards only
+        alpha = alpha * (colour[..., 3:4] / 255.0)
+        return linear_to_srgb(alpha * rendered + (1 - alpha) * photo), segmentation
+
+    def _relight_ratio(self, layers, params, normal):
+        """(H, W, 3) new irradiance over the photo's at each rendered normal (the same surface
+        normal in the fitted pose), clipped to [1 / MAX_RELIGHT_RATIO, MAX_RELIGHT_RATIO]."""
+        h, w = normal.shape[:2]
+        n = normal.reshape(-1, 3).astype(np.float64)
+        back = rotation_matrix(layers.rotation) @ rotation_matrix(params.rotation).T  # new camera -> fitted camera
+        new = irradiance_basis(n) @ np.asarray(params.light_sh, np.float64)
+        old = irradiance_basis(n @ back.T) @ layers.light_sh
+        if layers.greyscale:  # a black-and-white photo is relit in brightness only
+            new, old = new @ LUMINANCE[:, None], old @ LUMINANCE[:, None]
+        ratio = np.clip(new / np.maximum(old, 1e-4), 1 / MAX_RELIGHT_RATIO, MAX_RELIGHT_RATIO)
+        return np.broadcast_to(ratio, (len(n), 3)).reshape(h, w, 3).astype(np.float32)
+
+    def _from_photo(self, layers, segmentation, depth, camera_vertices, params, pixels, ratio):
+        """(taken (H, W, 3) linear, hidden (H, W) bool) for ``pixels``: the photo's colour where it
+        shows their surface point (times the relighting ratio where it shows the face or its skin;
+        NaN where it does not show the point: the albedo render stays there), and which of them
+        the photo shows under its own hair or glasses (``skin_mask``: the colour is theirs)."""
+        taken = np.full(segmentation.shape + (3,), np.nan, np.float32)
+        hidden = np.zeros(segmentation.shape, bool)
+        rows, cols = np.nonzero(pixels)
+        if not len(rows):
+            return taken, hidden
+        fx, fy, cx, cy = (float(v) for v in params.intrinsics)
+        d = depth[rows, cols].astype(np.float64)
+        camera = np.stack([(cols + 0.5 - cx) * d / fx, -(rows + 0.5 - cy) * d / fy, -d], 1)
+        rotation = rotation_matrix(params.rotation)
+        pivot = self.model.pivot.astype(np.float64)
+        local = (camera - params.translation) @ rotation + pivot  # R^T (p - t) + pivot, as rows
+        face_now = (camera_vertices[self.surface_ids].astype(np.float64) - params.translation) @ rotation + pivot
+        _, nearest = cKDTree(face_now).query(local)
+        local += layers.vertices[self.surface_ids[nearest]] - face_now[nearest]  # the photo's expression
+        then = to_camera(local, pivot, layers.rotation, layers.translation)
+        uv = project(then[None], layers.intrinsics[None].astype(np.float64))[0]
+        c, r = np.floor(uv[:, 0]).astype(int), np.floor(uv[:, 1]).astype(int)
+        h, w = segmentation.shape
+        inside = (c >= 0) & (c < w) & (r >= 0) & (r < h)
+        c, r = np.clip(c, 0, w - 1), np.clip(r, 0, h - 1)
+        shown = inside & (layers.segmentation[r, c] == segmentation[rows, cols])
+        shown &= np.abs(layers.depth[r, c] + then[:, 2]) < FEATURE_DEPTH_TOLERANCE_MM
+        under = shown & layers.occluder[r, c]
+        shown &= under | layers.face[r, c] | layers.skin[r, c]
+        if not shown.any():
+            return taken, hidden
+        source = srgb_to_linear(layers.image)
+        at = [uv[shown, 1] - 0.5, uv[shown, 0] - 0.5]  # pixel centres: index i is centre i + 0.5
+        colours = np.stack([map_coordinates(source[..., k], at, order=1, mode="nearest") for k in range(3)], -1)
+        if ratio is not None:  # the skin is relit, the hair or glasses on it are the photo's
+            ratio = ratio[rows[shown], cols[shown]]
+            inner = np.isin(segmentation[rows[shown], cols[shown]], PHOTO_FEATURES)
+            if inner.any() and (~inner).any():  # eyes, mouth and teeth: the face's median ratio (their
+                ratio[inner] = np.median(ratio[~inner], 0)  # normals' fitted light is least known)
+            colours *= np.where(under[shown, None], 1.0, ratio)
+        taken[rows[shown], cols[shown]] = colours
+        hidden[rows[under], cols[under]] = True
+        return taken, hidden
 
 
-def warp_image(image: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.ndarray:
-    """Backward-warp ``image`` so that the content at points ``old`` lands at ``new`` (pixels, (N, 2))."""
-    h, w = image.shape[:2]
+def seamless(rendered: np.ndarray, taken: np.ndarray, photo: np.ndarray, ring: np.ndarray,
+             region: np.ndarray) -> np.ndarray:
+    """The face over ``region`` (H, W, 3 linear): ``taken`` (the photo's colours, NaN where it did
+    not show the point) where known, elsewhere the albedo ``rendered`` times a smooth gain that
+    makes it meet its surroundings: the log ratio of the photo's colour to the render's at the
+    taken pixels and along ``ring`` (just outside the region, where the photo and the render both
+    show the head's skin), interpolated by the push-pull membrane (gradient-domain blending: the
+    render keeps its own gradients) and clipped to [1 / MAX_SEAM_GAIN, MAX_SEAM_GAIN]."""
+    have = region & ~np.isnan(taken[..., 0])
+    out = np.where(have[..., None], np.nan_to_num(taken), rendered)
+    rest = region & ~have
+    known = have | ring
+    if not rest.any() or not known.any():
+        return out
+    limit = np.log(MAX_SEAM_GAIN)
+    log_gain = np.zeros_like(rendered)
+    target = np.where(have[..., None], out, photo)
+    log_gain[known] = np.clip(np.log(target[known] + 1e-3) - np.log(rendered[known] + 1e-3), -limit, limit)
+    gain = np.exp(push_pull_fill(log_gain, known))
+    out[rest] = rendered[rest] * gain[rest]
+    return out
+
+
+def mirror_fill(image: np.ndarray, known: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """(N, C) values for ``pixels`` of ``image`` (H, W, C) from the ``known`` ones around them: each
+    takes the pixel mirrored across its nearest known pixel (the surroundings' texture, hair or
+    background, continued inwards), or that nearest pixel where the mirror is not known either."""
+    from scipy.ndimage import distance_transform_edt
+
+    h, w = known.shape
+    nearest = distance_transform_edt(~known, return_distances=False, return_indices=True)
+    rows, cols = np.nonzero(pixels)
+    qr, qc = nearest[0][rows, cols], nearest[1][rows, cols]
+    mr, mc = np.clip(2 * qr - rows, 0, h - 1), np.clip(2 * qc - cols, 0, w - 1)
+    use = known[mr, mc]
+    return np.where(use[:, None], image[mr, mc], image[qr, qc])
+
+
+def warp_field(old: np.ndarray, new: np.ndarray, h: int, w: int) -> np.ndarray:
+    """(H, W, 2) the backward shift that moves content at points ``old`` to ``new`` (pixels, (N, 2))."""
     border = np.linspace(0, 1, 9)
     anchors = np.concatenate([np.stack([border * w, np.zeros(9)], 1), np.stack([border * w, np.full(9, h)], 1),
                               np.stack([np.zeros(9), border * h], 1), np.stack([np.full(9, w), border * h], 1)])
@@ -66,35 +324,20 @@ def warp_image(image: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.ndarra
     field = RBFInterpolator(points, shift, kernel="thin_plate_spline", smoothing=SMOOTHING)
     gy, gx = np.meshgrid(np.linspace(0, h, GRID), np.linspace(0, w, GRID), indexing="ij")
     coarse = field(np.stack([gx.ravel(), gy.ravel()], 1)).reshape(GRID, GRID, 2)
-    dense = np.stack([zoom(coarse[..., c], (h / GRID, w / GRID), order=1, mode="nearest", grid_mode=True)
-                      for c in range(2)], -1)[:h, :w]
+    return np.stack([zoom(coarse[..., c], (h / GRID, w / GRID), order=1, mode="nearest", grid_mode=True)
+                     for c in range(2)], -1)[:h, :w]
+
+
+def warp_layers(image: np.ndarray, field: np.ndarray) -> np.ndarray:
+    """``image`` (H, W[, C]) backward-warped by ``field`` (``warp_field``), in its dtype."""
+    h, w = image.shape[:2]
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    source = [ys - dense[..., 1], xs - dense[..., 0]]  # pixel centres cancel: index i is centre i + 0.5
-    return np.stack([map_coordinates(image[..., c], source, order=1, mode="nearest") for c in range(3)], -1)
+    source = [ys - field[..., 1], xs - field[..., 0]]  # pixel centres cancel: index i is centre i + 0.5
+    if image.ndim == 2:
+        return map_coordinates(image, source, order=1, mode="nearest")
+    return np.stack([map_coordinates(image[..., c], source, order=1, mode="nearest") for c in range(image.shape[2])], -1)
 
 
-def face_only(colour: np.ndarray, segmentation: np.ndarray, landmarks: np.ndarray, feather: float = 2.0,
-              greyscale: bool = False) -> np.ndarray:
-    """``colour`` (H, W, 4) with its alpha limited to the face, feathered inwards.
-
-    As in Guo et al., the re-rendered face replaces the photo's face only: hair, ears and neck
-    come from the (warped) photo. The face is the rendered face parts (not head/neck) inside the
-    jaw line and the brows raised halfway to the hairline. The ground truth still describes the
-    whole head's surface.
-    """
-    from PIL import ImageDraw
-    from scipy.ndimage import gaussian_filter
-
-    h, w = segmentation.shape
-    brows = landmarks[17:27][::-1]
-    raised = brows + 0.6 * (brows - landmarks[33])  # away from the nose base: the forehead
-    outline = Image.new("L", (w, h))
-    ImageDraw.Draw(outline).polygon([tuple(p) for p in np.concatenate([landmarks[:17], raised])], fill=1)
-    face = (np.asarray(outline, bool) & (segmentation != LABEL["background"]) & (segmentation != LABEL["head_neck"]))
-    face = face.astype(np.float32)
-    soft = np.minimum(gaussian_filter(face, feather), face) if feather else face  # fade inwards only
-    out = colour.copy()
-    out[..., 3] = np.round(colour[..., 3] * soft).astype(np.uint8)
-    if greyscale:  # a black-and-white photo gets a black-and-white face
-        out[..., :3] = np.round(colour[..., :3] @ np.array([0.299, 0.587, 0.114]))[..., None].astype(np.uint8)
-    return out
+def warp_image(image: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """Backward-warp ``image`` so that the content at points ``old`` lands at ``new`` (pixels, (N, 2))."""
+    return warp_layers(image, warp_field(old, new, *image.shape[:2]))

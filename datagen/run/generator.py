@@ -8,6 +8,7 @@ the dask workers and the benchmarks all go through it.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -22,7 +23,7 @@ from ..synth.geometry import build_scenes, check_props
 from ..models.registry import resolve_model
 from ..models.morphable_model import MorphableModel
 from ..synth.render import Renderer, describe_context
-from ..photo.photoreal import PhotoBackdrop, face_only
+from ..photo.photoreal import PhotoComposer
 from ..photo.library import library_lights, load_photos, photo_backgrounds
 from ..synth.sampling import PHOTO_BACKGROUND, FaceParams, sample_face
 from ..spec import JobSpec
@@ -38,7 +39,7 @@ class FaceGenerator:
         libraries = [path for _, path in spec.texture_libraries()]
         self.photos = load_photos(libraries, model) if libraries else []
         self.lights = library_lights(spec.lighting_libraries())
-        self.backdrop = PhotoBackdrop(self.photos, model, r.width, r.height) if spec.photoreal.library else None
+        self.composer = PhotoComposer(self.photos, model, self.renderer) if spec.photoreal.library else None
         self.fields = shard_fields(spec, model)
 
     @property
@@ -69,28 +70,23 @@ class FaceGenerator:
         albedo_maps = [self.photos[p.albedo_source].albedo if p.albedo_source >= 0 else None for p in params]
         scenes = build_scenes(self.model, params, albedo_maps, self.renderer.topology)
         rendered = self.renderer.render(scenes)
-        images = np.stack([self._picture(rendered, scenes, k, p) for k, p in enumerate(params)])
-        return annotate(params, scenes, rendered, images, self.fields)
+        pictures = [self._picture(rendered, scenes, k, p) for k, p in enumerate(params)]
+        # a photo-realistic picture keeps the photo's hair or glasses over the face: relabelled
+        rendered = dataclasses.replace(rendered, segmentation=np.stack([s for _, s in pictures]))
+        return annotate(params, scenes, rendered, np.stack([image for image, _ in pictures]), self.fields)
 
-    def _picture(self, rendered, scenes, k: int, p: FaceParams) -> np.ndarray:
-        """The face over its background, as the sample's camera records it."""
-        background = self._background(scenes, k, p)
-        if p.background[0] != PHOTO_BACKGROUND:  # a fitted photo's background was in focus when it was taken
-            background = defocus_background(background, p.capture)
-        picture = composite(self._foreground(rendered, scenes, k, p), background)
-        return apply_capture(picture, p.capture, self.spec.seed, p.sample_index)
-
-    def _foreground(self, rendered, scenes, k: int, p: FaceParams) -> np.ndarray:
+    def _picture(self, rendered, scenes, k: int, p: FaceParams):
+        """(the face over its background as the sample's camera records it, its segmentation)."""
         if p.background[0] == PHOTO_BACKGROUND:
-            return face_only(rendered.colour[k], rendered.segmentation[k], scenes.landmarks_2d[k],
-                             greyscale=self.backdrop.greyscale[int(p.background[1])])
-        return rendered.colour[k]
-
-    def _background(self, scenes, k: int, p: FaceParams) -> np.ndarray:
-        if p.background[0] == PHOTO_BACKGROUND:
-            return self.backdrop(int(p.background[1]), scenes.vertices[k], scenes.intrinsics[k])
-        return make_background(self.spec.seed, p.sample_index, p.background, self.background_images,
-                               self.spec.render.width, self.spec.render.height)
+            picture, segmentation = self.composer.compose(
+                int(p.background[1]), rendered.colour[k], rendered.segmentation[k], rendered.depth[k],
+                rendered.normal[k], scenes.vertices[k], scenes.landmarks_2d[k], p)
+        else:  # a fitted photo's background was in focus when it was taken; a made one is defocused
+            background = make_background(self.spec.seed, p.sample_index, p.background, self.background_images,
+                                         self.spec.render.width, self.spec.render.height)
+            picture = composite(rendered.colour[k], defocus_background(background, p.capture))
+            segmentation = rendered.segmentation[k]
+        return apply_capture(picture, p.capture, self.spec.seed, p.sample_index), segmentation
 
 
 def background_images(spec: JobSpec) -> list:

@@ -13,12 +13,14 @@ from .sampling import FaceParams
 # A landmark is hidden when the rendered surface at its pixel lies this much nearer than it, or is a prop.
 OCCLUSION_TOLERANCE_MM = 10.0
 PROP_LABELS = tuple(LABELS.index(name) for name in ("hair", "clothing", "glasses", "hand"))
+PHOTO_OCCLUDER = LABELS.index("photo_occluder")  # lies on the face: its depth is the face's
 
 
 def landmark_visibility(scenes: SceneBatch, rendered: RenderOutput) -> np.ndarray:
     """(B, 68) bool: a landmark is visible when it projects inside the image, the face covers a
     pixel within one pixel of it, and nothing drawn at its pixel lies nearer than it (self-occlusion)
-    or is a prop's in front of it (hair over the brows lies closer to the skin than the tolerance)."""
+    or is a prop's in front of it (hair over the brows lies closer to the skin than the tolerance),
+    or is the photo's own hair or glasses kept over a photo-realistic face."""
     b, h, w = rendered.depth.shape
     xy = scenes.landmarks_2d
     col = np.floor(xy[..., 0]).astype(np.int64)
@@ -29,12 +31,14 @@ def landmark_visibility(scenes: SceneBatch, rendered: RenderOutput) -> np.ndarra
     own_depth = -scenes.landmarks_3d[..., 2]
     drawn = rendered.depth[batch, r, c]
     occluded = (drawn > 0) & (drawn < own_depth - OCCLUSION_TOLERANCE_MM)
-    occluded |= np.isin(rendered.segmentation[batch, r, c], PROP_LABELS) & (drawn < own_depth)  # a prop in front
+    shown = rendered.segmentation[batch, r, c]
+    occluded |= np.isin(shown, PROP_LABELS) & (drawn < own_depth)  # a prop in front
+    occluded |= shown == PHOTO_OCCLUDER  # the photo's hair or glasses over it
     covered = np.zeros_like(inside)
     for dr in (-1, 0, 1):
         for dc in (-1, 0, 1):
             label = rendered.segmentation[batch, np.clip(r + dr, 0, h - 1), np.clip(c + dc, 0, w - 1)]
-            covered |= (label > 0) & ~np.isin(label, PROP_LABELS)  # the face's own pixels, not a prop's
+            covered |= (label > 0) & ~np.isin(label, PROP_LABELS + (PHOTO_OCCLUDER,))  # the face's own pixels
     return inside & covered & ~occluded
 
 

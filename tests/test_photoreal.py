@@ -1,0 +1,156 @@
+"""Photo-realistic re-rendering: the skin mask of a fitted photo and the composite into the photo."""
+
+import dataclasses
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from datagen.photo.fitter import PhotoFitter
+from datagen.photo.library import FittedPhoto, TextureLibrary
+from datagen.photo.photoreal import PhotoComposer, face_mask
+from datagen.photo.texture import AlbedoMap
+from datagen.synth.face_parts import LABEL
+from datagen.synth.geometry import build_scenes
+from datagen.synth.render import Renderer
+from conftest import SHARED
+
+FACES = SHARED / "faces"
+SIZE = 160
+
+
+@pytest.fixture(scope="module")
+def fitter(ict_model, ctx):
+    return PhotoFitter(ict_model, ctx=ctx)
+
+
+@pytest.fixture(scope="module")
+def library(fitter, ict_model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("textures") / "lib"
+    for photo in ("image_0010.png", "takeo.ppm"):
+        TextureLibrary(path).add(fitter.fit(FACES / photo), ict_model)
+    return path
+
+
+def _psnr(a, b, where):
+    return 10 * np.log10(255 ** 2 / max(((a.astype(float) - b.astype(float))[where] ** 2).mean(), 1e-6))
+
+
+def test_a_photoreal_job_that_changes_nothing_gives_the_photo_back(library, ict_model, real_model_dir, ctx):
+    from datagen.run.generator import FaceGenerator
+    from datagen.spec import parse_spec
+
+    spec = parse_spec(f'''name = "unchanged"
+num_samples = 8
+[model]
+name = "{real_model_dir / "ict-facekit"}"
+[render]
+width = {SIZE}
+height = {SIZE}
+[photoreal]
+library = "{library}"
+yaw_change_deg = [0.0, 0.0]
+pitch_change_deg = [0.0, 0.0]
+roll_change_deg = [0.0, 0.0]
+new_expression_probability = 0.0
+relight_probability = 0.0
+''', "<unchanged>")
+    generator = FaceGenerator(spec, ict_model, Renderer(ict_model, SIZE, SIZE, ctx=ctx))
+    arrays = generator.generate(range(8))
+    scored = set()
+    for k, photo in zip(arrays["params/background"][:, 1], arrays["image"]):
+        fitted = generator.photos[k]
+        crop = np.asarray(Image.fromarray(fitted.crop).resize((SIZE, SIZE), Image.LANCZOS))
+        face = generator.composer.layers(k).face
+        face_db, whole_db = _psnr(photo, crop, face), _psnr(photo, crop, np.ones(face.shape, bool))
+        print(f"{fitted.name}: {face_db:.1f} dB over {face.sum()} face pixels, {whole_db:.1f} dB over the image")
+        assert face.sum() > 0.2 * SIZE * SIZE and face_db >= 30 and whole_db >= 33
+        scored.add(fitted.name)
+    assert scored == {"image_0010", "takeo"}
+
+
+def _jaw_open_photo(ict_model, renderer, takeo: FittedPhoto) -> FittedPhoto:
+    """A constructed 'photo' of ICT-FaceKit's mean face with its jaw wide open at takeo's pose:
+    its face pure green, its head and neck beige, the background blue."""
+    jaw = list(ict_model.expression_names).index("jawOpen")
+    expression = np.zeros(ict_model.num_expression, np.float32)
+    expression[jaw] = 1.0
+    size = renderer.width
+    from datagen.camera import resize_intrinsics
+
+    fit = dataclasses.replace(takeo.fit, identity=np.zeros_like(takeo.fit.identity), expression=expression,
+                              intrinsics=resize_intrinsics(takeo.fit.intrinsics, takeo.crop.shape[0], size, size))
+    photo = FittedPhoto("jaw", np.zeros((size, size, 3), np.uint8), fit, takeo.light_sh,
+                        AlbedoMap(np.full((8, 8 * takeo.albedo.tiles, 3), 0.5, np.float32),
+                                  np.ones((8, 8 * takeo.albedo.tiles), np.float32), takeo.albedo.tiles), "test", "test")
+    scenes = build_scenes(ict_model, [photo.params()], topology=renderer.topology)
+    segmentation = renderer.render(scenes).segmentation[0]
+    crop = np.zeros((size, size, 3), np.uint8)
+    crop[:] = (40, 60, 200)
+    crop[segmentation > 0] = (200, 170, 140)
+    crop[face_mask(segmentation, scenes.landmarks_2d[0])] = (0, 220, 0)
+    landmarks = scenes.landmarks_2d[0]
+    return dataclasses.replace(photo, crop=crop, fit=dataclasses.replace(fit, landmarks=landmarks, fitted_landmarks=landmarks))
+
+
+def test_closing_a_wide_open_jaw_leaves_no_pixel_of_the_old_face(library, ict_model, ctx):
+    renderer = Renderer(ict_model, SIZE, SIZE, ctx=ctx)
+    photo = _jaw_open_photo(ict_model, renderer, TextureLibrary(library).load("takeo"))
+    composer = PhotoComposer([photo], ict_model, renderer)
+    closed = dataclasses.replace(photo.params(), expression=np.zeros(ict_model.num_expression, np.float32),
+                                 sample_index=0, background=np.array([2, 0], np.int64))
+    scenes = build_scenes(ict_model, [closed], topology=renderer.topology)
+    out = renderer.render(scenes)
+    picture, segmentation = composer.compose(0, out.colour[0], out.segmentation[0], out.depth[0], out.normal[0],
+                                             scenes.vertices[0], scenes.landmarks_2d[0], closed)
+    old_chin, new_chin = photo.fit.landmarks[8, 1], scenes.landmarks_2d[0, 8, 1]
+    assert old_chin - new_chin > 10  # the jaw closed by more than 10 pixels
+    rgb = picture.astype(int)
+    green = (rgb[..., 1] > rgb[..., 0] + 60) & (rgb[..., 1] > rgb[..., 2] + 60)  # the old face's colour
+    new_face = face_mask(segmentation, scenes.landmarks_2d[0])
+    between = np.zeros_like(green)
+    columns = slice(int(scenes.landmarks_2d[0, 5, 0]), int(scenes.landmarks_2d[0, 11, 0]))
+    between[int(new_chin) + 3:int(old_chin), columns] = True  # under the new chin, above the old one
+    off_head = segmentation == LABEL["background"]
+    print(f"green pixels between the jaw lines: {(green & between).sum()}, off the new head: {(green & off_head).sum()}")
+    assert (green & between).sum() == 0 and (green & off_head).sum() == 0  # (on the head: a point's own colour)
+    assert green[new_face].mean() > 0.5  # the new face itself is the photo's (projected)
+
+
+def _photo_with_a_fringe(tmp_path):
+    """image_0010 with a dark brown fringe painted over the forehead, down to just above the brows."""
+    from datagen.photo.landmarks import read_pts
+
+    image = Image.open(FACES / "image_0010.png").convert("RGB")
+    landmarks = read_pts(FACES / "image_0010.pts")
+    brows = landmarks[17:27]
+    top, width = brows[:, 1].min(), brows[:, 0].max() - brows[:, 0].min()
+    xs = np.linspace(brows[:, 0].min() - 0.1 * width, brows[:, 0].max() + 0.1 * width, 24)
+    bottom = top - 0.08 * width - 0.04 * width * np.sin(xs / width * 25)  # a wavy fringe line
+    polygon = [(x, top - 0.6 * width) for x in xs[::-1]] + list(zip(xs, bottom))
+    paint = ImageDraw.Draw(image)
+    paint.polygon(polygon, fill=(58, 36, 22))
+    for k, x in enumerate(np.linspace(xs[0], xs[-1], 40)):  # strands: lighter streaks
+        paint.line([(x, top - 0.6 * width), (x + 4, top - 0.1 * width)], fill=(84, 56, 34), width=1 + k % 2)
+    image.save(tmp_path / "fringe.png")
+    shutil.copy(FACES / "image_0010.pts", tmp_path / "fringe.pts")
+    return tmp_path / "fringe.png"
+
+
+def test_a_fringe_over_the_forehead_is_excluded_from_the_albedo(fitter, tmp_path, monkeypatch):
+    fitted = fitter.fit(_photo_with_a_fringe(tmp_path))
+    crop = fitted.crop.astype(int)
+    painted = (np.abs(crop - [58, 36, 22]).max(-1) < 12) | (np.abs(crop - [84, 56, 34]).max(-1) < 12)
+    rendered = fitter.rerender(fitted)
+    on_skin = painted & np.isin(rendered.segmentation[0], (LABEL["skin"], LABEL["head_neck"]))
+    assert on_skin.sum() > 2000
+    print(f"fringe pixels on the face's skin: {on_skin.sum()}, excluded: {fitted.excluded[on_skin].mean():.1%}")
+    assert fitted.excluded[on_skin].mean() > 0.9
+    brightness = rendered.colour[0][..., :3][on_skin].astype(float).mean()
+    # without the skin mask the fringe's colour becomes skin albedo and comes back on re-rendering
+    monkeypatch.setattr("datagen.photo.fitter.excluded_pixels", lambda srgb, *a: np.zeros(srgb.shape[:2], bool))
+    unmasked = fitter.fit(tmp_path / "fringe.png")
+    hair_like = fitter.rerender(unmasked).colour[0][..., :3][on_skin].astype(float).mean()
+    print(f"re-rendered fringe pixels: mean level {brightness:.0f} with the skin mask, {hair_like:.0f} without")
+    assert brightness > 1.8 * hair_like and unmasked.excluded is not None and not unmasked.excluded.any()
