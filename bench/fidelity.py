@@ -38,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from datagen.models import resolve_model
-from datagen.photo.fitter import fit_photos
+from datagen.run.fit_job import fit_library
+from datagen.spec import ClusterSpec
 from datagen.reconstruction.benchmark import evaluate_aflw2000
 from datagen.reconstruction.evaluation import evaluate_photos, evaluate_synthetic
 from datagen.reconstruction.inference import Reconstructor
@@ -118,9 +118,8 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     library = args.work / "skins"
     if NEEDS_LIBRARY & set(rows) and not (library / "index.json").exists():
-        model = resolve_model("ict-facekit", args.model_dir)
-        fitted = [o for o in fit_photos([args.shared / "faces"], library, model) if not o.skipped]
-        print(f"texture library: {len(fitted)} photos of {args.shared / 'faces'} fitted into {library}")
+        summary = fit_library([args.shared / "faces"], library, "ict-facekit", args.model_dir, cluster=ClusterSpec(workers=1))
+        print(f"texture library: {summary.fitted} photos of {args.shared / 'faces'} fitted into {library}")
     budget = f"{args.steps} optimiser steps of 64" if args.steps else f"{args.minutes:g} minutes on this machine"
     print(f"budget per row: {args.samples} samples at 128x128 (train20k's recipe), {budget} of training")
     print(f"{'recipe':<12} {'synthetic':>9} {'AFLW2000':>9} {'mean face':>9} {'gap':>6} {'photos':>7}   (NME %)")

@@ -194,30 +194,30 @@ def mesh(path, indices, output, ply, model_dir):
               help="iBUG-68 .pts file of a single photo (default: <photo>.pts beside it, else detected).")
 @click.option("--model", "model_name", default="ict-facekit", show_default=True, help="Model to fit.")
 @click.option("--no-detect", is_flag=True, help="Skip photos without a .pts file instead of detecting landmarks.")
+@click.option("--refit", is_flag=True, help="Fit again the photos the library has already (default: keep them).")
+@click.option("--workers", type=int, default=0, help="Local worker processes (default: one per core; 1: in this process).")
+@click.option("--scheduler", default=None, help="Address of an existing dask scheduler, e.g. tcp://head:8786.")
+@click.option("--cluster", "cluster_kind", type=click.Choice(["local", "scheduler", "slurm", "pbs"]), default=None,
+              help="Where to run (default: local; slurm/pbs: the [cluster] defaults, see README).")
+@click.option("--jobs", type=int, default=1, show_default=True, help="Batch jobs to submit with --cluster slurm/pbs.")
 @MODEL_DIR
-def fit(photos, out, landmarks, model_name, no_detect, model_dir):
+def fit(photos, out, landmarks, model_name, no_detect, refit, workers, scheduler, cluster_kind, jobs, model_dir):
     """Fit the morphable model to PHOTOS (files or folders) and add their albedo and lighting to a library.
 
-    Each photo is reported on one line with its mean landmark error; a photo that cannot be read,
-    has no face or several is reported and skipped. Exit status 1 if no photo could be fitted.
+    One line per photo (its landmark error; or why it was skipped: unreadable, no face, several).
+    Running it again keeps the photos fitted already. Exit status 1 if no photo could be fitted.
     """
     from .models.registry import resolve_model
-    from .photo.fitter import CROP_SIZE, fit_photos
+    from .run.fit_job import fit_library
+    from .spec import ClusterSpec
 
-    model = resolve_model(model_name, model_dir, progress=_progress("downloading"))
-    fitted = total = 0
-    for outcome in fit_photos(photos, out, model, landmarks, detect=not no_detect):
-        total += 1
-        if outcome.skipped:
-            click.echo(f"skipped {outcome.skipped}")
-            continue
-        fitted += 1
-        r = outcome.record
-        click.echo(f"{outcome.photo}: landmark error {r['error_px']:.2f} px of the {CROP_SIZE}-px crop "
-                   f"({100 * r['error_iod']:.1f}% of the inter-ocular distance), {100 * r['seen_fraction']:.0f}% "
-                   f"of texels seen, {outcome.seconds:.2f} s [{outcome.landmark_source}]")
-    click.echo(f"{fitted} of {total} photos fitted into {out}")
-    if not fitted:
+    resolve_model(model_name, model_dir, progress=_progress("downloading"))  # a download shows its progress
+    cluster = ClusterSpec(cluster_kind or ("scheduler" if scheduler else "local"), workers, scheduler or "", jobs=jobs)
+    summary = fit_library(photos, out, model_name, model_dir, landmarks, not no_detect, cluster, refit,
+                          on_outcome=lambda o: click.echo(o.describe()), log=click.echo)
+    click.echo(f"{summary.fitted} of {summary.fitted + len(summary.skipped)} photos fitted ({summary.kept} kept), "
+               f"{summary.photos_per_second:.2f} photos/s; {summary.entries} entries in {out}")
+    if not summary.fitted and not summary.kept:
         sys.exit(1)
 
 

@@ -60,7 +60,7 @@ relight_probability = 0.0
     arrays = generator.generate(range(8))
     scored = set()
     for k, photo in zip(arrays["params/background"][:, 1], arrays["image"]):
-        fitted = generator.photos[k]
+        fitted = generator.photos.load(k)
         crop = np.asarray(Image.fromarray(fitted.crop).resize((SIZE, SIZE), Image.LANCZOS))
         face = generator.composer.layers(k).face
         face_db, whole_db = _psnr(photo, crop, face), _psnr(photo, crop, np.ones(face.shape, bool))
@@ -149,8 +149,86 @@ def test_a_fringe_over_the_forehead_is_excluded_from_the_albedo(fitter, tmp_path
     assert fitted.excluded[on_skin].mean() > 0.9
     brightness = rendered.colour[0][..., :3][on_skin].astype(float).mean()
     # without the skin mask the fringe's colour becomes skin albedo and comes back on re-rendering
-    monkeypatch.setattr("datagen.photo.fitter.excluded_pixels", lambda srgb, *a: np.zeros(srgb.shape[:2], bool))
+    nothing = lambda srgb, *a: (np.zeros(srgb.shape[:2], bool),) * 2  # noqa: E731
+    monkeypatch.setattr("datagen.photo.fitter.excluded_pixels", nothing)
     unmasked = fitter.fit(tmp_path / "fringe.png")
     hair_like = fitter.rerender(unmasked).colour[0][..., :3][on_skin].astype(float).mean()
     print(f"re-rendered fringe pixels: mean level {brightness:.0f} with the skin mask, {hair_like:.0f} without")
     assert brightness > 1.8 * hair_like and unmasked.excluded is not None and not unmasked.excluded.any()
+
+
+# --- texture libraries at scale: resumable fits, the catalogue, entries read when used
+
+
+def _photos(folder, count):
+    folder.mkdir()
+    for k in range(count):
+        (folder / f"takeo{k}.ppm").write_bytes((FACES / "takeo.ppm").read_bytes())
+        (folder / f"takeo{k}.pts").write_bytes((FACES / "takeo.pts").read_bytes())
+    return folder
+
+
+def test_a_fit_resumes_indexes_what_a_killed_run_wrote_and_drops_half_written_entries(
+        tmp_path, ict_model, real_model_dir):
+    from datagen.run.fit_job import fit_library
+    from datagen.spec import ClusterSpec
+
+    photos, library = _photos(tmp_path / "photos", 3), tmp_path / "lib"
+    one = ClusterSpec(workers=1)
+    first = fit_library([photos / "takeo0.ppm"], library, "ict-facekit", str(real_model_dir), cluster=one)
+    assert (first.fitted, first.kept, first.entries) == (1, 0, 1)
+    # a run killed after writing an entry but before indexing it, and one killed while writing
+    fitter = PhotoFitter(ict_model)
+    TextureLibrary(library).write_entry(fitter.fit(photos / "takeo1.ppm", name="takeo1"))
+    (library / "takeo2.1234abcd.partial").mkdir()
+    (library / "takeo2.1234abcd.partial" / "photo.png").write_bytes(b"half")
+    seen = []
+    again = fit_library([photos], library, "ict-facekit", str(real_model_dir), cluster=one,
+                        on_outcome=lambda o: seen.append(o.photo.name))
+    assert (again.fitted, again.kept, again.entries) == (1, 2, 3) and seen == ["takeo2.ppm"]
+    assert not list(library.glob("*.partial")) and TextureLibrary(library).names() == ["takeo0", "takeo1", "takeo2"]
+    catalogue = TextureLibrary(library).catalogue()
+    assert list(catalogue["names"]) == ["takeo0", "takeo1", "takeo2"] and catalogue["identity"].shape == (3, 100)
+    refit = fit_library([photos / "takeo0.ppm"], library, "ict-facekit", str(real_model_dir), cluster=one, refit=True)
+    assert refit.fitted == 1 and TextureLibrary(library).catalogue()["ids"][0] != catalogue["ids"][0]
+
+
+def test_a_photo_catalogue_keeps_few_entries_in_memory_and_reads_old_libraries(library, ict_model):
+    from datagen.photo.library import CATALOGUE, PhotoCatalogue
+
+    photos = PhotoCatalogue([library], ict_model, cache=1)
+    assert len(photos) == 2 and [photos[k].name for k in range(2)] == ["image_0010", "takeo"]
+    whole = photos.load(1)
+    np.testing.assert_array_equal(photos[1].fit.identity, whole.fit.identity)
+    np.testing.assert_array_equal(photos[1].light_sh, whole.light_sh)
+    assert photos[1].crop_size == whole.crop.shape[0] == 512
+    photos.load(0)
+    assert list(photos._loaded) == [0]  # the LRU holds one entry
+    shutil.copytree(library, library.parent / "old")  # a library written before catalogues
+    (library.parent / "old" / CATALOGUE).unlink()
+    old = PhotoCatalogue([library.parent / "old"], ict_model)
+    np.testing.assert_array_equal(old[1].fit.rotation, photos[1].fit.rotation)
+
+
+def test_sigterm_stops_a_fit_on_dask_and_the_rerun_completes_it(tmp_path, real_model_dir):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    photos, library = _photos(tmp_path / "photos", 8), tmp_path / "lib"
+    command = [sys.executable, "-m", "datagen.cli", "fit", str(photos), "--out", str(library), "--workers", "2",
+               "--model-dir", str(real_model_dir)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(library.glob("takeo*/fit.json")):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 143, output
+    assert "Terminated (SIGTERM): the library holds the photos fitted so far." in output and "Traceback" not in output
+    assert not list(library.glob("*.partial")) and not (library / ".datagen.lock").exists()
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert TextureLibrary(library).names() == sorted(f"takeo{k}" for k in range(8))
+    assert "kept" in rerun.stdout

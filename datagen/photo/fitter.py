@@ -1,4 +1,4 @@
-"""Fit real photos: ``datagen fit`` (``fit_photos``) and ``PhotoFitter``.
+"""Fit real photos: ``PhotoFitter`` (``datagen fit`` runs it on the cluster: ``run.fit_job``).
 
 A photo -> landmarks (``landmarks``) -> a square crop around the face, ``CROP_SIZE`` pixels ->
 3DMM fit in the crop (``fitting``) -> ground-truth render of the fit -> SH lighting and UV albedo
@@ -8,7 +8,6 @@ A photo -> landmarks (``landmarks``) -> a square crop around the face, ``CROP_SI
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from ..synth.render import Renderer
 from ..synth.sampling import FaceParams
 from .fitting import LandmarkFit, default_intrinsics, fit_landmarks
 from ..images import ImageReadError, crop_photo, read_rgb
-from .landmarks import LandmarkError, photo_landmarks
+from .landmarks import photo_landmarks
 from .library import FittedPhoto, TextureLibrary
 from .photoreal import face_mask
 from .skin_mask import excluded_pixels
@@ -83,7 +82,7 @@ class PhotoFitter:
         linear = srgb_to_linear(crop)
         segmentation, normals = truth.segmentation[0], truth.normal[0]
         face = face_mask(segmentation, scenes.landmarks_2d[0])
-        excluded = excluded_pixels(crop, segmentation, normals, fit.landmarks, face)  # hair, glasses, ...
+        excluded, occluding = excluded_pixels(crop, segmentation, normals, fit.landmarks, face)  # hair, glasses...
         skin = np.isin(segmentation, SKIN_LABELS) & ~excluded & (truth.depth[0] > 0)
         skin &= (linear.mean(-1) > 0.01) & (linear.max(-1) < 0.98)  # not clipped shadows or highlights
         if skin.sum() < 200:
@@ -93,7 +92,8 @@ class PhotoFitter:
         # counts as unseen and is filled from the mirror side or by inpainting.
         texels = self.uv.rasterise(scenes, 0, linear, np.where(excluded, 0, truth.depth[0]).astype(np.float32))
         albedo = recover_albedo(texels, light, self.uv.tiles)
-        return FittedPhoto(name, crop, fit, light, albedo, source, landmark_source, excluded=excluded)
+        return FittedPhoto(name, crop, fit, light, albedo, source, landmark_source, excluded=excluded,
+                           occluding=occluding)
 
     def seen_mask(self, fitted: FittedPhoto) -> np.ndarray:
         """(S, S) bool: crop pixels whose face point's albedo was seen in the photo (not filled)."""
@@ -166,7 +166,7 @@ def entry_sheet(fitted: FittedPhoto, rendered) -> Image.Image:
 
 @dataclass(frozen=True)
 class FitOutcome:
-    """One photo of ``fit_photos``: its library record, or why it was skipped."""
+    """One photo of ``run.fit_job.fit_library``: its library record, or why it was skipped."""
 
     photo: Path
     seconds: float
@@ -174,27 +174,11 @@ class FitOutcome:
     landmark_source: str = ""
     skipped: str = ""
 
-
-def fit_photos(photos, library: str | Path, model: MorphableModel, landmarks: str | Path | None = None,
-               detect: bool = True, fitter: PhotoFitter | None = None):
-    """Fit each of ``photos`` (files or folders) and add it to the texture library at ``library``;
-    yields a ``FitOutcome`` per photo as it is done. A photo that cannot be read or fitted is
-    skipped (its outcome says why) and the rest go on."""
-    files = photo_files(photos)
-    if landmarks and len(files) != 1:
-        raise PhotoError("a landmark file names the landmarks of one photo; give exactly one photo with it")
-    fitter = fitter or PhotoFitter(model)
-    target = TextureLibrary(library)
-    for photo in files:
-        started = time.perf_counter()
-        try:
-            result = fitter.fit(photo, landmarks, detect=detect)
-        except (LandmarkError, PhotoError) as e:
-            yield FitOutcome(photo, time.perf_counter() - started, skipped=str(e))
-            continue
-        except Exception as e:  # a fit that fails for an unforeseen reason must not end the batch
-            yield FitOutcome(photo, time.perf_counter() - started,
-                             skipped=f"{photo}: fitting failed ({type(e).__name__}: {e})")
-            continue
-        record = target.add(result, model)
-        yield FitOutcome(photo, time.perf_counter() - started, record=record, landmark_source=result.landmark_source)
+    def describe(self) -> str:
+        """One line for a person: the fit's landmark error, texels seen and excluded, time; or why it was skipped."""
+        if self.skipped:
+            return f"skipped {self.skipped}"
+        r = self.record
+        return (f"{self.photo}: landmark error {r['error_px']:.2f} px of the {CROP_SIZE}-px crop "
+                f"({100 * r['error_iod']:.1f}% of the inter-ocular distance), {100 * r['seen_fraction']:.0f}% of "
+                f"texels seen, {r.get('excluded_pixels', 0)} pixels not skin, {self.seconds:.2f} s [{self.landmark_source}]")

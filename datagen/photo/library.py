@@ -7,22 +7,31 @@ An entry is a folder::
                     albedo.png        the same as a picture: sRGB, clipped to 1, v = 1 at the top
                     confidence.png    per-texel confidence x 255, v = 1 at the top
                     excluded.png      crop pixels the fitted face covers with skin that show
-                                      something else (hair, glasses, a hand, deep shadow;
-                                      ``skin_mask``): 255, else 0. Entries fitted before it
-                                      have none (nothing excluded)
+                                      something else (``skin_mask``): 255 hair or glasses on
+                                      the skin, 128 a deep shadow or a highlight, else 0.
+                                      Entries fitted before it have none (nothing excluded)
                     fit.json          fitted parameters (identity, expression, rotation,
                                       translation, intrinsics of the crop), light_sh, landmark
                                       errors, source photo, landmark source, licence note
 
-and ``<library>/index.json`` lists the entries and the model they were fitted with (a UV layout
-belongs to one model). Entries and the index are written whole or not at all (``files``), so a
-library holds complete entries only. A fitted texture carries the rights of its photo.
+``<library>/index.json`` lists the entries (sorted by name) and the model they were fitted with
+(a UV layout belongs to one model), and ``<library>/catalogue.npz`` holds every entry's fitted
+parameters and lighting in arrays, so that a job over 100,000 entries reads one file to sample
+from them (``PhotoCatalogue``) and reads an entry's pictures (about 10 MB in memory) only when a
+sample uses it, keeping the last ``CACHED_ENTRIES`` in memory. Entries, the index and the
+catalogue are written whole or not at all (``files``), so a library holds complete entries
+only; an entry written but not yet indexed (a fit killed between the two) is indexed by the next
+run (``TextureLibrary.index_entries``). A fitted texture carries the rights of its photo.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +39,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DatagenError
-from ..files import atomic_directory, atomic_write_text
+from ..files import atomic_directory, atomic_write_bytes, atomic_write_text
 from ..images import ImageReadError
 from ..models.morphable_model import MorphableModel, model_checksum
 from ..synth.background import BackgroundImage, window_outside
@@ -39,7 +48,12 @@ from .fitting import LandmarkFit
 from .texture import SEEN, AlbedoMap, linear_to_srgb
 
 INDEX = "index.json"
+CATALOGUE = "catalogue.npz"
+CATALOGUED = ("identity", "expression", "rotation", "translation", "intrinsics", "light_sh")
+CACHED_ENTRIES = 32  # entries whose pictures a process keeps in memory (least recently used dropped)
 LICENCE_NOTE = "inherits the licence of the source photo"
+RECORD_KEYS = ("name", "id", "source", "landmark_source", "licence", "error_px", "error_iod", "tiles",
+               "seen_fraction", "excluded_pixels", "fitted")  # an index entry (fit.json holds them too)
 
 
 @dataclass
@@ -53,6 +67,11 @@ class FittedPhoto:
     landmark_source: str
     licence: str = LICENCE_NOTE
     excluded: np.ndarray | None = None  # (S, S) bool: crop pixels of the face's skin that show no skin (skin_mask)
+    occluding: np.ndarray | None = None  # (S, S) bool: those of them that show something on the skin (hair, glasses)
+
+    @property
+    def crop_size(self) -> int:
+        return self.crop.shape[0]
 
     def params(self, appearance: np.ndarray | None = None) -> FaceParams:
         """The fitted face as datagen parameters (specular off: the photo's highlights are in the albedo)."""
@@ -89,18 +108,79 @@ class TextureLibrary:
 
     def add(self, fitted: FittedPhoto, model: MorphableModel) -> dict:
         """Write one entry (replacing one of the same name) and update the index."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        index = self.index() if (self.path / INDEX).exists() else {
-            "format": "datagen-textures", "version": 1, "model": model.name, "model_checksum": model_checksum(model),
-            "entries": []}
-        if index["model_checksum"] != model_checksum(model):
-            raise DatagenError(f"{self.path} holds textures fitted with model '{index['model']}'; a UV layout "
-                               f"belongs to one model: use another --out for '{model.name}'")
-        with atomic_directory(self.path / fitted.name) as tmp:
-            record = self._write_entry(fitted, tmp)
-        index["entries"] = [e for e in index["entries"] if e["name"] != fitted.name] + [record]
-        atomic_write_text(self.path / INDEX, json.dumps(index, indent=1))
+        self.check_model(model)
+        record = self.write_entry(fitted)
+        self.index_entries(model, [record])
         return record
+
+    def check_model(self, model: MorphableModel) -> None:
+        """One clear error if the library holds textures of another model (a UV layout is one model's)."""
+        if (self.path / INDEX).exists() and self.index()["model_checksum"] != model_checksum(model):
+            raise DatagenError(f"{self.path} holds textures fitted with model '{self.index()['model']}'; a UV "
+                               f"layout belongs to one model: use another --out for '{model.name}'")
+
+    def write_entry(self, fitted: FittedPhoto) -> dict:
+        """Write one entry's folder, whole or not at all (replacing one of the same name); its index record."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with atomic_directory(self.path / fitted.name) as tmp:
+            return self._write_entry(fitted, tmp)
+
+    def index_entries(self, model: MorphableModel, records=(), rescan: bool = False) -> dict:
+        """Add ``records`` (from ``write_entry``) to the index and the catalogue, both rewritten whole;
+        with ``rescan``, also every complete entry folder the index lacks (a fit killed after
+        writing it). Returns the index."""
+        index = self.index() if (self.path / INDEX).exists() else {
+            "format": "datagen-textures", "version": 2, "model": model.name, "model_checksum": model_checksum(model),
+            "entries": []}
+        entries = {e["name"]: e for e in index["entries"]}
+        if rescan:
+            for fit in self.path.glob("*/fit.json"):
+                if fit.parent.name not in entries and ".partial" not in fit.parent.name:
+                    data = json.loads(fit.read_text())
+                    entries[fit.parent.name] = {k: data[k] for k in RECORD_KEYS if k in data}
+        entries.update((r["name"], r) for r in records)
+        index["entries"] = [entries[name] for name in sorted(entries)]
+        index["version"] = 2
+        self._write_catalogue(index["entries"])
+        atomic_write_text(self.path / INDEX, json.dumps(index, indent=1))
+        return index
+
+    def _write_catalogue(self, entries: list[dict]) -> None:
+        old = self.catalogue() if (self.path / CATALOGUE).exists() else {"names": np.array([], str)}
+        known = {name: k for k, name in enumerate(old["names"])}
+        rows = {key: [] for key in CATALOGUED + ("crop_size",)}
+        for entry in entries:
+            k = known.get(entry["name"])
+            if k is not None and old["ids"][k] == _entry_id(entry):
+                values = {key: old[key][k] for key in rows}
+            else:
+                values = self._catalogue_row(entry["name"])
+            for key in rows:
+                rows[key].append(values[key])
+        arrays = {key: np.asarray(v, np.float32 if key != "crop_size" else np.int32) for key, v in rows.items()}
+        buffer = io.BytesIO()
+        np.savez(buffer, names=np.array([e["name"] for e in entries], str),
+                 ids=np.array([_entry_id(e) for e in entries], str), **arrays)
+        atomic_write_bytes(self.path / CATALOGUE, buffer.getvalue())
+
+    def _catalogue_row(self, name: str) -> dict:
+        folder = self.path / name
+        try:
+            data = json.loads((folder / "fit.json").read_text())
+            with Image.open(folder / "photo.png") as im:
+                size = im.size[0]
+        except (OSError, ValueError) as e:
+            raise DatagenError(f"{folder}: unreadable texture entry ({e}); fit the photo again") from None
+        return {**{key: np.asarray(data[key], np.float32) for key in CATALOGUED}, "crop_size": size}
+
+    def catalogue(self) -> dict:
+        """The catalogue's arrays: names, ids (of the entries' fits), crop_size and ``CATALOGUED`` (a row per entry)."""
+        try:
+            with np.load(self.path / CATALOGUE) as data:
+                return {key: data[key] for key in data.files}
+        except (OSError, ValueError, KeyError) as e:
+            raise DatagenError(f"{self.path / CATALOGUE}: unreadable catalogue ({e}); run 'datagen fit' on the "
+                               f"library again to rewrite it") from None
 
     @staticmethod
     def _write_entry(fitted: FittedPhoto, tmp: Path) -> dict:
@@ -108,13 +188,15 @@ class TextureLibrary:
         np.save(tmp / "albedo.npy", fitted.albedo.albedo.astype(np.float16))
         Image.fromarray(linear_to_srgb(fitted.albedo.albedo)[::-1]).save(tmp / "albedo.png")
         Image.fromarray(np.round(fitted.albedo.confidence[::-1] * 255).astype(np.uint8)).save(tmp / "confidence.png")
-        if fitted.excluded is not None:
-            Image.fromarray(fitted.excluded.astype(np.uint8) * 255).save(tmp / "excluded.png")
+        if fitted.excluded is not None:  # 255: hair or glasses on the skin; 128: a shadow or highlight
+            occluding = fitted.occluding if fitted.occluding is not None else fitted.excluded
+            Image.fromarray(np.where(occluding, 255, np.where(fitted.excluded, 128, 0)).astype(np.uint8)).save(
+                tmp / "excluded.png")
         record = {"name": fitted.name, "source": fitted.source, "landmark_source": fitted.landmark_source,
                   "licence": fitted.licence, "error_px": fitted.fit.error_px, "error_iod": fitted.fit.error_iod,
                   "tiles": fitted.albedo.tiles, "seen_fraction": float((fitted.albedo.confidence >= SEEN).mean()),
                   "excluded_pixels": int(fitted.excluded.sum()) if fitted.excluded is not None else 0,
-                  "fitted": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                  "fitted": time.strftime("%Y-%m-%dT%H:%M:%S"), "id": uuid.uuid4().hex[:16]}
         (tmp / "fit.json").write_text(json.dumps({**record, **fitted.fit.as_dict(),
                                                   "light_sh": fitted.light_sh.tolist()}, indent=1))
         return record
@@ -126,7 +208,7 @@ class TextureLibrary:
             crop = np.asarray(Image.open(folder / "photo.png").convert("RGB"))
             albedo = np.load(folder / "albedo.npy").astype(np.float32)
             confidence = np.asarray(Image.open(folder / "confidence.png"), np.float32)[::-1] / 255
-            excluded = (np.asarray(Image.open(folder / "excluded.png")) > 127) if (folder / "excluded.png").exists() else None
+            codes = np.asarray(Image.open(folder / "excluded.png")) if (folder / "excluded.png").exists() else None
         except (OSError, ValueError, KeyError, EOFError) as e:
             raise DatagenError(f"{folder}: unreadable texture entry ({e}); fit the photo again") from None
         arrays = {k: np.asarray(data[k], np.float32) for k in
@@ -134,7 +216,8 @@ class TextureLibrary:
         fit = LandmarkFit(**arrays, error_px=data["error_px"], error_iod=data["error_iod"])
         return FittedPhoto(name, crop, fit, np.asarray(data["light_sh"], np.float32),
                            AlbedoMap(np.ascontiguousarray(albedo), np.ascontiguousarray(confidence), data["tiles"]),
-                           data["source"], data["landmark_source"], data["licence"], excluded)
+                           data["source"], data["landmark_source"], data["licence"],
+                           None if codes is None else codes > 0, None if codes is None else codes > 191)
 
 
 def checked_library(path: str | Path, model: MorphableModel) -> dict:
@@ -196,10 +279,71 @@ def photo_backgrounds(libraries) -> list[BackgroundImage]:
     return images
 
 
-def load_photos(libraries, model: MorphableModel) -> list[FittedPhoto]:
-    """Every entry of the texture ``libraries``, in order (a job's albedo sources / photos to re-render)."""
-    photos = []
-    for path in libraries:
-        library = TextureLibrary(path)
-        photos += [library.load(entry["name"]) for entry in checked_library(path, model)["entries"]]
-    return photos
+def _entry_id(entry: dict) -> str:
+    return entry.get("id") or entry["fitted"]  # entries written before ids had only their time stamp
+
+
+@dataclass(frozen=True)
+class FitParams:
+    """What sampling needs of a fitted photo's fit (a ``LandmarkFit`` has the same fields)."""
+
+    identity: np.ndarray
+    expression: np.ndarray
+    rotation: np.ndarray
+    translation: np.ndarray
+    intrinsics: np.ndarray  # of the crop
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    """One fitted photo as sampling sees it: its fit and lighting, without its pictures."""
+
+    name: str
+    fit: FitParams
+    light_sh: np.ndarray
+    crop_size: int
+
+
+class PhotoCatalogue(Sequence):
+    """The entries of texture ``libraries``, in order (a job's albedo sources / photos to re-render).
+
+    ``catalogue[k]`` is a ``CatalogueEntry`` (read from each library's catalogue.npz at once);
+    ``catalogue.load(k)`` the whole ``FittedPhoto``, read on first use and kept among the last
+    ``cache`` used, so that a worker's memory does not grow with the library.
+    """
+
+    def __init__(self, libraries, model: MorphableModel, cache: int = CACHED_ENTRIES):
+        self.cache, self._loaded = cache, OrderedDict()
+        self._where, self._entries = [], []
+        for path in libraries:
+            library = TextureLibrary(path)
+            names = [e["name"] for e in checked_library(path, model)["entries"]]
+            rows = library.catalogue() if (library.path / CATALOGUE).exists() else None
+            if rows is not None and list(rows["names"]) != names:
+                raise DatagenError(f"{path}: its catalogue does not match its index; run 'datagen fit' on it again")
+            for k, name in enumerate(names):
+                row = ({key: rows[key][k] for key in CATALOGUED + ("crop_size",)} if rows is not None
+                       else library._catalogue_row(name))  # a library written before catalogues
+                fit = FitParams(**{key: row[key] for key in CATALOGUED if key != "light_sh"})
+                self._entries.append(CatalogueEntry(name, fit, row["light_sh"], int(row["crop_size"])))
+                self._where.append((library, name))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __getitem__(self, k: int) -> CatalogueEntry:
+        return self._entries[k]
+
+    def load(self, k: int) -> FittedPhoto:
+        if k not in self._loaded:
+            library, name = self._where[k]
+            self._loaded[k] = library.load(name)
+            while len(self._loaded) > self.cache:
+                self._loaded.popitem(last=False)
+        self._loaded.move_to_end(k)
+        return self._loaded[k]
+
+
+def load_photos(libraries, model: MorphableModel) -> PhotoCatalogue:
+    """The entries of the texture ``libraries`` (a ``PhotoCatalogue``: pictures read when used)."""
+    return PhotoCatalogue(libraries, model)

@@ -3,8 +3,8 @@
 ``PhotoComposer.compose`` does, for one sample (all at the output size, pixel centres at i + 0.5):
 
 1. **Warp** the photo and its layers with the head: a smooth 2D field (thin-plate spline, scipy)
-   through the displacements of a fixed set of head vertices from the photo's fitted pose to the
-   new one, pinned to zero along the image border, so that the head drags the nearby hair and
+   through the displacements of a fixed set of head vertices (those the photo shows) from the
+   photo's fitted pose to the new one, pinned to zero along the image border, so that the head drags the nearby hair and
    background with it and the far background stays put. The layers warped with it: where the
    photo's own face was, which of its face pixels show something else in front of the skin
    (``skin_mask``: hair, glasses frames; entries fitted before the skin mask have none), and
@@ -67,14 +67,19 @@ WARP_POINTS = 400
 GRID = 32  # the warp field is evaluated on a GRID x GRID lattice, then interpolated
 SMOOTHING = 50.0  # thin-plate smoothing: a gentle field, not one that wiggles through every point
 NOT_REPLACED = (LABEL["background"], LABEL["head_neck"])
+HEAD_SKIN = (LABEL["skin"], LABEL["nose"], LABEL["head_neck"])
+FACE_FEATURES = tuple(LABEL[n] for n in ("nose", "brow_right", "brow_left", "eye_right", "eye_left", "upper_lip",
+                                         "lower_lip", "mouth_interior", "teeth"))
 PHOTO_FEATURES = tuple(LABEL[n] for n in ("eye_right", "eye_left", "mouth_interior", "teeth"))
 FEATURE_DEPTH_TOLERANCE_MM = 3.0
+WARP_DEPTH_TOLERANCE_MM = 5.0
 MAX_SEAM_GAIN = 1.6
 MATCHED = 12  # sRGB levels
-MAX_RELIGHT_RATIO = 2.0  # the fitted light is least known far from the face's normals
+MAX_RELIGHT_RATIO = 2.0
+RELIGHT_REACH = 0.25  # the photo's skin is relit less the farther it is from the face, by e^(-distance / (this x face size))  # the fitted light is least known far from the face's normals
 FEATHER_PX = 2.0
 LUMINANCE = np.array([0.2126, 0.7152, 0.0722])
-CACHED_PHOTOS = 256  # prepared photos kept per worker (least recently used dropped)
+CACHED_PHOTOS = 64  # prepared photos kept per worker (least recently used dropped)
 
 
 def warp_vertex_ids(model: MorphableModel, count: int = WARP_POINTS) -> np.ndarray:
@@ -90,7 +95,9 @@ class PhotoLayers:
     """One fitted photo prepared at the output size (its fitted face rendered once)."""
 
     image: np.ndarray  # (H, W, 3) uint8
-    fitted_points: np.ndarray  # (N, 2) the warp vertices projected in the fitted pose
+    linear: np.ndarray  # (H, W, 3) float32: the same in linear RGB
+    warp_ids: np.ndarray  # (N,) the warp vertices the photo shows (the far side of the head would pull the wrong way)
+    fitted_points: np.ndarray  # (N, 2) they, projected in the fitted pose
     face: np.ndarray  # (H, W) bool: the photo's own face (face_mask of its fitted render)
     occluder: np.ndarray  # (H, W) bool: skin pixels showing something on the skin (hair, glasses)
     skin: np.ndarray  # (H, W) bool: pixels of the head's skin that show skin
@@ -107,13 +114,14 @@ class PhotoLayers:
 
 def face_mask(segmentation: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """(H, W) bool: what a re-rendered face replaces: the rendered face parts (not head and neck)
-    inside the jaw line and the brows raised halfway to the hairline."""
+    inside the jaw line and the brows raised halfway to the hairline, and wherever its nose, brows,
+    eyes, lips or mouth are drawn (a turned face's nose passes its jaw line)."""
     h, w = segmentation.shape
     brows = landmarks[17:27][::-1]
     raised = brows + 0.6 * (brows - landmarks[33])  # away from the nose base: the forehead
     outline = Image.new("L", (w, h))
     ImageDraw.Draw(outline).polygon([tuple(p) for p in np.concatenate([landmarks[:17], raised])], fill=1)
-    return np.asarray(outline, bool) & ~np.isin(segmentation, NOT_REPLACED)
+    return (np.asarray(outline, bool) & ~np.isin(segmentation, NOT_REPLACED)) | np.isin(segmentation, FACE_FEATURES)
 
 
 class PhotoComposer:
@@ -130,7 +138,8 @@ class PhotoComposer:
 
     def layers(self, index: int) -> PhotoLayers:
         if index not in self._layers:
-            self._layers[index] = self._prepare(self.photos[index])
+            load = getattr(self.photos, "load", self.photos.__getitem__)  # a PhotoCatalogue, or FittedPhotos
+            self._layers[index] = self._prepare(load(index))
             while len(self._layers) > CACHED_PHOTOS:
                 self._layers.popitem(last=False)
         self._layers.move_to_end(index)
@@ -145,17 +154,20 @@ class PhotoComposer:
         segmentation = truth.segmentation[0]
         image = np.asarray(Image.fromarray(photo.crop).resize((w, h), Image.LANCZOS))
         channels = photo.crop.astype(np.int16)
-        excluded = photo.excluded if photo.excluded is not None else np.zeros(photo.crop.shape[:2], bool)
-        excluded = np.asarray(Image.fromarray(excluded.astype(np.uint8) * 255).resize((w, h), Image.BILINEAR)) > 127
+        excluded, occluding = (self._resized(m, photo.crop.shape[:2]) for m in (photo.excluded, photo.occluding))
         face = face_mask(segmentation, scenes.landmarks_2d[0])
-        # what lies on the head's skin: beyond the face every excluded pixel, inside it what entered
-        occluder = (excluded & ~face) | entering(face & excluded, face, scenes.landmarks_2d[0])
+        # what lies on the head's skin: beyond the face all of it, inside it what entered the face
+        occluder = (occluding & ~face) | entering(face & occluding, face, scenes.landmarks_2d[0])
         vertices = self.model.vertices(fit.identity, fit.expression)
-        skin = np.isin(segmentation, (LABEL["skin"], LABEL["nose"], LABEL["head_neck"])) & ~excluded
+        skin = np.isin(segmentation, HEAD_SKIN) & ~excluded
         error = np.abs(truth.colour[0][..., :3].astype(np.int16) - image).max(-1)
+        points = project(scenes.vertices[:, self.ids], intrinsics[None])[0]
+        c, r = (np.clip(np.floor(points[:, k]).astype(int), 0, n - 1) for k, n in ((0, w), (1, h)))
+        shown = np.abs(truth.depth[0][r, c] + scenes.vertices[0, self.ids, 2]) < WARP_DEPTH_TOLERANCE_MM
+        if shown.sum() < 20:  # too few to steer a warp: all of them
+            shown[:] = True
         return PhotoLayers(
-            image=image,
-            fitted_points=project(scenes.vertices[:, self.ids], intrinsics[None])[0],
+            image=image, linear=srgb_to_linear(image), warp_ids=self.ids[shown], fitted_points=points[shown],
             face=face, occluder=occluder,
             skin=skin, matched=skin & (error <= MATCHED),
             segmentation=segmentation, depth=truth.depth[0], vertices=vertices,
@@ -163,14 +175,11 @@ class PhotoComposer:
             intrinsics=intrinsics, light_sh=np.asarray(photo.light_sh, np.float64),
             greyscale=bool(np.abs(channels - channels.mean(-1, keepdims=True)).max() <= 2))
 
-    def backdrop(self, index: int, camera_vertices: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8: photo ``index`` warped to follow the head now at ``camera_vertices`` (V, 3)."""
-        layers = self.layers(index)
-        return warp_layers(layers.image, warp_field(layers.fitted_points, self._points(camera_vertices, intrinsics),
-                                                    self.height, self.width))
-
-    def _points(self, camera_vertices, intrinsics):
-        return project(camera_vertices[self.ids][None], np.asarray(intrinsics)[None])[0]
+    def _resized(self, mask, shape) -> np.ndarray:
+        """A crop-sized mask (None: nothing) at the output size."""
+        mask = np.zeros(shape, bool) if mask is None else mask
+        return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((self.width, self.height),
+                                                                             Image.BILINEAR)) > 127
 
     def compose(self, index: int, colour: np.ndarray, segmentation: np.ndarray, depth: np.ndarray,
                 normal: np.ndarray, camera_vertices: np.ndarray, landmarks: np.ndarray, params):
@@ -180,20 +189,19 @@ class PhotoComposer:
         landmarks (68, 2) its scene's; params its FaceParams.
         """
         layers = self.layers(index)
-        field = warp_field(layers.fitted_points, self._points(camera_vertices, params.intrinsics),
-                           self.height, self.width)
-        photo = srgb_to_linear(warp_layers(layers.image, field))
-        old_face, skin, matched = (warp_layers(m.astype(np.float32), field) > 0.5
-                                   for m in (layers.face, layers.skin, layers.matched))
+        new_points = project(camera_vertices[layers.warp_ids][None], np.asarray(params.intrinsics)[None])[0]
+        field = warp_field(layers.fitted_points, new_points, self.height, self.width)
+        warped = warp_layers(np.dstack([layers.linear, layers.face, layers.skin, layers.matched]).astype(np.float32), field)
+        photo, (old_face, skin, matched) = warped[..., :3], (warped[..., k] > 0.5 for k in (3, 4, 5))
         rendered = srgb_to_linear(colour[..., :3])
         if layers.greyscale:  # a black-and-white photo gets a black-and-white face
             rendered = np.repeat(rendered @ LUMINANCE[:, None], 3, -1)
         relit = not np.array_equal(np.asarray(params.light_sh, np.float64), layers.light_sh)
-        ratio = self._relight_ratio(layers, params, normal) if relit else None
+        drawn = segmentation != LABEL["background"]
+        ratio = self._relight_ratio(layers, params, normal, drawn) if relit else None
 
         face = face_mask(segmentation, landmarks)
-        head = segmentation == LABEL["head_neck"]
-        drawn = segmentation != LABEL["background"]
+        head_skin = np.isin(segmentation, HEAD_SKIN) & ~face
         nearby = binary_dilation(old_face, iterations=2) & drawn & ~face  # hole pixels the new head covers
         taken, hidden = self._from_photo(layers, segmentation, depth, camera_vertices, params, face | nearby, ratio)
         front = face & hidden  # the photo's hair or glasses lie on this point of the face: they stay
@@ -201,9 +209,8 @@ class PhotoComposer:
         segmentation = np.where(front, LABEL["photo_occluder"], segmentation).astype(np.uint8)
         photo[front] = taken[front]
         taken[front] = np.nan
-        if relit:  # the photo's skin around the face, under the new light
-            around = skin & ~face & head
-            photo[around] *= ratio[around]
+        if relit:  # the photo's skin around the face, under the new light, fading out away from it
+            photo *= relight_around(ratio, skin & head_skin, face)
         old_face = binary_dilation(old_face, iterations=2)  # with its rim: the warp blurs the edge
         hole = old_face & ~face & ~front  # the old face, uncovered
         if hole.any():
@@ -211,24 +218,24 @@ class PhotoComposer:
             photo[hole] = mirror_fill(photo, beyond, hole)
             own = hole & drawn & ~np.isnan(taken[..., 0])  # the new head's own surface, as the photo shows it
             photo[own] = taken[own]  # (under a closed jaw: the neck)
-        ring = binary_dilation(face, iterations=2) & ~face & ~hole & matched & (segmentation == LABEL["head_neck"])
+        ring = binary_dilation(face, iterations=2) & head_skin & ~hole & matched
         rendered = seamless(rendered, taken, photo, ring, face)
         alpha = np.minimum(gaussian_filter(face.astype(np.float32), FEATHER_PX), face)[..., None]  # inwards only
         alpha = alpha * (colour[..., 3:4] / 255.0)
         return linear_to_srgb(alpha * rendered + (1 - alpha) * photo), segmentation
 
-    def _relight_ratio(self, layers, params, normal):
+    def _relight_ratio(self, layers, params, normal, drawn):
         """(H, W, 3) new irradiance over the photo's at each rendered normal (the same surface
-        normal in the fitted pose), clipped to [1 / MAX_RELIGHT_RATIO, MAX_RELIGHT_RATIO]."""
-        h, w = normal.shape[:2]
-        n = normal.reshape(-1, 3).astype(np.float64)
+        normal in the fitted pose), clipped to [1 / MAX_RELIGHT_RATIO, MAX_RELIGHT_RATIO]; 1 off the head."""
+        n = normal[drawn].astype(np.float64)
         back = rotation_matrix(layers.rotation) @ rotation_matrix(params.rotation).T  # new camera -> fitted camera
         new = irradiance_basis(n) @ np.asarray(params.light_sh, np.float64)
         old = irradiance_basis(n @ back.T) @ layers.light_sh
         if layers.greyscale:  # a black-and-white photo is relit in brightness only
             new, old = new @ LUMINANCE[:, None], old @ LUMINANCE[:, None]
-        ratio = np.clip(new / np.maximum(old, 1e-4), 1 / MAX_RELIGHT_RATIO, MAX_RELIGHT_RATIO)
-        return np.broadcast_to(ratio, (len(n), 3)).reshape(h, w, 3).astype(np.float32)
+        ratio = np.ones(normal.shape, np.float32)
+        ratio[drawn] = np.clip(new / np.maximum(old, 1e-4), 1 / MAX_RELIGHT_RATIO, MAX_RELIGHT_RATIO)
+        return ratio
 
     def _from_photo(self, layers, segmentation, depth, camera_vertices, params, pixels, ratio):
         """(taken (H, W, 3) linear, hidden (H, W) bool) for ``pixels``: the photo's colour where it
@@ -261,9 +268,8 @@ class PhotoComposer:
         shown &= under | layers.face[r, c] | layers.skin[r, c]
         if not shown.any():
             return taken, hidden
-        source = srgb_to_linear(layers.image)
         at = [uv[shown, 1] - 0.5, uv[shown, 0] - 0.5]  # pixel centres: index i is centre i + 0.5
-        colours = np.stack([map_coordinates(source[..., k], at, order=1, mode="nearest") for k in range(3)], -1)
+        colours = np.stack([map_coordinates(layers.linear[..., k], at, order=1, mode="nearest") for k in range(3)], -1)
         if ratio is not None:  # the skin is relit, the hair or glasses on it are the photo's
             ratio = ratio[rows[shown], cols[shown]]
             inner = np.isin(segmentation[rows[shown], cols[shown]], PHOTO_FEATURES)
@@ -298,6 +304,19 @@ def seamless(rendered: np.ndarray, taken: np.ndarray, photo: np.ndarray, ring: n
     return out
 
 
+def relight_around(ratio: np.ndarray, skin: np.ndarray, face: np.ndarray) -> np.ndarray:
+    """(H, W, 3) factors for the photo: ``ratio`` on its ``skin`` near the ``face``, softened at
+    the skin's edges (2 px) and fading to 1 over RELIGHT_REACH of the face's size away from it,
+    so that the skin next to the face matches it and nothing far from it changes abruptly."""
+    from scipy.ndimage import distance_transform_edt
+
+    if not face.any():
+        return np.ones_like(ratio)
+    reach = RELIGHT_REACH * np.sqrt(face.sum())
+    weight = gaussian_filter(skin.astype(np.float32), 2.0) * np.exp(-distance_transform_edt(~face) / reach)
+    return np.exp(weight[..., None] * np.log(ratio))
+
+
 def mirror_fill(image: np.ndarray, known: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     """(N, C) values for ``pixels`` of ``image`` (H, W, C) from the ``known`` ones around them: each
     takes the pixel mirrored across its nearest known pixel (the surroundings' texture, hair or
@@ -305,6 +324,8 @@ def mirror_fill(image: np.ndarray, known: np.ndarray, pixels: np.ndarray) -> np.
     from scipy.ndimage import distance_transform_edt
 
     h, w = known.shape
+    if not known.any():  # the old face filled the frame: nothing around it to continue
+        return image[pixels]
     nearest = distance_transform_edt(~known, return_distances=False, return_indices=True)
     rows, cols = np.nonzero(pixels)
     qr, qc = nearest[0][rows, cols], nearest[1][rows, cols]
@@ -336,8 +357,3 @@ def warp_layers(image: np.ndarray, field: np.ndarray) -> np.ndarray:
     if image.ndim == 2:
         return map_coordinates(image, source, order=1, mode="nearest")
     return np.stack([map_coordinates(image[..., c], source, order=1, mode="nearest") for c in range(image.shape[2])], -1)
-
-
-def warp_image(image: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.ndarray:
-    """Backward-warp ``image`` so that the content at points ``old`` lands at ``new`` (pixels, (N, 2))."""
-    return warp_layers(image, warp_field(old, new, *image.shape[:2]))

@@ -58,39 +58,48 @@ def chromaticity(linear: np.ndarray) -> np.ndarray:
 
 
 def excluded_pixels(srgb: np.ndarray, segmentation: np.ndarray, normals: np.ndarray, landmarks: np.ndarray,
-                    face: np.ndarray) -> np.ndarray:
-    """(H, W) bool: the covered skin pixels whose colour must not become albedo.
+                    face: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(excluded, occluding): (H, W) bool masks of the covered skin pixels.
 
-    Outside ``face`` (the region a re-render replaces: the head, the neck) every pixel that fails
-    the skin test; inside it only what enters the face from above (``entering``: a fringe,
-    glasses frames). A dark line or spot inside the face (an eyelid, a wrinkle, a nostril's
-    shadow) stays: filling it from the mirror side or by inpainting looks worse than keeping it.
+    ``excluded``: whose colour must not become albedo. Outside ``face`` (the region a re-render
+    replaces) every pixel that fails the skin test; inside it only what enters the face from
+    above (``entering``: a fringe, glasses frames). A dark line or spot inside the face (an
+    eyelid, a wrinkle, a nostril's shadow) stays: filling it from the mirror side or by
+    inpainting looks worse than keeping it.
+    ``occluding``: the excluded pixels that show something lying on the skin (hair, glasses):
+    those whose colour is not skin's, or that are dark where the skin is lit. A deep shadow or a
+    highlight is excluded but occludes nothing (re-renders draw the skin there).
     """
+    skin, confident = photo_skin_mask(srgb, segmentation, normals, landmarks, with_confident=True)
     covered = np.isin(segmentation, COVERED_SKIN)
-    not_skin = covered & ~photo_skin_mask(srgb, segmentation, normals, landmarks)
-    return (not_skin & ~face) | entering(not_skin & face, face, landmarks)
+    not_skin = covered & ~skin
+    excluded = (not_skin & ~face) | entering(not_skin & face, face, landmarks)
+    return excluded, excluded & binary_dilation(confident, iterations=GROW_PX)
 
 
 def photo_skin_mask(srgb: np.ndarray, segmentation: np.ndarray, normals: np.ndarray,
-                    landmarks: np.ndarray) -> np.ndarray:
+                    landmarks: np.ndarray, with_confident: bool = False):
     """(H, W) bool: the covered skin pixels of a fitted photo that show skin (see the module doc).
 
     srgb: (H, W, 3) uint8 the photo; segmentation, normals: the fitted face's render at
-    the photo's size; landmarks: (68, 2) the photo's landmarks in its pixels.
+    the photo's size; landmarks: (68, 2) the photo's landmarks in its pixels. With
+    ``with_confident``, also the pixels that are surely something else: off the skin's colour,
+    or too dark where the shading model says the skin is lit.
     """
     linear = srgb_to_linear(srgb)
     covered = np.isin(segmentation, COVERED_SKIN)
     unclipped = (linear.mean(-1) > 0.01) & (linear.max(-1) < 0.98)
     reliable = covered & unclipped & (segmentation != LABEL["head_neck"]) & reliable_band(landmarks, segmentation.shape)
     if reliable.sum() < 100:  # a face too small or too turned for a band: trust the face's coverage
-        return covered
+        return (covered, np.zeros_like(covered)) if with_confident else covered
     luminance = linear @ LUMINANCE
     basis = sh_basis(normals)[..., :4]  # constant and linear bands: a smooth shading
     coefficients = np.linalg.lstsq(basis[reliable], luminance[reliable], rcond=None)[0]
-    shading = basis @ coefficients
-    shading = np.maximum(shading, MIN_SHADING * np.median(shading[reliable]))
+    raw = basis @ coefficients
+    lit = raw >= MIN_SHADING * np.median(raw[reliable])
+    shading = np.maximum(raw, MIN_SHADING * np.median(raw[reliable]))
     brightness = luminance / shading
-    relative = brightness / max(np.median(brightness[reliable]), 1e-6)
+    relative = brightness / max(np.median(brightness[reliable]), 1e-6)  # the light's scale cancels
 
     chroma = chromaticity(linear)
     centre, inverse = _robust_model(chroma[reliable])
@@ -98,8 +107,11 @@ def photo_skin_mask(srgb: np.ndarray, segmentation: np.ndarray, normals: np.ndar
     distance = np.sqrt(np.einsum("hwi,ij,hwj->hw", offset, inverse, offset))
 
     lo, hi = ALBEDO_RANGE
-    skin = covered & (distance <= MAX_MAHALANOBIS) & (relative >= lo) & (relative <= hi)
+    off_colour = distance > MAX_MAHALANOBIS
+    skin = covered & ~off_colour & (relative >= lo) & (relative <= hi)
     not_skin = binary_dilation(covered & ~skin, iterations=GROW_PX) if GROW_PX else covered & ~skin
+    if with_confident:
+        return covered & ~not_skin, covered & (off_colour | (lit & (relative < lo)))
     return covered & ~not_skin
 
 

@@ -37,7 +37,7 @@ class FaceGenerator:
         self.renderer = renderer or Renderer(model, r.width, r.height, r.msaa, r.supersample)
         self.background_images = background_images(spec)
         libraries = [path for _, path in spec.texture_libraries()]
-        self.photos = load_photos(libraries, model) if libraries else []
+        self.photos = load_photos(libraries, model)  # pictures read when a sample uses them
         self.lights = library_lights(spec.lighting_libraries())
         self.composer = PhotoComposer(self.photos, model, self.renderer) if spec.photoreal.library else None
         self.fields = shard_fields(spec, model)
@@ -67,7 +67,7 @@ class FaceGenerator:
 
     def _batch(self, indices) -> SampleBatch:
         params = [self.sample_params(i) for i in indices]
-        albedo_maps = [self.photos[p.albedo_source].albedo if p.albedo_source >= 0 else None for p in params]
+        albedo_maps = [self.photos.load(p.albedo_source).albedo if p.albedo_source >= 0 else None for p in params]
         scenes = build_scenes(self.model, params, albedo_maps, self.renderer.topology)
         rendered = self.renderer.render(scenes)
         pictures = [self._picture(rendered, scenes, k, p) for k, p in enumerate(params)]

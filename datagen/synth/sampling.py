@@ -161,7 +161,7 @@ def sample_photoreal(spec: JobSpec, model: MorphableModel, index: int, photos: l
     return FaceParams(
         sample_index=index, identity=np.asarray(fit.identity, np.float32), expression=expression,
         rotation=(np.asarray(fit.rotation, np.float64) + np.radians(change)).astype(np.float32),
-        translation=np.asarray(fit.translation, np.float32), intrinsics=resize_intrinsics(fit.intrinsics, photos[k].crop.shape[0], spec.render.width, spec.render.height),
+        translation=np.asarray(fit.translation, np.float32), intrinsics=resize_intrinsics(fit.intrinsics, photos[k].crop_size, spec.render.width, spec.render.height),
         light_sh=np.asarray(light, np.float32), appearance=appearance,
         background=np.array([PHOTO_BACKGROUND, k], np.int64), albedo_source=k,
         capture=sample_capture(rng("capture"), s, spec.render.height))
