@@ -191,6 +191,36 @@ def test_a_fit_resumes_indexes_what_a_killed_run_wrote_and_drops_half_written_en
     assert list(catalogue["names"]) == ["takeo0", "takeo1", "takeo2"] and catalogue["identity"].shape == (3, 100)
     refit = fit_library([photos / "takeo0.ppm"], library, "ict-facekit", str(real_model_dir), cluster=one, refit=True)
     assert refit.fitted == 1 and TextureLibrary(library).catalogue()["ids"][0] != catalogue["ids"][0]
+    # a refit killed between moving the old entry aside and moving the new one in: the old one comes back
+    (library / "takeo1").rename(library / "takeo1.0badc0de.partial.old")
+    fit_library([photos / "takeo1.ppm"], library, "ict-facekit", str(real_model_dir), cluster=one)
+    assert (library / "takeo1" / "fit.json").exists() and not list(library.glob("*.old"))
+
+
+def test_a_fit_names_apart_photos_that_share_a_file_name_and_remembers_those_it_cannot_fit(
+        tmp_path, real_model_dir):
+    from datagen.run.fit_job import fit_library
+    from datagen.spec import ClusterSpec
+
+    one, library = ClusterSpec(workers=1), tmp_path / "lib"
+    first, second = _photos(tmp_path / "a", 1), tmp_path / "b"
+    second.mkdir()
+    (second / "takeo0.png").write_bytes((FACES / "image_0010.png").read_bytes())
+    (second / "takeo0.pts").write_bytes((FACES / "image_0010.pts").read_bytes())
+    (second / "blank.png").write_bytes(np.zeros(10, np.uint8).tobytes())  # not an image
+    fit_library([first], library, "ict-facekit", str(real_model_dir), cluster=one)
+    outcome = fit_library([second], library, "ict-facekit", str(real_model_dir), cluster=one)
+    names = TextureLibrary(library).names()
+    assert outcome.fitted == 1 and len(outcome.skipped) == 1 and len(names) == 2 and "takeo0" in names
+    other = next(n for n in names if n != "takeo0")
+    assert other.startswith("takeo0-") and "image_0010" not in TextureLibrary(library).load("takeo0").source
+    tried = []
+    again = fit_library([second, first], library, "ict-facekit", str(real_model_dir), cluster=one,
+                        on_outcome=lambda o: tried.append(o.photo.name))
+    assert (again.fitted, again.kept, tried) == (0, 2, [])  # the unreadable photo is not tried again
+    retried = fit_library([second / "blank.png"], library, "ict-facekit", str(real_model_dir), cluster=one,
+                          refit=True)
+    assert len(retried.skipped) == 1
 
 
 def test_a_photo_catalogue_keeps_few_entries_in_memory_and_reads_old_libraries(library, ict_model):

@@ -30,6 +30,7 @@ import io
 import json
 import time
 import uuid
+import zipfile
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DatagenError
-from ..files import atomic_directory, atomic_write_bytes, atomic_write_text
+from ..files import PARTIAL, atomic_directory, atomic_write_bytes, atomic_write_text, write_error
 from ..images import ImageReadError
 from ..models.morphable_model import MorphableModel, model_checksum
 from ..synth.background import BackgroundImage, window_outside
@@ -121,40 +122,54 @@ class TextureLibrary:
 
     def write_entry(self, fitted: FittedPhoto) -> dict:
         """Write one entry's folder, whole or not at all (replacing one of the same name); its index record."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        with atomic_directory(self.path / fitted.name) as tmp:
-            return self._write_entry(fitted, tmp)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            with atomic_directory(self.path / fitted.name) as tmp:
+                return self._write_entry(fitted, tmp)
+        except OSError as e:
+            raise write_error(f"{self.path / fitted.name}: cannot write the texture entry ({e.strerror or e})",
+                              e.errno) from None
 
     def index_entries(self, model: MorphableModel, records=(), rescan: bool = False) -> dict:
         """Add ``records`` (from ``write_entry``) to the index and the catalogue, both rewritten whole;
-        with ``rescan``, also every complete entry folder the index lacks (a fit killed after
-        writing it). Returns the index."""
-        index = self.index() if (self.path / INDEX).exists() else {
+        with ``rescan``, first bring the index up to the entry folders: folders written since the
+        index (a fit killed before indexing them, or refitted) are read from their fit.json, and
+        records whose folder is gone are dropped. Returns the index."""
+        exists = (self.path / INDEX).exists()
+        index = self.index() if exists else {
             "format": "datagen-textures", "version": 2, "model": model.name, "model_checksum": model_checksum(model),
             "entries": []}
         entries = {e["name"]: e for e in index["entries"]}
         if rescan:
+            since = (self.path / INDEX).stat().st_mtime - 60 if exists else 0.0  # clocks and file systems differ
+            entries = {n: e for n, e in entries.items() if (self.path / n / "fit.json").exists()}
             for fit in self.path.glob("*/fit.json"):
-                if fit.parent.name not in entries and ".partial" not in fit.parent.name:
-                    data = json.loads(fit.read_text())
-                    entries[fit.parent.name] = {k: data[k] for k in RECORD_KEYS if k in data}
+                name = fit.parent.name
+                if PARTIAL in name or (name in entries and fit.stat().st_mtime < since):
+                    continue
+                record = _record_of(fit)
+                if record is not None and _entry_id(record) != _entry_id(entries.get(name, {})):
+                    entries[name] = record
         entries.update((r["name"], r) for r in records)
         index["entries"] = [entries[name] for name in sorted(entries)]
         index["version"] = 2
-        self._write_catalogue(index["entries"])
-        atomic_write_text(self.path / INDEX, json.dumps(index, indent=1))
+        try:
+            self._write_catalogue(index["entries"])
+            atomic_write_text(self.path / INDEX, json.dumps(index, indent=1, sort_keys=True))
+        except OSError as e:
+            raise write_error(f"{self.path}: cannot write the library's index ({e.strerror or e})", e.errno) from None
         return index
 
     def _write_catalogue(self, entries: list[dict]) -> None:
-        old = self.catalogue() if (self.path / CATALOGUE).exists() else {"names": np.array([], str)}
-        known = {name: k for k, name in enumerate(old["names"])}
+        try:
+            old = self.catalogue() if (self.path / CATALOGUE).exists() else {"names": [], "ids": []}
+        except DatagenError:  # unreadable: rebuilt from the entries' folders
+            old = {"names": [], "ids": []}
+        known = {(name, entry_id): k for k, (name, entry_id) in enumerate(zip(old["names"], old["ids"]))}
         rows = {key: [] for key in CATALOGUED + ("crop_size",)}
         for entry in entries:
-            k = known.get(entry["name"])
-            if k is not None and old["ids"][k] == _entry_id(entry):
-                values = {key: old[key][k] for key in rows}
-            else:
-                values = self._catalogue_row(entry["name"])
+            k = known.get((entry["name"], _entry_id(entry)))
+            values = {key: old[key][k] for key in rows} if k is not None else self._catalogue_row(entry["name"])
             for key in rows:
                 rows[key].append(values[key])
         arrays = {key: np.asarray(v, np.float32 if key != "crop_size" else np.int32) for key, v in rows.items()}
@@ -169,16 +184,16 @@ class TextureLibrary:
             data = json.loads((folder / "fit.json").read_text())
             with Image.open(folder / "photo.png") as im:
                 size = im.size[0]
-        except (OSError, ValueError) as e:
+            return {**{key: np.asarray(data[key], np.float32) for key in CATALOGUED}, "crop_size": size}
+        except (OSError, ValueError, KeyError) as e:
             raise DatagenError(f"{folder}: unreadable texture entry ({e}); fit the photo again") from None
-        return {**{key: np.asarray(data[key], np.float32) for key in CATALOGUED}, "crop_size": size}
 
     def catalogue(self) -> dict:
         """The catalogue's arrays: names, ids (of the entries' fits), crop_size and ``CATALOGUED`` (a row per entry)."""
         try:
             with np.load(self.path / CATALOGUE) as data:
                 return {key: data[key] for key in data.files}
-        except (OSError, ValueError, KeyError) as e:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
             raise DatagenError(f"{self.path / CATALOGUE}: unreadable catalogue ({e}); run 'datagen fit' on the "
                                f"library again to rewrite it") from None
 
@@ -243,7 +258,15 @@ def library_lights(libraries) -> list[np.ndarray]:
     """The (9, 3) SH lighting recovered from every photo of texture ``libraries`` (a job's real environments)."""
     lights = []
     for path in libraries:
-        for entry in _entries(path, "no lighting to give"):
+        entries = _entries(path, "no lighting to give")
+        try:
+            stored = TextureLibrary(path).catalogue() if (Path(path) / CATALOGUE).exists() else None
+        except DatagenError:
+            stored = None
+        if stored is not None and list(stored["ids"]) == [_entry_id(e) for e in entries]:
+            lights += list(stored["light_sh"].reshape(-1, 9, 3))  # one file, not a fit.json per entry
+            continue
+        for entry in entries:
             fit = Path(path) / entry["name"] / "fit.json"
             try:
                 lights.append(np.asarray(json.loads(fit.read_text())["light_sh"], np.float32).reshape(9, 3))
@@ -280,7 +303,16 @@ def photo_backgrounds(libraries) -> list[BackgroundImage]:
 
 
 def _entry_id(entry: dict) -> str:
-    return entry.get("id") or entry["fitted"]  # entries written before ids had only their time stamp
+    return entry.get("id") or entry.get("fitted", "")  # entries written before ids had only their time stamp
+
+
+def _record_of(fit: Path) -> dict | None:
+    """The index record of the entry whose fit.json is ``fit`` (named after its folder); None if unreadable."""
+    try:
+        data = json.loads(fit.read_text())
+    except (OSError, ValueError):
+        return None  # a damaged entry is not indexed: its photo is fitted again
+    return {**{k: data[k] for k in RECORD_KEYS if k in data}, "name": fit.parent.name}
 
 
 @dataclass(frozen=True)
@@ -314,25 +346,41 @@ class PhotoCatalogue(Sequence):
 
     def __init__(self, libraries, model: MorphableModel, cache: int = CACHED_ENTRIES):
         self.cache, self._loaded = cache, OrderedDict()
-        self._where, self._entries = [], []
+        self._where, parts = [], []
         for path in libraries:
             library = TextureLibrary(path)
-            names = [e["name"] for e in checked_library(path, model)["entries"]]
-            rows = library.catalogue() if (library.path / CATALOGUE).exists() else None
-            if rows is not None and list(rows["names"]) != names:
-                raise DatagenError(f"{path}: its catalogue does not match its index; run 'datagen fit' on it again")
-            for k, name in enumerate(names):
-                row = ({key: rows[key][k] for key in CATALOGUED + ("crop_size",)} if rows is not None
-                       else library._catalogue_row(name))  # a library written before catalogues
-                fit = FitParams(**{key: row[key] for key in CATALOGUED if key != "light_sh"})
-                self._entries.append(CatalogueEntry(name, fit, row["light_sh"], int(row["crop_size"])))
-                self._where.append((library, name))
+            entries = checked_library(path, model)["entries"]
+            parts.append(self._rows(library, entries))
+            self._where += [(library, e["name"]) for e in entries]
+        self._rows_ = {key: np.concatenate([part[key] for part in parts]) for key in CATALOGUED + ("crop_size",)
+                       } if parts else {}
+
+    @staticmethod
+    def _rows(library: TextureLibrary, entries: list[dict]) -> dict:
+        """The catalogue's rows for ``entries``; an entry the catalogue lacks or holds another fit of
+        (a library written before catalogues, or one a fit is rewriting) is read from its folder."""
+        try:
+            stored = library.catalogue() if (library.path / CATALOGUE).exists() else None
+        except DatagenError:
+            stored = None
+        at = {} if stored is None else {(n, i): k for k, (n, i) in enumerate(zip(stored["names"], stored["ids"]))}
+        rows = []
+        for entry in entries:
+            k = at.get((entry["name"], _entry_id(entry)))
+            rows.append({key: stored[key][k] for key in CATALOGUED + ("crop_size",)} if k is not None
+                        else library._catalogue_row(entry["name"]))
+        return {key: np.array([r[key] for r in rows], np.float32 if key != "crop_size" else np.int32).reshape(
+            (len(rows),) + (np.shape(rows[0][key]) if rows else ())) for key in CATALOGUED + ("crop_size",)}
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._where)
 
     def __getitem__(self, k: int) -> CatalogueEntry:
-        return self._entries[k]
+        if not -len(self) <= k < len(self):
+            raise IndexError(k)
+        rows = self._rows_
+        fit = FitParams(**{key: rows[key][k] for key in CATALOGUED if key != "light_sh"})
+        return CatalogueEntry(self._where[k][1], fit, rows["light_sh"][k], int(rows["crop_size"][k]))
 
     def load(self, k: int) -> FittedPhoto:
         if k not in self._loaded:

@@ -126,7 +126,7 @@ def check_batch_system(cluster: ClusterSpec) -> None:
     submit = {"slurm": "sbatch", "pbs": "qsub"}.get(cluster.kind)
     if submit and shutil.which(submit) is None:
         raise DatagenError(f"--cluster {cluster.kind} submits batch jobs with '{submit}', which is not on this "
-                           f"machine's PATH: run datagen generate on the cluster's login node")
+                           f"machine's PATH: run datagen on the cluster's login node")
 
 
 @contextlib.contextmanager
