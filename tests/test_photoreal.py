@@ -263,3 +263,18 @@ def test_sigterm_stops_a_fit_on_dask_and_the_rerun_completes_it(tmp_path, real_m
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert TextureLibrary(library).names() == sorted(f"takeo{k}" for k in range(4))
     assert "kept" in rerun.stdout
+
+
+def test_a_landmark_under_the_photos_hair_or_glasses_is_not_visible():
+    from types import SimpleNamespace
+
+    from datagen.synth.annotate import landmark_visibility
+
+    depth = np.full((1, 32, 32), 500.0, np.float32)
+    segmentation = np.full((1, 32, 32), LABEL["skin"], np.uint8)
+    scenes = SimpleNamespace(landmarks_2d=np.array([[[8.5, 8.5], [20.5, 20.5]]], np.float32),
+                             landmarks_3d=np.array([[[0, 0, -500.0], [0, 0, -500.0]]], np.float32))
+    rendered = SimpleNamespace(depth=depth, segmentation=segmentation)
+    assert landmark_visibility(scenes, rendered).tolist() == [[True, True]]
+    segmentation[0, 18:23, 18:23] = LABEL["photo_occluder"]  # at the face's own depth: it lies on the skin
+    assert landmark_visibility(scenes, rendered).tolist() == [[True, False]]
