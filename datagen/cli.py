@@ -195,7 +195,7 @@ def mesh(path, indices, output, ply, model_dir):
 @click.option("--model", "model_name", default="ict-facekit", show_default=True, help="Model to fit.")
 @click.option("--no-detect", is_flag=True, help="Skip photos without a .pts file instead of detecting landmarks.")
 @click.option("--refit", is_flag=True, help="Fit again the photos the library has already (default: keep them).")
-@click.option("--workers", type=int, default=0, help="Local worker processes (default: one per core; 1: in this process).")
+@click.option("--workers", type=int, default=0, help="Local workers (default: one per GPU, else per core; 1: this process).")
 @click.option("--scheduler", default=None, help="Address of an existing dask scheduler, e.g. tcp://head:8786.")
 @click.option("--cluster", "cluster_kind", type=click.Choice(["local", "scheduler", "slurm", "pbs"]), default=None,
               help="Where to run (default: local; slurm/pbs: the [cluster] defaults, see README).")
