@@ -278,3 +278,26 @@ def test_a_landmark_under_the_photos_hair_or_glasses_is_not_visible():
     assert landmark_visibility(scenes, rendered).tolist() == [[True, True]]
     segmentation[0, 18:23, 18:23] = LABEL["photo_occluder"]  # at the face's own depth: it lies on the skin
     assert landmark_visibility(scenes, rendered).tolist() == [[True, False]]
+
+
+def test_a_photos_iris_colour_is_its_samples_procedural_iris_where_the_photo_shows_no_eye(library, ict_model, ctx):
+    from datagen.data.fields import APPEARANCE_NAMES
+    from datagen.photo.library import PhotoCatalogue
+    from datagen.synth.sampling import sample_photoreal
+    from datagen.synth.skin import IRIS_COLOURS, iris_appearance
+    from datagen.spec import parse_spec
+
+    for k, colour in enumerate(IRIS_COLOURS):  # a palette colour is itself at the shader's mean factor
+        hue, darkness = iris_appearance(np.asarray(colour) * 1.0)
+        assert iris_appearance(np.asarray(colour) * (darkness + 0.3)) == (hue, darkness)
+        assert abs(darkness - 0.7) < 1e-6
+    assert iris_appearance([0.05, 0.1, 0.25])[0] > 0.82  # bluish: the blue iris
+    photos = PhotoCatalogue([library], ict_model)
+    assert all(photos[k].iris is not None and np.isfinite(photos[k].iris).all() for k in range(len(photos)))
+    np.testing.assert_allclose(photos[1].iris, photos.load(1).iris)
+    spec = parse_spec(f'name = "iris"\n[photoreal]\nlibrary = "{library}"\n[render]\nwidth = 96\nheight = 96\n', "<iris>")
+    for index in range(6):
+        p = sample_photoreal(spec, ict_model, index, photos)
+        expected = iris_appearance(photos[int(p.background[1])].iris)
+        got = (p.appearance[APPEARANCE_NAMES.index("iris_hue")], p.appearance[APPEARANCE_NAMES.index("iris_darkness")])
+        np.testing.assert_allclose(got, expected, rtol=1e-6)

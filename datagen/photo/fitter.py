@@ -27,7 +27,7 @@ from .landmarks import photo_landmarks
 from .library import FittedPhoto, TextureLibrary
 from .photoreal import face_mask
 from .skin_mask import excluded_pixels
-from .texture import SEEN, SKIN_LABELS, AlbedoMap, UVRasteriser, estimate_lighting, linear_to_srgb, recover_albedo, srgb_to_linear
+from .texture import SEEN, SKIN_LABELS, AlbedoMap, UVRasteriser, estimate_iris, estimate_lighting, linear_to_srgb, recover_albedo, srgb_to_linear
 
 CROP_SIZE = 512
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
@@ -92,8 +92,9 @@ class PhotoFitter:
         # counts as unseen and is filled from the mirror side or by inpainting.
         texels = self.uv.rasterise(scenes, 0, linear, np.where(excluded, 0, truth.depth[0]).astype(np.float32))
         albedo = recover_albedo(texels, light, self.uv.tiles)
+        iris = estimate_iris(linear, normals, light, fit.landmarks, truth.depth[0] > 0)
         return FittedPhoto(name, crop, fit, light, albedo, source, landmark_source, excluded=excluded,
-                           occluding=occluding)
+                           occluding=occluding, iris=iris)
 
     def seen_mask(self, fitted: FittedPhoto) -> np.ndarray:
         """(S, S) bool: crop pixels whose face point's albedo was seen in the photo (not filled)."""

@@ -51,6 +51,7 @@ from .texture import SEEN, AlbedoMap, linear_to_srgb
 INDEX = "index.json"
 CATALOGUE = "catalogue.npz"
 CATALOGUED = ("identity", "expression", "rotation", "translation", "intrinsics", "light_sh")
+ROWS = CATALOGUED + ("crop_size", "iris")  # the catalogue's per-entry arrays (iris NaN where not seen)
 CACHED_ENTRIES = 32  # entries whose pictures a process keeps in memory (least recently used dropped)
 LICENCE_NOTE = "inherits the licence of the source photo"
 RECORD_KEYS = ("name", "id", "source", "landmark_source", "licence", "error_px", "error_iod", "tiles",
@@ -69,6 +70,7 @@ class FittedPhoto:
     licence: str = LICENCE_NOTE
     excluded: np.ndarray | None = None  # (S, S) bool: crop pixels of the face's skin that show no skin (skin_mask)
     occluding: np.ndarray | None = None  # (S, S) bool: those of them that show something on the skin (hair, glasses)
+    iris: np.ndarray | None = None  # (3,) the photo's iris albedo, linear RGB (texture.estimate_iris)
 
     @property
     def crop_size(self) -> int:
@@ -165,8 +167,10 @@ class TextureLibrary:
             old = self.catalogue() if (self.path / CATALOGUE).exists() else {"names": [], "ids": []}
         except DatagenError:  # unreadable: rebuilt from the entries' folders
             old = {"names": [], "ids": []}
+        if any(key not in old for key in ROWS):  # a catalogue of fewer arrays: rebuilt
+            old = {"names": [], "ids": []}
         known = {(name, entry_id): k for k, (name, entry_id) in enumerate(zip(old["names"], old["ids"]))}
-        rows = {key: [] for key in CATALOGUED + ("crop_size",)}
+        rows = {key: [] for key in ROWS}
         for entry in entries:
             k = known.get((entry["name"], _entry_id(entry)))
             values = {key: old[key][k] for key in rows} if k is not None else self._catalogue_row(entry["name"])
@@ -184,7 +188,8 @@ class TextureLibrary:
             data = json.loads((folder / "fit.json").read_text())
             with Image.open(folder / "photo.png") as im:
                 size = im.size[0]
-            return {**{key: np.asarray(data[key], np.float32) for key in CATALOGUED}, "crop_size": size}
+            iris = np.asarray(data.get("iris") or [np.nan] * 3, np.float32)  # entries fitted before: unknown
+            return {**{key: np.asarray(data[key], np.float32) for key in CATALOGUED}, "crop_size": size, "iris": iris}
         except (OSError, ValueError, KeyError) as e:
             raise DatagenError(f"{folder}: unreadable texture entry ({e}); fit the photo again") from None
 
@@ -212,7 +217,8 @@ class TextureLibrary:
                   "tiles": fitted.albedo.tiles, "seen_fraction": float((fitted.albedo.confidence >= SEEN).mean()),
                   "excluded_pixels": int(fitted.excluded.sum()) if fitted.excluded is not None else 0,
                   "fitted": time.strftime("%Y-%m-%dT%H:%M:%S"), "id": uuid.uuid4().hex[:16]}
-        (tmp / "fit.json").write_text(json.dumps({**record, **fitted.fit.as_dict(),
+        iris = None if fitted.iris is None else [float(v) for v in fitted.iris]
+        (tmp / "fit.json").write_text(json.dumps({**record, **fitted.fit.as_dict(), "iris": iris,
                                                   "light_sh": fitted.light_sh.tolist()}, indent=1))
         return record
 
@@ -232,7 +238,8 @@ class TextureLibrary:
         return FittedPhoto(name, crop, fit, np.asarray(data["light_sh"], np.float32),
                            AlbedoMap(np.ascontiguousarray(albedo), np.ascontiguousarray(confidence), data["tiles"]),
                            data["source"], data["landmark_source"], data["licence"],
-                           None if codes is None else codes > 0, None if codes is None else codes > 191)
+                           None if codes is None else codes > 0, None if codes is None else codes > 191,
+                           None if data.get("iris") is None else np.asarray(data["iris"], np.float32))
 
 
 def checked_library(path: str | Path, model: MorphableModel) -> dict:
@@ -334,6 +341,7 @@ class CatalogueEntry:
     fit: FitParams
     light_sh: np.ndarray
     crop_size: int
+    iris: np.ndarray | None = None  # the photo's iris albedo (None: its eyes were not seen)
 
 
 class PhotoCatalogue(Sequence):
@@ -352,8 +360,7 @@ class PhotoCatalogue(Sequence):
             entries = checked_library(path, model)["entries"]
             parts.append(self._rows(library, entries))
             self._where += [(library, e["name"]) for e in entries]
-        self._rows_ = {key: np.concatenate([part[key] for part in parts]) for key in CATALOGUED + ("crop_size",)
-                       } if parts else {}
+        self._rows_ = {key: np.concatenate([part[key] for part in parts]) for key in ROWS} if parts else {}
 
     @staticmethod
     def _rows(library: TextureLibrary, entries: list[dict]) -> dict:
@@ -363,14 +370,16 @@ class PhotoCatalogue(Sequence):
             stored = library.catalogue() if (library.path / CATALOGUE).exists() else None
         except DatagenError:
             stored = None
+        if stored is not None and any(key not in stored for key in ROWS):
+            stored = None
         at = {} if stored is None else {(n, i): k for k, (n, i) in enumerate(zip(stored["names"], stored["ids"]))}
         rows = []
         for entry in entries:
             k = at.get((entry["name"], _entry_id(entry)))
-            rows.append({key: stored[key][k] for key in CATALOGUED + ("crop_size",)} if k is not None
+            rows.append({key: stored[key][k] for key in ROWS} if k is not None
                         else library._catalogue_row(entry["name"]))
         return {key: np.array([r[key] for r in rows], np.float32 if key != "crop_size" else np.int32).reshape(
-            (len(rows),) + (np.shape(rows[0][key]) if rows else ())) for key in CATALOGUED + ("crop_size",)}
+            (len(rows),) + (np.shape(rows[0][key]) if rows else ())) for key in ROWS}
 
     def __len__(self) -> int:
         return len(self._where)
@@ -380,7 +389,9 @@ class PhotoCatalogue(Sequence):
             raise IndexError(k)
         rows = self._rows_
         fit = FitParams(**{key: rows[key][k] for key in CATALOGUED if key != "light_sh"})
-        return CatalogueEntry(self._where[k][1], fit, rows["light_sh"][k], int(rows["crop_size"][k]))
+        iris = rows["iris"][k]
+        return CatalogueEntry(self._where[k][1], fit, rows["light_sh"][k], int(rows["crop_size"][k]),
+                              iris if np.isfinite(iris).all() else None)
 
     def load(self, k: int) -> FittedPhoto:
         if k not in self._loaded:

@@ -38,6 +38,7 @@ SKIN_LABELS = (LABEL["skin"], LABEL["nose"], LABEL["head_neck"])
 SKIN_ALBEDO = (0.52, 0.37, 0.30)  # a typical skin's linear RGB reflectance (luminance 0.4)
 MAX_ALBEDO = 1.0
 SEEN = 0.3  # confidence >= SEEN: seen in the photo (the visibility weight); below: filled
+IRIS_QUANTILES = (0.15, 0.5)
 MIRRORED = 0.8 * SEEN  # a mirrored texel's confidence: this times its mirror's weight (< SEEN)
 
 
@@ -64,6 +65,30 @@ def estimate_lighting(colour: np.ndarray, normals: np.ndarray, skin_albedo=SKIN_
     penalty = ridge * np.diag([0, 1, 1, 1, 4, 4, 4, 4, 4]) * len(basis)  # keep the higher bands modest
     sh = np.linalg.solve(basis.T @ basis + penalty, basis.T @ colour.astype(np.float64))
     return (sh / np.asarray(skin_albedo)).astype(np.float32)
+
+
+def estimate_iris(linear: np.ndarray, normals: np.ndarray, light_sh: np.ndarray, landmarks: np.ndarray,
+                  shown: np.ndarray) -> np.ndarray | None:
+    """(3,) the photo's iris albedo, linear RGB: the median of colour / irradiance over the pixels
+    inside both eyes' landmark outlines (36-41, 42-47 of the 68, shrunk by a fifth towards their
+    centres: the eyeball, not the lids) that the photo ``shown``, between the IRIS_QUANTILES of
+    their brightness (not the pupil below, nor the white above); None for eyes nearly closed."""
+    from PIL import Image, ImageDraw
+
+    h, w = shown.shape
+    outline = Image.new("L", (w, h))
+    for eye in (landmarks[36:42], landmarks[42:48]):
+        centre = eye.mean(0)
+        ImageDraw.Draw(outline).polygon([tuple(p) for p in centre + 0.8 * (eye - centre)], fill=1)
+    eye = np.asarray(outline, bool) & shown
+    if eye.sum() < 30:
+        return None
+    colour, n = linear[eye].astype(np.float64), normals[eye].astype(np.float64)
+    luminance = colour @ np.array([0.2126, 0.7152, 0.0722])
+    lo, hi = np.quantile(luminance, IRIS_QUANTILES)
+    iris = (luminance >= lo) & (luminance <= hi)
+    irradiance = np.maximum(irradiance_basis(n[iris]) @ np.asarray(light_sh, np.float64), 0.05)
+    return np.median(colour[iris] / irradiance, 0).astype(np.float32)
 
 
 @dataclass

@@ -30,7 +30,7 @@ from .props.clothing import ClothingParams, sample_clothing
 from .props.face_hair import FaceHairParams, sample_face_hair
 from .props.hair import HairParams, sample_hair
 from .props.occluders import GlassesParams, HandParams, sample_glasses, sample_hand
-from .skin import balanced_melanin
+from .skin import balanced_melanin, iris_appearance
 
 STREAMS = {"identity": 0, "expression": 1, "pose": 2, "camera": 3, "lighting": 4, "appearance": 5, "background": 6,
            "background_pattern": 7, "texture": 8, "photoreal": 9, "capture": 10, "capture_noise": 11,
@@ -158,6 +158,9 @@ def sample_photoreal(spec: JobSpec, model: MorphableModel, index: int, photos: l
     light = sample_lighting(rng("lighting"), s) if choice.uniform() < p.relight_probability else photos[k].light_sh
     appearance = sample_appearance(rng("appearance"), s)  # eyes and teeth; the skin is the photo's
     appearance[APPEARANCE_NAMES.index("specular")] = 0.0  # the photo's highlights are in its albedo
+    if getattr(photos[k], "iris", None) is not None:  # where the photo does not show an eye: its iris colour
+        hue, darkness = iris_appearance(photos[k].iris)
+        appearance[APPEARANCE_NAMES.index("iris_hue")], appearance[APPEARANCE_NAMES.index("iris_darkness")] = hue, darkness
     return FaceParams(
         sample_index=index, identity=np.asarray(fit.identity, np.float32), expression=expression,
         rotation=(np.asarray(fit.rotation, np.float64) + np.radians(change)).astype(np.float32),

@@ -29,6 +29,10 @@ EXPOSURE = 0.7
 # the angles drawn inside each of ITA_CATEGORIES (the outer two categories are open: bounded here)
 ITA_RANGES = ((55.0, 70.0), (41.0, 55.0), (28.0, 41.0), (10.0, 28.0), (-30.0, 10.0), (-55.0, -30.0))
 MELANIN_SEARCH = (-0.05, 1.05)  # melanin values the inverse looks among
+# The procedural iris: ``iris_hue`` below each edge picks the colour (brown, hazel, green; blue
+# above the last), scaled by ``iris_darkness`` + 0.3 (the shader's mean factor). Linear RGB albedo.
+IRIS_COLOURS = ((0.09, 0.04, 0.015), (0.2, 0.13, 0.04), (0.1, 0.16, 0.07), (0.1, 0.18, 0.32))
+IRIS_HUE_EDGES = (0.55, 0.7, 0.82)
 
 
 def base_albedo(melanin, haemoglobin) -> np.ndarray:
@@ -63,10 +67,25 @@ def balanced_melanin(rng, haemoglobin: float) -> float:
     return melanin_for_ita(rng.uniform(lo, hi), haemoglobin)
 
 
+def iris_appearance(colour) -> tuple[float, float]:
+    """(iris_hue, iris_darkness) of the procedural iris nearest a linear RGB iris albedo: the
+    palette colour of the nearest chromaticity, at the darkness that matches its luminance."""
+    colour = np.maximum(np.asarray(colour, np.float64), 1e-4)
+    palette = np.asarray(IRIS_COLOURS)
+    chroma = lambda c: c / c.sum(-1, keepdims=True)  # noqa: E731
+    k = int(np.argmin(((chroma(palette) - chroma(colour)) ** 2).sum(-1)))
+    edges = (0.0,) + IRIS_HUE_EDGES + (1.0,)
+    luminance = np.array([0.2126, 0.7152, 0.0722])
+    darkness = float(np.clip(colour @ luminance / (palette[k] @ luminance) - 0.3, 0.0, 1.0))
+    return (edges[k] + edges[k + 1]) / 2, darkness
+
+
 def glsl_skin_constants() -> str:
-    """The constants as the GLSL lines face.frag's ``skin_albedo()`` declares."""
+    """The constants as the GLSL lines face.frag's ``skin_albedo()`` and eyes declare."""
     vec = lambda v: f"vec3({', '.join(repr(float(x)) for x in v)})"  # noqa: E731
-    return (f"const vec3 skin_white = {vec(WHITE)};\n"
+    return (f"const vec3 iris_colours[4] = vec3[4]({', '.join(vec(c) for c in IRIS_COLOURS)});\n"
+            f"const float iris_edges[3] = float[3]({', '.join(repr(float(e)) for e in IRIS_HUE_EDGES)});\n"
+            f"const vec3 skin_white = {vec(WHITE)};\n"
             f"const float melanin_base = {MELANIN_BASE!r}, melanin_scale = {MELANIN_SCALE!r};\n"
             f"const vec3 melanin_absorption = {vec(MELANIN_ABSORPTION)};\n"
             f"const float haemoglobin_scale = {HAEMOGLOBIN_SCALE!r};\n"

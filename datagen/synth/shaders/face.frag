@@ -26,7 +26,7 @@ layout(location = 2) out float out_label;
 
 const float PI = 3.14159265;
 SH_CONSTANTS  // camera.glsl_sh_constants(): the SH basis constants and band factors
-SKIN_CONSTANTS  // skin.glsl_skin_constants(): white, melanin and haemoglobin absorption
+SKIN_CONSTANTS  // skin.glsl_skin_constants(): white, melanin and haemoglobin absorption, the iris palette
 
 vec3 irradiance(vec3 n) {
     // E(n) / pi with the clamped-cosine kernel's band factors pi, 2pi/3, pi/4 folded in.
@@ -89,9 +89,9 @@ vec3 albedo_of(int material) {
     if (material == 3) {                                                       // eyeball: pupil, iris, sclera
         float r = v_weights.x;
         float hue = u_appearance[9];
-        vec3 iris = hue < 0.55 ? vec3(0.09, 0.04, 0.015)
-                  : hue < 0.7 ? vec3(0.2, 0.13, 0.04)
-                  : hue < 0.82 ? vec3(0.1, 0.16, 0.07) : vec3(0.1, 0.18, 0.32);
+        vec3 iris = hue < iris_edges[0] ? iris_colours[0]                  // skin.IRIS_COLOURS
+                  : hue < iris_edges[1] ? iris_colours[1]
+                  : hue < iris_edges[2] ? iris_colours[2] : iris_colours[3];
         iris *= (u_appearance[10] + 0.3) * (0.8 + 0.4 * texture(u_noise, v_uv * 30.0).a);
         vec3 sclera = vec3(0.62, 0.58, 0.54);
         vec3 eye = mix(vec3(0.008), iris, smoothstep(0.3, 0.4, r));
