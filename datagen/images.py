@@ -53,6 +53,16 @@ def to_rgb8(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
+def polygon_mask(shape: tuple[int, int], *polygons) -> np.ndarray:
+    """(H, W) bool: the pixels whose centres lie inside any of ``polygons`` ((N, 2) pixel coordinates)."""
+    from PIL import ImageDraw
+
+    canvas = Image.new("L", (shape[1], shape[0]))
+    for polygon in polygons:
+        ImageDraw.Draw(canvas).polygon([tuple(p) for p in np.asarray(polygon, float)], fill=1)
+    return np.asarray(canvas, bool)
+
+
 def crop_photo(image: np.ndarray, box, size: int) -> np.ndarray:
     """The square ``box`` of ``image`` resized to ``size``; outside the photo, edge pixels repeat."""
     x0, y0, side = box

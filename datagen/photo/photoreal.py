@@ -51,11 +51,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 from scipy.interpolate import RBFInterpolator
-from scipy.ndimage import binary_dilation, gaussian_filter, map_coordinates, zoom
+from scipy.ndimage import binary_dilation, distance_transform_edt, gaussian_filter, map_coordinates, zoom
 from scipy.spatial import cKDTree
 
+from ..images import polygon_mask
 from ..camera import irradiance_basis, project, resize_intrinsics, rotation_matrix, to_camera
 from ..models.morphable_model import MorphableModel
 from ..synth.face_parts import LABEL, MATERIAL, face_parts
@@ -116,12 +117,10 @@ def face_mask(segmentation: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """(H, W) bool: what a re-rendered face replaces: the rendered face parts (not head and neck)
     inside the jaw line and the brows raised halfway to the hairline, and wherever its nose, brows,
     eyes, lips or mouth are drawn (a turned face's nose passes its jaw line)."""
-    h, w = segmentation.shape
     brows = landmarks[17:27][::-1]
     raised = brows + 0.6 * (brows - landmarks[33])  # away from the nose base: the forehead
-    outline = Image.new("L", (w, h))
-    ImageDraw.Draw(outline).polygon([tuple(p) for p in np.concatenate([landmarks[:17], raised])], fill=1)
-    return (np.asarray(outline, bool) & ~np.isin(segmentation, NOT_REPLACED)) | np.isin(segmentation, FACE_FEATURES)
+    outline = polygon_mask(segmentation.shape, np.concatenate([landmarks[:17], raised]))
+    return (outline & ~np.isin(segmentation, NOT_REPLACED)) | np.isin(segmentation, FACE_FEATURES)
 
 
 class PhotoComposer:
@@ -202,7 +201,8 @@ class PhotoComposer:
 
         face = face_mask(segmentation, landmarks)
         head_skin = np.isin(segmentation, HEAD_SKIN) & ~face
-        nearby = binary_dilation(old_face, iterations=2) & drawn & ~face  # hole pixels the new head covers
+        old_face = binary_dilation(old_face, iterations=2)  # with its rim: the warp blurs the edge
+        nearby = old_face & drawn & ~face  # hole pixels the new head may cover
         taken, hidden = self._from_photo(layers, segmentation, depth, camera_vertices, params, face | nearby, ratio)
         front = face & hidden  # the photo's hair or glasses lie on this point of the face: they stay
         face &= ~front
@@ -211,7 +211,6 @@ class PhotoComposer:
         taken[front] = np.nan
         if relit:  # the photo's skin around the face, under the new light, fading out away from it
             photo *= relight_around(ratio, skin & head_skin, face)
-        old_face = binary_dilation(old_face, iterations=2)  # with its rim: the warp blurs the edge
         hole = old_face & ~face & ~front  # the old face, uncovered
         if hole.any():
             beyond = ~binary_dilation(old_face, iterations=2) | front  # clear of the old face's rim
@@ -308,8 +307,6 @@ def relight_around(ratio: np.ndarray, skin: np.ndarray, face: np.ndarray) -> np.
     """(H, W, 3) factors for the photo: ``ratio`` on its ``skin`` near the ``face``, softened at
     the skin's edges (2 px) and fading to 1 over RELIGHT_REACH of the face's size away from it,
     so that the skin next to the face matches it and nothing far from it changes abruptly."""
-    from scipy.ndimage import distance_transform_edt
-
     if not face.any():
         return np.ones_like(ratio)
     reach = RELIGHT_REACH * np.sqrt(face.sum())
@@ -321,8 +318,6 @@ def mirror_fill(image: np.ndarray, known: np.ndarray, pixels: np.ndarray) -> np.
     """(N, C) values for ``pixels`` of ``image`` (H, W, C) from the ``known`` ones around them: each
     takes the pixel mirrored across its nearest known pixel (the surroundings' texture, hair or
     background, continued inwards), or that nearest pixel where the mirror is not known either."""
-    from scipy.ndimage import distance_transform_edt
-
     h, w = known.shape
     if not known.any():  # the old face filled the frame: nothing around it to continue
         return image[pixels]

@@ -24,10 +24,10 @@ label, not by this test: the brows' and lips' colours are the face's own.
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image, ImageDraw
 from scipy.ndimage import binary_dilation, label
 
 from ..camera import sh_basis
+from ..images import polygon_mask
 from ..synth.face_parts import LABEL
 from .texture import srgb_to_linear
 
@@ -45,10 +45,7 @@ def reliable_band(landmarks: np.ndarray, shape: tuple[int, int], shrink: float =
     """(H, W) bool: the cheek-and-nose polygon of ``landmarks`` (68, 2 pixels)."""
     points = np.asarray(landmarks, np.float64)[list(RELIABLE_BAND)]
     centre = points.mean(0)
-    points = centre + (1 - shrink) * (points - centre)
-    band = Image.new("L", (shape[1], shape[0]))
-    ImageDraw.Draw(band).polygon([tuple(p) for p in points], fill=1)
-    return np.asarray(band, bool)
+    return polygon_mask(shape, centre + (1 - shrink) * (points - centre))
 
 
 def chromaticity(linear: np.ndarray) -> np.ndarray:
@@ -70,7 +67,7 @@ def excluded_pixels(srgb: np.ndarray, segmentation: np.ndarray, normals: np.ndar
     those whose colour is not skin's, or that are dark where the skin is lit. A deep shadow or a
     highlight is excluded but occludes nothing (re-renders draw the skin there).
     """
-    skin, confident = photo_skin_mask(srgb, segmentation, normals, landmarks, with_confident=True)
+    skin, confident = photo_skin_mask(srgb, segmentation, normals, landmarks)
     covered = np.isin(segmentation, COVERED_SKIN)
     not_skin = covered & ~skin
     excluded = (not_skin & ~face) | entering(not_skin & face, face, landmarks)
@@ -78,20 +75,20 @@ def excluded_pixels(srgb: np.ndarray, segmentation: np.ndarray, normals: np.ndar
 
 
 def photo_skin_mask(srgb: np.ndarray, segmentation: np.ndarray, normals: np.ndarray,
-                    landmarks: np.ndarray, with_confident: bool = False):
-    """(H, W) bool: the covered skin pixels of a fitted photo that show skin (see the module doc).
+                    landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(skin, confident): (H, W) bool masks: the covered skin pixels of a fitted photo that show
+    skin (see the module doc), and those that are surely something else (off the skin's colour,
+    or too dark where the shading model says the skin is lit).
 
     srgb: (H, W, 3) uint8 the photo; segmentation, normals: the fitted face's render at
-    the photo's size; landmarks: (68, 2) the photo's landmarks in its pixels. With
-    ``with_confident``, also the pixels that are surely something else: off the skin's colour,
-    or too dark where the shading model says the skin is lit.
+    the photo's size; landmarks: (68, 2) the photo's landmarks in its pixels.
     """
     linear = srgb_to_linear(srgb)
     covered = np.isin(segmentation, COVERED_SKIN)
     unclipped = (linear.mean(-1) > 0.01) & (linear.max(-1) < 0.98)
     reliable = covered & unclipped & (segmentation != LABEL["head_neck"]) & reliable_band(landmarks, segmentation.shape)
     if reliable.sum() < 100:  # a face too small or too turned for a band: trust the face's coverage
-        return (covered, np.zeros_like(covered)) if with_confident else covered
+        return covered, np.zeros_like(covered)
     luminance = linear @ LUMINANCE
     basis = sh_basis(normals)[..., :4]  # constant and linear bands: a smooth shading
     coefficients = np.linalg.lstsq(basis[reliable], luminance[reliable], rcond=None)[0]
@@ -110,9 +107,7 @@ def photo_skin_mask(srgb: np.ndarray, segmentation: np.ndarray, normals: np.ndar
     off_colour = distance > MAX_MAHALANOBIS
     skin = covered & ~off_colour & (relative >= lo) & (relative <= hi)
     not_skin = binary_dilation(covered & ~skin, iterations=GROW_PX) if GROW_PX else covered & ~skin
-    if with_confident:
-        return covered & ~not_skin, covered & (off_colour | (lit & (relative < lo)))
-    return covered & ~not_skin
+    return covered & ~not_skin, covered & (off_colour | (lit & (relative < lo)))
 
 
 def _robust_model(chroma: np.ndarray, keep: float = 0.8, rounds: int = 2):

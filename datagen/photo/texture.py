@@ -30,6 +30,7 @@ from scipy.ndimage import zoom
 from scipy.spatial import cKDTree
 
 from ..camera import irradiance_basis
+from ..images import polygon_mask
 from ..synth.face_parts import LABEL, MATERIAL, face_parts
 from ..synth.geometry import MeshTopology, SceneBatch
 from ..synth.render import Renderer, shader_source
@@ -73,14 +74,8 @@ def estimate_iris(linear: np.ndarray, normals: np.ndarray, light_sh: np.ndarray,
     inside both eyes' landmark outlines (36-41, 42-47 of the 68, shrunk by a fifth towards their
     centres: the eyeball, not the lids) that the photo ``shown``, between the IRIS_QUANTILES of
     their brightness (not the pupil below, nor the white above); None for eyes nearly closed."""
-    from PIL import Image, ImageDraw
-
-    h, w = shown.shape
-    outline = Image.new("L", (w, h))
-    for eye in (landmarks[36:42], landmarks[42:48]):
-        centre = eye.mean(0)
-        ImageDraw.Draw(outline).polygon([tuple(p) for p in centre + 0.8 * (eye - centre)], fill=1)
-    eye = np.asarray(outline, bool) & shown
+    shrunk = [e.mean(0) + 0.8 * (e - e.mean(0)) for e in (landmarks[36:42], landmarks[42:48])]
+    eye = polygon_mask(shown.shape, *shrunk) & shown
     if eye.sum() < 30:
         return None
     colour, n = linear[eye].astype(np.float64), normals[eye].astype(np.float64)

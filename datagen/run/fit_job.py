@@ -125,9 +125,9 @@ def fit_library(photos, library: str | Path, model: str = "ict-facekit", model_d
         present = {e["name"]: str(Path(e.get("source", "")).resolve())
                    for e in target.index_entries(loaded, rescan=True)["entries"]}
         failed = {} if refit else _skipped_before(library)
-        todo = [(str(f), n) for f, n in zip(files, entry_names(files, present))
-                if refit or (n not in present and failed.get(str(f)) != _stamp(f))]
-        summary.kept = sum(n in present for n in entry_names(files, present)) if not refit else 0
+        names = entry_names(files, present)
+        todo = [(str(f), n) for f, n in zip(files, names) if refit or (n not in present and failed.get(str(f)) != _stamp(f))]
+        summary.kept = 0 if refit else sum(n in present for n in names)
         if len(files) - len(todo):
             log(f"resuming: {summary.kept} of {len(files)} photos are in {library} already"
                 + (f", {len(files) - len(todo) - summary.kept} could not be fitted before (--refit tries them "
