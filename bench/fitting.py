@@ -4,8 +4,10 @@
 
 For every photo in --faces with a .pts file (and, for detection, every photo MediaPipe finds one
 face in), times one process doing what `datagen fit` does per photo (read, landmarks, crop, eos +
-refinement, lighting, UV albedo), after a warm-up photo. Prints per-stage times and photos/s as
-medians of --repeats passes, all from this one run, and the mean landmark error per photo.
+landmark refinement, photometric refinement, lighting, UV albedo), after a warm-up photo. Prints
+photos/s as medians of --repeats passes, all from this one run, the photometric step's share, the
+same without it (`PhotoFitter(photometric=False)`), and each photo's landmark and photometric
+errors before and after the photometric step.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def main():
 
     model = resolve_model(args.model, args.model_dir)
     fitter = PhotoFitter(model)
+    landmarks_only = PhotoFitter(model, ctx=fitter.renderer.ctx, photometric=False)
     detector = Detector()
     photos = sorted(p for p in Path(args.faces).iterdir() if p.suffix.lower() in (".png", ".jpg", ".ppm"))
     annotated = [p for p in photos if p.with_suffix(".pts").exists()]
@@ -42,7 +45,7 @@ def main():
             print(f"(detection: {e})")
     fitter.fit(annotated[0])  # warm-up: eos model, shaders
 
-    def timed(paths, detect):
+    def timed(paths, detect, fitter=fitter):
         seconds, detection, errors = [], [], {}
         for _ in range(args.repeats):
             start = time.perf_counter()
@@ -59,15 +62,22 @@ def main():
                     pts = tmp
                 fitted = fitter.fit(p, pts)
                 errors[p.name] = fitted.fit.error_iod
+                photometric[p.name] = fitted.photometric
             seconds.append(time.perf_counter() - start)
             detection.append(spent)
         return statistics.median(seconds), statistics.median(detection), errors
 
+    photometric = {}
     print(f"model {model.name}, {len(annotated)} annotated photos, {len(detectable)} with one detectable face; "
           f"medians of {args.repeats} passes\n")
     wall, _, errors = timed(annotated, detect=False)
     print(f"landmarks from .pts: {len(annotated) / wall:.2f} photos/s ({1000 * wall / len(annotated):.0f} ms/photo)")
-    print("  landmark error (% IOD): " + ", ".join(f"{k} {100 * v:.1f}" for k, v in errors.items()))
+    step = statistics.median(r.seconds for r in photometric.values())
+    print(f"  of which the photometric step: {1000 * step:.0f} ms/photo (median)")
+    for name, r in photometric.items():
+        print(f"  {name}: {r.describe()}, {r.compared_vertices} vertices compared, {r.steps} steps")
+    wall_l, _, _ = timed(annotated, detect=False, fitter=landmarks_only)
+    print(f"landmarks only:      {len(annotated) / wall_l:.2f} photos/s ({1000 * wall_l / len(annotated):.0f} ms/photo)")
     wall_d, detect_s, errors_d = timed(detectable, detect=True)
     print(f"landmarks detected:  {len(detectable) / wall_d:.2f} photos/s ({1000 * wall_d / len(detectable):.0f} ms/photo, "
           f"of which detection {1000 * detect_s / len(detectable):.0f} ms)")

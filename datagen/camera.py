@@ -36,6 +36,19 @@ def rotation_matrix(rotation) -> np.ndarray:
     return rz @ rx @ ry
 
 
+def rotation_derivatives(rotation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """d R / d yaw, d pitch, d roll of R = Rz(roll) Rx(pitch) Ry(yaw) (``camera.rotation_matrix``)."""
+    yaw, pitch, roll = (float(a) for a in rotation)
+    cy, sy, cp, sp, cr, sr = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch), np.cos(roll), np.sin(roll)
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rx = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
+    rz = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
+    dry = np.array([[-sy, 0, cy], [0, 0, 0], [-cy, 0, -sy]])
+    drx = np.array([[0, 0, 0], [0, -sp, -cp], [0, cp, -sp]])
+    drz = np.array([[-sr, -cr, 0], [cr, -sr, 0], [0, 0, 0]])
+    return rz @ rx @ dry, rz @ drx @ ry, drz @ rx @ ry
+
+
 def to_camera(vertices: np.ndarray, pivot: np.ndarray, rotation, translation) -> np.ndarray:
     """Model-space vertices to camera space: ``R (v - pivot) + t``, in the vertices' dtype.
 
@@ -87,6 +100,23 @@ def project_points(points: np.ndarray, intrinsics) -> np.ndarray:
     fx, fy, cx, cy = intrinsics
     depth = -points[:, 2]
     return np.stack([fx * points[:, 0] / depth + cx, cy - fy * points[:, 1] / depth], 1)
+
+
+def pose_and_shape_jacobian(rotation_angles, rotation: np.ndarray, local: np.ndarray, camera: np.ndarray,
+                            intrinsics, shape_basis: np.ndarray) -> np.ndarray:
+    """(M, 2, 6 + K) d (u, v) / d (yaw, pitch, roll, tx, ty, tz, shape coefficients) of M points:
+    ``local`` their model-space positions minus the pivot (M, 3), ``camera`` = R local + t (M, 3),
+    ``shape_basis`` (M, 3, K) d local / d coefficients; ``project``'s pinhole."""
+    fx, fy = float(intrinsics[0]), float(intrinsics[1])
+    depth = -camera[:, 2]
+    d_uv = np.zeros((len(camera), 2, 3))
+    d_uv[:, 0, 0] = fx / depth
+    d_uv[:, 0, 2] = fx * camera[:, 0] / depth ** 2
+    d_uv[:, 1, 1] = -fy / depth
+    d_uv[:, 1, 2] = -fy * camera[:, 1] / depth ** 2
+    d_rotation = np.stack([local @ d.T for d in rotation_derivatives(rotation_angles)], 2)  # (M, 3, 3 angles)
+    d_camera = np.concatenate([d_rotation, np.broadcast_to(np.eye(3), (len(camera), 3, 3)), rotation @ shape_basis], 2)
+    return np.einsum("mij,mjp->mip", d_uv, d_camera)
 
 
 def project_torch(points, intrinsics, min_depth: float = 1.0):

@@ -336,14 +336,13 @@ def textures():
 @textures.command("list")
 @click.argument("library", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def list_textures(library):
-    """One line per fitted photo: name, landmark error, texels seen, source."""
-    from .photo.library import TextureLibrary
+    """One line per fitted photo: name, landmark error, photometric error (RMS, linear RGB), texels seen, source."""
+    from .photo.library import TextureLibrary, entry_line
 
     index = TextureLibrary(library).index()
     click.echo(f"{library}: {len(index['entries'])} entries, model {index['model']}")
     for e in index["entries"]:
-        click.echo(f"  {e['name']:<24} error {100 * e['error_iod']:4.1f}% IOD  seen {100 * e['seen_fraction']:3.0f}%  "
-                   f"{e['source']}  ({e['licence']})")
+        click.echo(entry_line(e))
 
 
 @textures.command("show")

@@ -71,7 +71,7 @@ def test_rerendering_a_fitted_photo_reproduces_its_visible_face(fitter, ict_mode
     face = np.isin(rendered.segmentation[0], [LABEL[n] for n in ("skin", "nose", "brow_right", "brow_left",
                                                                  "upper_lip", "lower_lip")])
     region = fitter.seen_mask(loaded) & face  # the face, where the photo shows it
-    assert region.sum() > 50_000
+    assert region.sum() > 45_000
     difference = rendered.colour[0][..., :3].astype(float) - loaded.crop.astype(float)
     psnr = 10 * np.log10(255 ** 2 / (difference[region] ** 2).mean())
     print(f"re-rendering image_0010: PSNR {psnr:.1f} dB over {region.sum()} face pixels")

@@ -1,8 +1,10 @@
 """Fit real photos: ``PhotoFitter`` (``datagen fit`` runs it on the cluster: ``run.fit_job``).
 
 A photo -> landmarks (``landmarks``) -> a square crop around the face, ``CROP_SIZE`` pixels ->
-3DMM fit in the crop (``fitting``) -> ground-truth render of the fit -> SH lighting and UV albedo
-(``texture``) -> a ``library.FittedPhoto``, which ``library.TextureLibrary`` keeps.
+3DMM fit to the landmarks in the crop (``fitting``) -> the photo's skin mask under that fit
+(``skin_mask``) -> photometric refinement against the crop's pixels (``photometric``) ->
+ground-truth render of the refined fit -> SH lighting and UV albedo (``texture``) -> a
+``library.FittedPhoto``, which ``library.TextureLibrary`` keeps.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from .fitting import LandmarkFit, default_intrinsics, fit_landmarks
 from ..images import ImageReadError, crop_photo, read_rgb
 from .landmarks import photo_landmarks
 from .library import FittedPhoto, TextureLibrary
+from .photometric import PhotometricRefiner, PhotometricReport
 from .photoreal import face_mask
 from .skin_mask import excluded_pixels
 from .texture import SEEN, SKIN_LABELS, AlbedoMap, UVRasteriser, estimate_iris, estimate_lighting, linear_to_srgb, recover_albedo, srgb_to_linear
@@ -55,10 +58,12 @@ def crop_box(landmarks: np.ndarray, scale: float = 1.9) -> tuple[float, float, f
 class PhotoFitter:
     """Set up once (renderer, UV rasteriser), then ``fit(photo)`` per photo."""
 
-    def __init__(self, model: MorphableModel, crop_size: int = CROP_SIZE, texture_size: int = 512, ctx=None):
+    def __init__(self, model: MorphableModel, crop_size: int = CROP_SIZE, texture_size: int = 512, ctx=None,
+                 photometric: bool = True):
         self.model, self.crop_size = model, crop_size
         self.renderer = Renderer(model, crop_size, crop_size, supersample=1, ctx=ctx)
         self.uv = UVRasteriser(self.renderer, texture_size)
+        self.refiner = PhotometricRefiner(model) if photometric else None  # None: the landmark fit is kept
 
     def fit(self, photo: str | Path, pts: str | Path | None = None, detect: bool = True,
             name: str | None = None) -> FittedPhoto:
@@ -71,19 +76,33 @@ class PhotoFitter:
         crop = crop_photo(image, box, self.crop_size)
         intrinsics = crop_intrinsics(default_intrinsics(w, h), box, self.crop_size).astype(np.float32)
         fit = fit_landmarks(self.model, (landmarks - box[:2]) * k, self.crop_size, self.crop_size, intrinsics)
-        return self.recover(name or photo.stem, crop, fit, str(photo), source)
+        report = None
+        if self.refiner is not None:
+            fit, report = self.refine(crop, fit)
+        return self.recover(name or photo.stem, crop, fit, str(photo), source, report)
 
-    def recover(self, name: str, crop: np.ndarray, fit: LandmarkFit, source: str, landmark_source: str) -> FittedPhoto:
-        """Lighting and albedo of a fitted crop."""
-        probe = FittedPhoto(name, crop, fit, np.zeros((9, 3), np.float32), None, source, landmark_source)
-        params = probe.params()
-        scenes = build_scenes(self.model, [params], topology=self.renderer.topology)
+    def refine(self, crop: np.ndarray, fit: LandmarkFit) -> tuple[LandmarkFit, PhotometricReport]:
+        """The photometric step (``photometric``), comparing only the pixels the skin mask keeps under ``fit``."""
+        _, _, excluded, _ = self._ground_truth(crop, fit)
+        return self.refiner.refine(fit, srgb_to_linear(crop), excluded)
+
+    def _ground_truth(self, crop: np.ndarray, fit: LandmarkFit):
+        """(scenes, the fit's ground-truth render, the excluded and the occluding pixels of ``skin_mask``)."""
+        probe = FittedPhoto("", crop, fit, np.zeros((9, 3), np.float32), None, "", "")
+        scenes = build_scenes(self.model, [probe.params()], topology=self.renderer.topology)
         truth = self.renderer.render(scenes)
+        face = face_mask(truth.segmentation[0], scenes.landmarks_2d[0])
+        excluded, occluding = excluded_pixels(crop, truth.segmentation[0], truth.normal[0], fit.landmarks, face)
+        return scenes, truth, excluded, occluding  # excluded: hair, glasses, deep shadows ...
+
+    def recover(self, name: str, crop: np.ndarray, fit: LandmarkFit, source: str, landmark_source: str,
+                photometric: PhotometricReport | None = None) -> FittedPhoto:
+        """Lighting and albedo of a fitted crop. The light is estimated anew over all the skin the
+        fit shows (face, head and neck: the albedo map spans them), not only the photometric step's face."""
+        scenes, truth, excluded, occluding = self._ground_truth(crop, fit)
         linear = srgb_to_linear(crop)
-        segmentation, normals = truth.segmentation[0], truth.normal[0]
-        face = face_mask(segmentation, scenes.landmarks_2d[0])
-        excluded, occluding = excluded_pixels(crop, segmentation, normals, fit.landmarks, face)  # hair, glasses...
-        skin = np.isin(segmentation, SKIN_LABELS) & ~excluded & (truth.depth[0] > 0)
+        normals = truth.normal[0]
+        skin = np.isin(truth.segmentation[0], SKIN_LABELS) & ~excluded & (truth.depth[0] > 0)
         skin &= (linear.mean(-1) > 0.01) & (linear.max(-1) < 0.98)  # not clipped shadows or highlights
         if skin.sum() < 200:
             raise PhotoError(f"{source}: the fitted face covers too little visible skin to recover its lighting")
@@ -94,7 +113,7 @@ class PhotoFitter:
         albedo = recover_albedo(texels, light, self.uv.tiles)
         iris = estimate_iris(linear, normals, light, fit.landmarks, truth.depth[0] > 0)
         return FittedPhoto(name, crop, fit, light, albedo, source, landmark_source, excluded=excluded,
-                           occluding=occluding, iris=iris)
+                           occluding=occluding, iris=iris, photometric=photometric)
 
     def seen_mask(self, fitted: FittedPhoto) -> np.ndarray:
         """(S, S) bool: crop pixels whose face point's albedo was seen in the photo (not filled)."""
@@ -174,12 +193,15 @@ class FitOutcome:
     record: dict | None = None
     landmark_source: str = ""
     skipped: str = ""
+    photometric: PhotometricReport | None = None
 
     def describe(self) -> str:
-        """One line for a person: the fit's landmark error, texels seen and excluded, time; or why it was skipped."""
+        """One line for a person: the fit's landmark error (before and after the photometric step,
+        and the photometric error), texels seen and excluded, time; or why it was skipped."""
         if self.skipped:
             return f"skipped {self.skipped}"
-        r = self.record
-        return (f"{self.photo}: landmark error {r['error_px']:.2f} px of the {CROP_SIZE}-px crop "
-                f"({100 * r['error_iod']:.1f}% of the inter-ocular distance), {100 * r['seen_fraction']:.0f}% of "
-                f"texels seen, {r.get('excluded_pixels', 0)} pixels not skin, {self.seconds:.2f} s [{self.landmark_source}]")
+        r, p = self.record, self.photometric
+        errors = (f"landmark error {r['error_px']:.2f} px of the {CROP_SIZE}-px crop ({100 * r['error_iod']:.1f}% "
+                  f"of the inter-ocular distance)") if p is None else p.describe()
+        return (f"{self.photo}: {errors}, {100 * r['seen_fraction']:.0f}% of texels seen, "
+                f"{r.get('excluded_pixels', 0)} pixels not skin, {self.seconds:.2f} s [{self.landmark_source}]")

@@ -10,9 +10,10 @@ An entry is a folder::
                                       something else (``skin_mask``): 255 hair or glasses on
                                       the skin, 128 a deep shadow or a highlight, else 0.
                                       Entries fitted before it have none (nothing excluded)
-                    fit.json          fitted parameters (identity, expression, rotation,
-                                      translation, intrinsics of the crop), light_sh, landmark
-                                      errors, source photo, landmark source, licence note
+                    fit.json          fitted parameters (identity, expression, rotation, translation,
+                                      intrinsics of the crop), light_sh, landmark errors, the
+                                      photometric step's report (null: a landmark-only fit),
+                                      source photo, landmark source, licence note
 
 ``<library>/index.json`` lists the entries (sorted by name) and the model they were fitted with
 (a UV layout belongs to one model), and ``<library>/catalogue.npz`` holds every entry's fitted
@@ -46,6 +47,7 @@ from ..models.morphable_model import MorphableModel, model_checksum
 from ..synth.background import BackgroundImage, window_outside
 from ..synth.sampling import APPEARANCE_NAMES, FaceParams
 from .fitting import LandmarkFit
+from .photometric import PhotometricReport
 from .texture import SEEN, AlbedoMap, linear_to_srgb
 
 INDEX = "index.json"
@@ -55,7 +57,7 @@ ROWS = CATALOGUED + ("crop_size", "iris")  # the catalogue's per-entry arrays (i
 CACHED_ENTRIES = 32  # entries whose pictures a process keeps in memory (least recently used dropped)
 LICENCE_NOTE = "inherits the licence of the source photo"
 RECORD_KEYS = ("name", "id", "source", "landmark_source", "licence", "error_px", "error_iod", "tiles",
-               "seen_fraction", "excluded_pixels", "fitted")  # an index entry (fit.json holds them too)
+               "seen_fraction", "excluded_pixels", "photometric_error", "fitted")  # an index entry (fit.json holds them too)
 
 
 @dataclass
@@ -71,6 +73,7 @@ class FittedPhoto:
     excluded: np.ndarray | None = None  # (S, S) bool: crop pixels of the face's skin that show no skin (skin_mask)
     occluding: np.ndarray | None = None  # (S, S) bool: those of them that show something on the skin (hair, glasses)
     iris: np.ndarray | None = None  # (3,) the photo's iris albedo, linear RGB (texture.estimate_iris)
+    photometric: PhotometricReport | None = None  # what the photometric step did (None: landmarks only)
 
     @property
     def crop_size(self) -> int:
@@ -216,10 +219,11 @@ class TextureLibrary:
                   "licence": fitted.licence, "error_px": fitted.fit.error_px, "error_iod": fitted.fit.error_iod,
                   "tiles": fitted.albedo.tiles, "seen_fraction": float((fitted.albedo.confidence >= SEEN).mean()),
                   "excluded_pixels": int(fitted.excluded.sum()) if fitted.excluded is not None else 0,
+                  "photometric_error": fitted.photometric and fitted.photometric.photometric_error_after,
                   "fitted": time.strftime("%Y-%m-%dT%H:%M:%S"), "id": uuid.uuid4().hex[:16]}
-        iris = None if fitted.iris is None else [float(v) for v in fitted.iris]
-        (tmp / "fit.json").write_text(json.dumps({**record, **fitted.fit.as_dict(), "iris": iris,
-                                                  "light_sh": fitted.light_sh.tolist()}, indent=1))
+        extra = {"iris": None if fitted.iris is None else [float(v) for v in fitted.iris], "light_sh": fitted.light_sh.tolist(),
+                 "photometric": fitted.photometric and fitted.photometric.as_dict()}
+        (tmp / "fit.json").write_text(json.dumps({**record, **fitted.fit.as_dict(), **extra}, indent=1))
         return record
 
     def load(self, name: str) -> FittedPhoto:
@@ -239,7 +243,15 @@ class TextureLibrary:
                            AlbedoMap(np.ascontiguousarray(albedo), np.ascontiguousarray(confidence), data["tiles"]),
                            data["source"], data["landmark_source"], data["licence"],
                            None if codes is None else codes > 0, None if codes is None else codes > 191,
-                           None if data.get("iris") is None else np.asarray(data["iris"], np.float32))
+                           None if data.get("iris") is None else np.asarray(data["iris"], np.float32),
+                           None if data.get("photometric") is None else PhotometricReport(**data["photometric"]))
+
+
+def entry_line(e: dict) -> str:
+    """``datagen textures list``'s line of an index entry."""
+    photometric = "" if e.get("photometric_error") is None else f"photometric {e['photometric_error']:.3f}  "
+    return (f"  {e['name']:<24} error {100 * e['error_iod']:4.1f}% IOD  {photometric}seen "
+            f"{100 * e['seen_fraction']:3.0f}%  {e['source']}  ({e['licence']})")
 
 
 def checked_library(path: str | Path, model: MorphableModel) -> dict:

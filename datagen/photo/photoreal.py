@@ -27,11 +27,12 @@
 4. **Relighting the rest of the skin**: with a new light, the photo's skin that the face does not
    replace (neck, ears, the head's skin around the face) is scaled by the ratio of the new
    irradiance to the fitted one at the rendered normal, so that it matches the relit face.
-5. **No trace of the old face**: the pixels the photo's own face covered (warped) and the new face
-   does not (a jaw that closed, a face turned away) show the new head's own surface where it
+5. **No trace of the old face**: the pixels the photo's own face covered (warped; ``RIM_PX`` wider
+   where the warp moves it) and the new face does not (a jaw that closed, a face turned away) show the new head's own surface where it
    covers them and the photo shows that point (the neck under a closed jaw, as in step 2), and
    elsewhere the photo around them continued inwards (``mirror_fill``: hair or background
-   mirrored across the old face's border), so no old chin or mouth shows.
+   mirrored across the old face's border), so no old chin or mouth shows. Where nothing moves,
+   nothing is filled: a sample that changes nothing is the photo.
 6. **Seamless boundary** (gradient domain): the log ratio of photo to render just outside the
    face's border, where both show the head's skin (forehead, temples, under the jaw), is
    interpolated smoothly over the face (a membrane by the push-pull pyramid, an approximation of
@@ -75,6 +76,8 @@ PHOTO_FEATURES = tuple(LABEL[n] for n in ("eye_right", "eye_left", "mouth_interi
 FEATURE_DEPTH_TOLERANCE_MM = 3.0
 WARP_DEPTH_TOLERANCE_MM = 5.0
 MAX_SEAM_GAIN = 1.6
+RIM_PX = 2  # the old face's outline counts this much wider where the warp moves it (a warp blurs an edge)
+MOVING_PX = 0.5  # ... i.e. where it shifts the photo by more than this
 MATCHED = 12  # sRGB levels
 MAX_RELIGHT_RATIO = 2.0
 RELIGHT_REACH = 0.25  # the photo's skin is relit less the farther it is from the face, by e^(-distance / (this x face size))  # the fitted light is least known far from the face's normals
@@ -201,7 +204,8 @@ class PhotoComposer:
 
         face = face_mask(segmentation, landmarks)
         head_skin = np.isin(segmentation, HEAD_SKIN) & ~face
-        old_face = binary_dilation(old_face, iterations=2)  # with its rim: the warp blurs the edge
+        moving = binary_dilation(np.linalg.norm(field, axis=-1) > MOVING_PX, iterations=RIM_PX)
+        old_face |= binary_dilation(old_face, iterations=RIM_PX) & moving  # with its rim where the warp blurs the edge
         nearby = old_face & drawn & ~face  # hole pixels the new head may cover
         taken, hidden = self._from_photo(layers, segmentation, depth, camera_vertices, params, face | nearby, ratio)
         front = face & hidden  # the photo's hair or glasses lie on this point of the face: they stay
@@ -213,7 +217,7 @@ class PhotoComposer:
             photo *= relight_around(ratio, skin & head_skin, face)
         hole = old_face & ~face & ~front  # the old face, uncovered
         if hole.any():
-            beyond = ~binary_dilation(old_face, iterations=2) | front  # clear of the old face's rim
+            beyond = ~binary_dilation(old_face, iterations=RIM_PX) | front  # clear of the old face's rim
             photo[hole] = mirror_fill(photo, beyond, hole)
             own = hole & drawn & ~np.isnan(taken[..., 0])  # the new head's own surface, as the photo shows it
             photo[own] = taken[own]  # (under a closed jaw: the neck)

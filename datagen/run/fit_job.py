@@ -91,7 +91,8 @@ def fit_task(items, library: str, model: str, model_dir: str | None, landmarks: 
         result = {"photo": photo}
         try:
             fitted = fitter.fit(photo, landmarks, detect=detect, name=name)
-            result.update(record=target.write_entry(fitted), landmark_source=fitted.landmark_source)
+            result.update(record=target.write_entry(fitted), landmark_source=fitted.landmark_source,
+                          photometric=fitted.photometric)
         except (LandmarkError, PhotoError) as e:  # the photo's own: the next run need not try it again
             result.update(skipped=str(e), permanent=True)
         except DatagenError:
@@ -137,7 +138,7 @@ def fit_library(photos, library: str | Path, model: str = "ict-facekit", model_d
         def take(results):
             for r in results:
                 outcome = FitOutcome(Path(r["photo"]), r["seconds"], r.get("record"), r.get("landmark_source", ""),
-                                     r.get("skipped", ""))
+                                     r.get("skipped", ""), r.get("photometric"))
                 if outcome.record:
                     pending.append(outcome.record)
                     summary.fitted += 1
