@@ -78,7 +78,10 @@ class PhotoFitter:
         fit = fit_landmarks(self.model, (landmarks - box[:2]) * k, self.crop_size, self.crop_size, intrinsics)
         report = None
         if self.refiner is not None:
-            fit, report = self.refine(crop, fit)
+            try:
+                fit, report = self.refine(crop, fit)
+            except np.linalg.LinAlgError:  # a degenerate system: the landmark fit stands
+                report = None
         return self.recover(name or photo.stem, crop, fit, str(photo), source, report)
 
     def refine(self, crop: np.ndarray, fit: LandmarkFit) -> tuple[LandmarkFit, PhotometricReport]:
@@ -155,7 +158,7 @@ def entry_picture(library: str | Path, name: str, model_dir: str | None = None) 
                            f"{' ...' if len(names) > 20 else ''}")
     fitted = lib.load(name)
     model = resolve_model(lib.index()["model"], model_dir)
-    return entry_sheet(fitted, PhotoFitter(model).rerender(fitted)), fitted
+    return entry_sheet(fitted, PhotoFitter(model, photometric=False).rerender(fitted)), fitted
 
 
 def entry_sheet(fitted: FittedPhoto, rendered) -> Image.Image:

@@ -7,8 +7,8 @@
    basis ``U S``, and ``identity = V c`` has the same N(0, I) prior, so nothing is lost.
 2. The result becomes datagen's parameters (yaw, pitch, roll, translation under a pinhole camera,
    see README "Conventions") and is refined by bounded least squares (scipy, analytic Jacobian)
-   on the reprojection error under that camera, with the identity prior and expression weights
-   kept in [0, 1] (eos leaves blendshape weights unbounded above).
+   on the reprojection error under that camera, with the identity prior and blendshape weights
+   kept in [0, 1] (eos leaves them unbounded above; ``parameter_bounds``).
 
 Reported: the mean distance between the 68 fitted and given landmarks, in pixels and as a
 fraction of the inter-ocular distance.

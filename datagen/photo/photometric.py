@@ -14,8 +14,8 @@ practice (Blanz & Vetter 1999; the contour landmarks "marched" to the outline as
   iBUG) puts it: on the outline (``face_region.outline_landmark_vertices``). The contour term.
 - photometric: over N face vertices (``face_region``: skin, nose, lips, every ``STRIDE``-th) that
   are visible (facing the camera and in front in a z-buffer of the projected face on a
-  ``ZBUFFER_PX`` grid) and land on a pixel the skin mask keeps (``excluded``:
-  hair, glasses, deep shadows, and clipped pixels are not compared). I is the photo's linear
+  ``ZBUFFER_PX`` grid) and land on a pixel the skin mask keeps (``excluded``: what hides the skin,
+  hair over the forehead, glasses frames; and clipped pixels are not compared). I is the photo's linear
   colour, bilinear at the vertex's projection p_v; rho is Geman-McClure's r^2 / (1 + r^2 / c^2),
   c = ``CAUCHY``, with s the median residual of the landmark fit, so that what the smooth albedo
   cannot explain (a nostril, a highlight, freckles) does not pull the face, on any photo's contrast.
@@ -76,12 +76,12 @@ class PhotometricReport:
         return dict(self.__dict__)
 
     def describe(self) -> str:
-        """'landmark error 3.2 -> 3.5% IOD, photometric error 0.0765 -> 0.0662 (RMS, linear RGB)'."""
-        photometric = ("no skin to compare" if self.photometric_error_before is None else
-                       f"photometric error {self.photometric_error_before:.4f} -> {self.photometric_error_after:.4f} "
-                       f"(RMS, linear RGB)")
+        """'landmark error 3.2 -> 3.5% of the inter-ocular distance, photometric error 0.0765 -> 0.0662 (RMS, linear RGB)'."""
+        def rms(v):
+            return "no skin to compare" if v is None else f"{v:.4f}"
         return (f"landmark error {100 * self.landmark_error_before:.1f} -> {100 * self.landmark_error_after:.1f}% "
-                f"of the inter-ocular distance, {photometric}")
+                f"of the inter-ocular distance, photometric error {rms(self.photometric_error_before)} -> "
+                f"{rms(self.photometric_error_after)} (RMS, linear RGB)")
 
 
 @dataclass(frozen=True, eq=False)
@@ -243,7 +243,7 @@ class _Problem:
             colour, gradient = photo.sample(uv[68:])
             difference = colour - state.albedo * (irradiance_basis(normals) @ state.light)
             norm = np.linalg.norm(difference, axis=1)
-            robust = 1 / np.sqrt(1 + (norm / (CAUCHY * self.scale)) ** 2)  # Cauchy's IRLS weight, square-rooted
+            robust = 1 / np.sqrt(1 + (norm / (CAUCHY * self.scale)) ** 2)  # Geman-McClure: r * robust; held fixed in the Jacobian
             weight = robust[:, None] * np.sqrt(self.weight / (3 * len(state.compared))) / self.scale
             parts.insert(1, (weight * difference).ravel())
         r = np.concatenate(parts)
@@ -279,10 +279,16 @@ class _Problem:
         r, j = self._residuals(x, photo, state, jacobian=True)
         cost = float(r @ r)
         jtj, jtr = j.T @ j, j.T @ r
+        # Coefficients at a bound that the step would push past it stay there (an active set):
+        # clipping them afterwards would spoil the rest of the step.
+        free = ~(((x <= self.lower + 1e-9) & (jtr > 0)) | ((x >= self.upper - 1e-9) & (jtr < 0)))
+        jtj, jtr = jtj[np.ix_(free, free)], jtr[free]
         damping = self.damping
         for _ in range(4):
             a = jtj + damping * np.diag(np.diag(jtj) + 1e-9)
-            candidate = np.clip(x - np.linalg.solve(a, jtr), self.lower, self.upper)
+            candidate = x.copy()
+            candidate[free] -= np.linalg.solve(a, jtr)
+            candidate = np.clip(candidate, self.lower, self.upper)
             trial = self._residuals(candidate, photo, state)
             if float(trial @ trial) < cost:
                 self.damping = max(damping / 3, 1e-6)

@@ -32,7 +32,7 @@
    covers them and the photo shows that point (the neck under a closed jaw, as in step 2), and
    elsewhere the photo around them continued inwards (``mirror_fill``: hair or background
    mirrored across the old face's border), so no old chin or mouth shows. Where nothing moves,
-   nothing is filled: a sample that changes nothing is the photo.
+   nothing is filled (a sample that changes nothing is the photo: bench/photoreal.py).
 6. **Seamless boundary** (gradient domain): the log ratio of photo to render just outside the
    face's border, where both show the head's skin (forehead, temples, under the jaw), is
    interpolated smoothly over the face (a membrane by the push-pull pyramid, an approximation of
