@@ -30,7 +30,8 @@ from .library import FittedPhoto, TextureLibrary
 from .photometric import PhotometricRefiner, PhotometricReport
 from .photoreal import face_mask
 from .skin_mask import excluded_pixels
-from .texture import SEEN, SKIN_LABELS, AlbedoMap, UVRasteriser, estimate_iris, estimate_lighting, linear_to_srgb, recover_albedo, srgb_to_linear
+from .texture import (SEEN, SKIN_LABELS, AlbedoMap, UVRasteriser, estimate_iris, estimate_lighting, linear_to_srgb,
+                      recover_albedo, srgb_to_linear, unclipped)
 
 CROP_SIZE = 512
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
@@ -80,8 +81,8 @@ class PhotoFitter:
         if self.refiner is not None:
             try:
                 fit, report = self.refine(crop, fit)
-            except np.linalg.LinAlgError:  # a degenerate system: the landmark fit stands
-                report = None
+            except np.linalg.LinAlgError:
+                pass  # a degenerate system: the landmark fit stands, with no report
         return self.recover(name or photo.stem, crop, fit, str(photo), source, report)
 
     def refine(self, crop: np.ndarray, fit: LandmarkFit) -> tuple[LandmarkFit, PhotometricReport]:
@@ -106,7 +107,7 @@ class PhotoFitter:
         linear = srgb_to_linear(crop)
         normals = truth.normal[0]
         skin = np.isin(truth.segmentation[0], SKIN_LABELS) & ~excluded & (truth.depth[0] > 0)
-        skin &= (linear.mean(-1) > 0.01) & (linear.max(-1) < 0.98)  # not clipped shadows or highlights
+        skin &= unclipped(linear)  # not clipped shadows or highlights
         if skin.sum() < 200:
             raise PhotoError(f"{source}: the fitted face covers too little visible skin to recover its lighting")
         light = estimate_lighting(linear[skin], normals[skin])

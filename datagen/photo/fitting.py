@@ -96,10 +96,11 @@ def fit_landmarks(model: MorphableModel, landmarks: np.ndarray, width: int, heig
 
     shape_basis = np.concatenate([id_basis, ex_basis], 1).reshape(-1, 3, id_basis.shape[1] + ex_basis.shape[1])
 
+    def shape_of(x):  # the 68 landmark vertices in model space
+        return mean + (id_basis @ x[6:6 + k_id]).reshape(-1, 3) + (ex_basis @ x[6 + k_id:]).reshape(-1, 3)
+
     def landmarks_of(x):
-        local = mean + (id_basis @ x[6:6 + k_id]).reshape(-1, 3) + (ex_basis @ x[6 + k_id:]).reshape(-1, 3)
-        camera_space = to_camera(local, pivot, x[:3], x[3:6])
-        return project_points(camera_space, (fx, fy, cx, cy))
+        return project_points(to_camera(shape_of(x), pivot, x[:3], x[3:6]), (fx, fy, cx, cy))
 
     prior = prior_scales(model, identity_weight, expression_weight)
 
@@ -107,7 +108,7 @@ def fit_landmarks(model: MorphableModel, landmarks: np.ndarray, width: int, heig
         return np.concatenate([(landmarks_of(x) - target).ravel() / iod, prior * x[6:]])
 
     def jacobian(x):  # analytic (camera.pose_and_shape_jacobian): a finite-difference one costs ~160 evaluations
-        local = mean + (id_basis @ x[6:6 + k_id]).reshape(-1, 3) + (ex_basis @ x[6 + k_id:]).reshape(-1, 3) - pivot
+        local = shape_of(x) - pivot
         rotation = rotation_matrix(x[:3])
         d_uv = pose_and_shape_jacobian(x[:3], rotation, local, local @ rotation.T + x[3:6], intrinsics, shape_basis)
         return np.concatenate([d_uv.reshape(-1, len(x)) / iod, np.hstack([np.zeros((len(prior), 6)), np.diag(prior)])])

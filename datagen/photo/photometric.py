@@ -49,7 +49,7 @@ from ..models.morphable_model import MorphableModel
 from .face_region import face_region, outline_landmark_vertices
 from .fitting import LandmarkFit, parameter_bounds, prior_scales
 from .landmarks import interocular_distance
-from .texture import SKIN_ALBEDO
+from .texture import SKIN_ALBEDO, unclipped
 
 CAUCHY = 1.5  # rho's c, in units of s (the median residual length)
 PHOTOMETRIC_WEIGHT = 1.0  # w above
@@ -168,7 +168,7 @@ class _Problem:
     def __init__(self, refiner: PhotometricRefiner, fit: LandmarkFit, linear: np.ndarray, excluded):
         self.model, self.region, self.pivot = refiner.model, refiner.region, refiner.pivot
         self.prior, self.lower, self.upper, self.weight = refiner.prior, refiner.lower, refiner.upper, refiner.weight
-        self.usable = (linear.mean(-1) > 0.01) & (linear.max(-1) < 0.98)  # not clipped
+        self.usable = unclipped(linear)
         if excluded is not None:
             self.usable &= ~excluded
         self.iod = interocular_distance(fit.landmarks)

@@ -29,7 +29,7 @@ from scipy.ndimage import binary_dilation, label
 from ..camera import sh_basis
 from ..images import polygon_mask
 from ..synth.face_parts import LABEL
-from .texture import srgb_to_linear
+from .texture import srgb_to_linear, unclipped
 
 COVERED_SKIN = (LABEL["skin"], LABEL["nose"], LABEL["head_neck"])
 RELIABLE_BAND = (1, 41, 40, 28, 47, 46, 15, 13, 54, 33, 48, 3)  # 68-point ids around the cheeks and nose
@@ -85,8 +85,8 @@ def photo_skin_mask(srgb: np.ndarray, segmentation: np.ndarray, normals: np.ndar
     """
     linear = srgb_to_linear(srgb)
     covered = np.isin(segmentation, COVERED_SKIN)
-    unclipped = (linear.mean(-1) > 0.01) & (linear.max(-1) < 0.98)
-    reliable = covered & unclipped & (segmentation != LABEL["head_neck"]) & reliable_band(landmarks, segmentation.shape)
+    trusted = unclipped(linear)
+    reliable = covered & trusted & (segmentation != LABEL["head_neck"]) & reliable_band(landmarks, segmentation.shape)
     if reliable.sum() < 100:  # a face too small or too turned for a band: trust the face's coverage
         return covered, np.zeros_like(covered)
     luminance = linear @ LUMINANCE

@@ -48,6 +48,11 @@ def srgb_to_linear(image: np.ndarray) -> np.ndarray:
     return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
 
 
+def unclipped(linear: np.ndarray) -> np.ndarray:
+    """(H, W) bool: pixels of a linear-RGB image neither clipped dark nor bright (their colour can be trusted)."""
+    return (linear.mean(-1) > 0.01) & (linear.max(-1) < 0.98)
+
+
 def linear_to_srgb(colour: np.ndarray) -> np.ndarray:
     c = np.clip(colour, 0, 1)
     return np.round(255 * np.where(c <= 0.0031308, c * 12.92, 1.055 * c ** (1 / 2.4) - 0.055)).astype(np.uint8)
