@@ -140,7 +140,7 @@ def _portrait(size=256):
 
 
 def test_library_photos_are_backgrounds_that_never_show_the_head(tmp_path):
-    from datagen.photo.library import photo_backgrounds
+    from datagen.photo.library_sources import photo_backgrounds
 
     image, landmarks = _portrait()
     light = np.zeros((9, 3))
@@ -174,7 +174,7 @@ def test_a_job_with_library_backgrounds_composites_them(tiny_model, tiny_model_d
 
 
 def test_library_lights_are_real_environments_mirrored_and_at_the_priors_brightness(tmp_path):
-    from datagen.photo.library import library_lights
+    from datagen.photo.library_sources import library_lights
     from datagen.synth.sampling import MIRRORED_SH, _facing_brightness
 
     light = np.zeros((9, 3), np.float32)

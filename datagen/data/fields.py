@@ -29,6 +29,13 @@ APPEARANCE_NAMES = (
     "pore_strength", "specular", "shininess", "iris_hue", "iris_darkness", "teeth_yellowness",
     "pattern_offset_u", "pattern_offset_v",
 )
+# The fine detail's parameters, in ``params/detail`` order (synth.detail.DetailParams). source: 0 none
+# (fine = coarse), 1 procedural, 2 a photo's detail (photo: its index over the job's detail photos,
+# else -1) mixed with the procedural one.
+DETAIL_NAMES = (
+    "source", "photo", "strength", "procedural_weight", "photo_weight", "age", "pore_size_mm", "pore_depth_mm",
+    "line_depth_mm", "noise_origin_x", "noise_origin_y", "noise_origin_z", "expression_creases",
+)
 
 
 @dataclass(frozen=True)
@@ -181,6 +188,17 @@ def _appearance_names(model) -> dict:
     return {"names": json.dumps(list(APPEARANCE_NAMES))}
 
 
+def _detail_names(model) -> dict:
+    return {"names": json.dumps(list(DETAIL_NAMES))}
+
+
+def _has_detail(spec) -> bool:
+    return spec.sampling.detail.probability > 0
+
+
+DETAIL_SETTING = "sampling.detail.probability > 0"
+
+
 _LABEL_LIST = ", ".join(f"{i} {name}" for i, name in enumerate(LABELS))
 
 for _field in (
@@ -212,6 +230,16 @@ for _field in (
     Field("params/albedo_source", lambda d: (), "int64", "",
           "the fitted photo whose albedo the skin uses (index over the job's texture libraries, in order); -1 procedural",
           older_shards_may_lack=True),
+    Field("depth_fine", lambda d: (d.height, d.width), "float32", "mm",
+          "depth of the surface displaced by the fine detail (pores, lines, creases); = depth where a sample "
+          "has none", enabled=_has_detail, setting=DETAIL_SETTING),
+    Field("normal_fine", lambda d: (d.height, d.width, 3), "float16", "unit vector",
+          "camera-space normal of the displaced surface; = normal where a sample has none",
+          enabled=_has_detail, setting=DETAIL_SETTING),
+    Field("params/detail", lambda d: (len(DETAIL_NAMES),), "float32", "",
+          "the fine detail's source (0 none, 1 procedural, 2 photo), photo index, strength and procedural "
+          "parameters, names in attrs `names`: with params/expression they rebuild the detail map",
+          attrs=_detail_names, enabled=_has_detail, setting=DETAIL_SETTING),
     Field("vertices", lambda d: (d.num_vertices, 3), "float32", "mm", "dense vertices in camera space",
           enabled=lambda spec: spec.output.store_vertices, setting="output.store_vertices = true"),
 ):

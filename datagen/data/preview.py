@@ -1,7 +1,9 @@
 """Contact sheets: what a person looks at to judge a job's samples.
 
 Each sample is a 2x2 block: the image with its 68 landmarks (green visible, red hidden),
-the segmentation, the depth and the normals.
+the segmentation, the depth and the normals. A job with fine detail shows a strip per sample
+(``detail_strips``): its image, three raking-light renders (no detail, its own, another face's)
+and its fine normals.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def sample_panels(arrays: dict, k: int) -> np.ndarray:
         lo, hi = depth[mask].min(), depth[mask].max()
         shade[mask] = 1.0 - 0.8 * (depth[mask] - lo) / max(hi - lo, 1e-6)
     depth_rgb = np.repeat((shade * 255).astype(np.uint8)[..., None], 3, axis=2)
-    normal = ((arrays["normal"][k].astype(np.float32) * 0.5 + 0.5) * 255 * mask[..., None]).astype(np.uint8)
+    normal = _normal_picture(arrays["normal"][k], mask)
     top = np.concatenate([np.asarray(image), segmentation], axis=1)
     return np.concatenate([top, np.concatenate([depth_rgb, normal], axis=1)], axis=0)
 
@@ -49,4 +51,26 @@ def contact_sheet(arrays: dict, columns: int | None = None, gap: int = 4) -> Ima
         r, c = divmod(k, columns)
         y, x = r * (2 * h + gap), c * (2 * w + gap)
         sheet[y:y + 2 * h, x:x + 2 * w] = sample_panels(arrays, k)
+    return Image.fromarray(sheet)
+
+
+def _normal_picture(normal: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return ((normal.astype(np.float32) * 0.5 + 0.5) * 255 * mask[..., None]).astype(np.uint8)
+
+
+def detail_strips(rows: list, columns: int = 2, gap: int = 4) -> Image.Image:
+    """A sheet of strips, one per row of samples (the sample, then its variants): every variant's
+    image, then the first variant's fine normals (``normal_fine``)."""
+    h, w = rows[0]["image"].shape[1:3]
+    strips = []
+    for arrays in rows:
+        images = list(arrays["image"]) + [_normal_picture(arrays["normal_fine"][0], arrays["depth"][0] > 0)]
+        gaps = [np.full((h, gap, 3), 255, np.uint8)] * len(images)
+        strips.append(np.concatenate([x for pair in zip(images, gaps) for x in pair][:-1], 1))
+    n_rows = -(-len(strips) // columns)
+    sw = strips[0].shape[1]
+    sheet = np.full((n_rows * (h + gap) - gap, columns * (sw + 3 * gap) - 3 * gap, 3), 255, np.uint8)
+    for k, strip in enumerate(strips):
+        r, c = divmod(k, columns)
+        sheet[r * (h + gap):r * (h + gap) + h, c * (sw + 3 * gap):c * (sw + 3 * gap) + sw] = strip
     return Image.fromarray(sheet)

@@ -3,8 +3,9 @@
 A photo -> landmarks (``landmarks``) -> a square crop around the face, ``CROP_SIZE`` pixels ->
 3DMM fit to the landmarks in the crop (``fitting``) -> the photo's skin mask under that fit
 (``skin_mask``) -> photometric refinement against the crop's pixels (``photometric``) ->
-ground-truth render of the refined fit -> SH lighting and UV albedo (``texture``) -> a
-``library.FittedPhoto``, which ``library.TextureLibrary`` keeps.
+ground-truth render of the refined fit -> SH lighting and UV albedo (``texture``) -> the photo's
+fine detail, and the albedo again under it (``fine_detail``) -> a ``library.FittedPhoto``, which
+``library.TextureLibrary`` keeps.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from ..synth.face_parts import LABEL
 from ..synth.geometry import build_scenes
 from ..synth.render import Renderer
 from ..synth.sampling import FaceParams
+from ..synth.detail import OWN_PHOTO_DETAIL
+from .fine_detail import extract_detail, recover_fine_albedo
 from .fitting import LandmarkFit, default_intrinsics, fit_landmarks
 from ..images import ImageReadError, crop_photo, read_rgb
 from .landmarks import photo_landmarks
@@ -60,9 +63,11 @@ class PhotoFitter:
     """Set up once (renderer, UV rasteriser), then ``fit(photo)`` per photo."""
 
     def __init__(self, model: MorphableModel, crop_size: int = CROP_SIZE, texture_size: int = 512, ctx=None,
-                 photometric: bool = True):
+                 photometric: bool = True, detail: bool = True):
         self.model, self.crop_size = model, crop_size
-        self.renderer = Renderer(model, crop_size, crop_size, supersample=1, ctx=ctx)
+        self.detail = detail  # False: no detail map (the albedo keeps the photo's fine shading)
+        # the detail bank at the albedo's size: the texels' mean-face positions, and re-rendering with detail
+        self.renderer = Renderer(model, crop_size, crop_size, supersample=1, ctx=ctx, detail_size=texture_size)
         self.uv = UVRasteriser(self.renderer, texture_size)
         self.refiner = PhotometricRefiner(model) if photometric else None  # None: the landmark fit is kept
 
@@ -115,9 +120,14 @@ class PhotoFitter:
         # counts as unseen and is filled from the mirror side or by inpainting.
         texels = self.uv.rasterise(scenes, 0, linear, np.where(excluded, 0, truth.depth[0]).astype(np.float32))
         albedo = recover_albedo(texels, light, self.uv.tiles)
+        detail = None
+        if self.detail:
+            reference = self.renderer.detail.reference[..., :3]
+            detail = extract_detail(texels, albedo, light, fit.rotation, reference)
+            albedo = recover_fine_albedo(texels, light, self.uv.tiles, detail, fit.rotation, reference)
         iris = estimate_iris(linear, normals, light, fit.landmarks, truth.depth[0] > 0)
         return FittedPhoto(name, crop, fit, light, albedo, source, landmark_source, excluded=excluded,
-                           occluding=occluding, iris=iris, photometric=photometric)
+                           occluding=occluding, iris=iris, photometric=photometric, detail=detail)
 
     def seen_mask(self, fitted: FittedPhoto) -> np.ndarray:
         """(S, S) bool: crop pixels whose face point's albedo was seen in the photo (not filled)."""
@@ -130,10 +140,14 @@ class PhotoFitter:
         out = self.renderer.render(scenes)
         return (out.colour[0][..., 0] > 250) & (out.depth[0] > 0) & np.isin(out.segmentation[0], SKIN_LABELS + FACE_FEATURES)
 
-    def rerender(self, fitted: FittedPhoto, params: FaceParams | None = None):
-        """Render ``fitted``'s face (its own parameters by default) with its recovered albedo."""
+    def rerender(self, fitted: FittedPhoto, params: FaceParams | None = None, detail: bool = False):
+        """Render ``fitted``'s face (its own parameters by default) with its recovered albedo, and
+        with ``detail`` its own detail map (if it has one) at full strength."""
         params = params or fitted.params()
-        return self.renderer.render(build_scenes(self.model, [params], [fitted.albedo], self.renderer.topology))
+        if detail and fitted.detail is not None:
+            params = dataclasses.replace(params, detail=OWN_PHOTO_DETAIL)
+        return self.renderer.render(build_scenes(self.model, [params], [fitted.albedo], self.renderer.topology,
+                                                 [fitted.detail]))
 
 
 def photo_files(inputs) -> list[Path]:

@@ -6,6 +6,9 @@ An entry is a folder::
                     albedo.npy        skin albedo, linear RGB float16, row 0 = v 0 (the data)
                     albedo.png        the same as a picture: sRGB, clipped to 1, v = 1 at the top
                     confidence.png    per-texel confidence x 255, v = 1 at the top
+                    detail.npz        the photo's fine detail (``fine_detail``): displacement mm
+                                      (float16) and confidence, at the albedo's size; older entries
+                                      have none
                     excluded.png      crop pixels the fitted face covers with skin that show
                                       something else (``skin_mask``): 255 hair or glasses on
                                       the skin, 128 a deep shadow or a highlight, else 0.
@@ -42,10 +45,9 @@ from PIL import Image
 
 from ..errors import DatagenError
 from ..files import PARTIAL, atomic_directory, atomic_write_bytes, atomic_write_text, write_error
-from ..images import ImageReadError
 from ..models.morphable_model import MorphableModel, model_checksum
-from ..synth.background import BackgroundImage, window_outside
 from ..synth.sampling import APPEARANCE_NAMES, FaceParams
+from .fine_detail import DetailMap, load_detail, save_detail
 from .fitting import LandmarkFit
 from .photometric import PhotometricReport
 from .texture import SEEN, AlbedoMap, linear_to_srgb
@@ -74,6 +76,7 @@ class FittedPhoto:
     occluding: np.ndarray | None = None  # (S, S) bool: those of them that show something on the skin (hair, glasses)
     iris: np.ndarray | None = None  # (3,) the photo's iris albedo, linear RGB (texture.estimate_iris)
     photometric: PhotometricReport | None = None  # what the photometric step did (None: landmarks only)
+    detail: DetailMap | None = None  # the photo's fine detail (fine_detail; None: fitted before detail maps)
 
     @property
     def crop_size(self) -> int:
@@ -211,6 +214,8 @@ class TextureLibrary:
         np.save(tmp / "albedo.npy", fitted.albedo.albedo.astype(np.float16))
         Image.fromarray(linear_to_srgb(fitted.albedo.albedo)[::-1]).save(tmp / "albedo.png")
         Image.fromarray(np.round(fitted.albedo.confidence[::-1] * 255).astype(np.uint8)).save(tmp / "confidence.png")
+        if fitted.detail is not None:
+            save_detail(tmp, fitted.detail)
         if fitted.excluded is not None:  # 255: hair or glasses on the skin; 128: a shadow or highlight
             occluding = fitted.occluding if fitted.occluding is not None else fitted.excluded
             Image.fromarray(np.where(occluding, 255, np.where(fitted.excluded, 128, 0)).astype(np.uint8)).save(
@@ -244,7 +249,8 @@ class TextureLibrary:
                            data["source"], data["landmark_source"], data["licence"],
                            None if codes is None else codes > 0, None if codes is None else codes > 191,
                            None if data.get("iris") is None else np.asarray(data["iris"], np.float32),
-                           None if data.get("photometric") is None else PhotometricReport(**data["photometric"]))
+                           None if data.get("photometric") is None else PhotometricReport(**data["photometric"]),
+                           load_detail(folder, albedo.shape))
 
 
 def entry_line(e: dict) -> str:
@@ -264,61 +270,6 @@ def checked_library(path: str | Path, model: MorphableModel) -> dict:
     if not index["entries"]:
         raise DatagenError(f"{path}: the texture library is empty; add photos with 'datagen fit'")
     return index
-
-
-def _entries(path, lacking: str) -> list[dict]:
-    entries = TextureLibrary(path).index()["entries"]
-    if not entries:
-        raise DatagenError(f"{path}: the texture library is empty, so it has {lacking}; add photos with 'datagen fit'")
-    return entries
-
-
-def library_lights(libraries) -> list[np.ndarray]:
-    """The (9, 3) SH lighting recovered from every photo of texture ``libraries`` (a job's real environments)."""
-    lights = []
-    for path in libraries:
-        entries = _entries(path, "no lighting to give")
-        try:
-            stored = TextureLibrary(path).catalogue() if (Path(path) / CATALOGUE).exists() else None
-        except DatagenError:
-            stored = None
-        if stored is not None and list(stored["ids"]) == [_entry_id(e) for e in entries]:
-            lights += list(stored["light_sh"].reshape(-1, 9, 3))  # one file, not a fit.json per entry
-            continue
-        for entry in entries:
-            fit = Path(path) / entry["name"] / "fit.json"
-            try:
-                lights.append(np.asarray(json.loads(fit.read_text())["light_sh"], np.float32).reshape(9, 3))
-            except (OSError, ValueError, KeyError) as e:
-                raise DatagenError(f"{fit.parent}: unreadable texture entry ({e}); fit the photo again") from None
-    return lights
-
-
-HEAD_MARGIN = (0.15, 0.9, 0.15, 0.35)  # the head around the 68 landmarks' box: its width left and right, its height above (forehead, hair) and below (neck)
-
-
-def photo_backgrounds(libraries) -> list[BackgroundImage]:
-    """The photos of texture ``libraries`` as background images whose head (the landmarks' box grown
-    by ``HEAD_MARGIN``) is never shown; photos without a band beside the head wide enough are left out."""
-    images = []
-    for path in libraries:
-        for entry in _entries(path, "no photos to give as backgrounds"):
-            folder = Path(path) / entry["name"]
-            try:
-                landmarks = np.asarray(json.loads((folder / "fit.json").read_text())["landmarks"], float)
-                with Image.open(folder / "photo.png") as im:
-                    size = im.size
-            except (OSError, ValueError, KeyError) as e:
-                raise DatagenError(f"{folder}: unreadable texture entry ({e}); fit the photo again") from None
-            (x0, y0), (x1, y1) = landmarks.min(0), landmarks.max(0)
-            left, above, right, below = HEAD_MARGIN
-            box = (x0 - left * (x1 - x0), y0 - above * (y1 - y0), x1 + right * (x1 - x0), y1 + below * (y1 - y0))
-            try:
-                window_outside(np.random.default_rng(0), size, box)
-            except ImageReadError:
-                continue
-            images.append(BackgroundImage(folder / "photo.png", tuple(float(v) for v in box)))
-    return images
 
 
 def _entry_id(entry: dict) -> str:

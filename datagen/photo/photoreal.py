@@ -63,7 +63,8 @@ from ..models.morphable_model import MorphableModel
 from ..synth.face_parts import LABEL, MATERIAL, face_parts
 from ..synth.geometry import build_scenes
 from .skin_mask import entering
-from .texture import linear_to_srgb, push_pull_fill, srgb_to_linear
+from ..synth.uv_layout import push_pull_fill
+from .texture import linear_to_srgb, srgb_to_linear
 
 WARP_POINTS = 400
 GRID = 32  # the warp field is evaluated on a GRID x GRID lattice, then interpolated

@@ -26,14 +26,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import zoom
 from scipy.spatial import cKDTree
 
 from ..camera import irradiance_basis
 from ..images import polygon_mask
-from ..synth.face_parts import LABEL, MATERIAL, face_parts
+from ..synth.face_parts import LABEL, MATERIAL
 from ..synth.geometry import MeshTopology, SceneBatch
 from ..synth.render import Renderer, shader_source
+from ..synth.uv_layout import push_pull_fill, unwrapped_triangles, uv_tiles  # noqa: F401 (the albedo's layout)
 
 SKIN_LABELS = (LABEL["skin"], LABEL["nose"], LABEL["head_neck"])
 SKIN_ALBEDO = (0.52, 0.37, 0.30)  # a typical skin's linear RGB reflectance (luminance 0.4)
@@ -110,30 +110,12 @@ class AlbedoMap:
         return np.ascontiguousarray(self.albedo, np.float16)
 
 
-def uv_tiles(model) -> int:
-    """How many UDIM tiles the skin's UVs span (1 for a plain [0, 1] layout)."""
-    parts = face_parts(model)
-    drawn = model.triangles[parts.drawn_triangles]
-    skin = np.isin(parts.material[drawn], (MATERIAL["skin"], MATERIAL["eye_socket"])).all(1)
-    uv = model.uv[model.triangle_uv[parts.drawn_triangles][skin]]
-    return max(1, int(np.ceil(uv[..., 0].max() - 1e-6)))
-
-
 def mirror_uvs(model, topology: MeshTopology) -> np.ndarray:
     """(R, 2) per render vertex: the UV of the vertex at its mirror position (x -> -x) on the mean face."""
     vertex = topology.render_to_model
     skin = np.flatnonzero(np.isin(topology.attributes["material"], (MATERIAL["skin"], MATERIAL["eye_socket"])))
     _, nearest = cKDTree(model.mean[vertex[skin]]).query(model.mean[vertex] * [-1, 1, 1])
     return topology.render_uv[skin[nearest]]  # only skin: the eyes' UVs overlap the face's tile
-
-
-def unwrapped_triangles(topology: MeshTopology) -> np.ndarray:
-    """The skin triangles (render-vertex ids, (F, 3)): those whose three vertices are skin or eye
-    socket. (A triangle straddling skin and eye, as the SFM's eye outlines do, is left out rather
-    than stretched across the map.)"""
-    material = topology.attributes["material"]
-    skin = np.isin(material[topology.render_triangles], (MATERIAL["skin"], MATERIAL["eye_socket"])).all(1)
-    return topology.render_triangles[skin]
 
 
 class UVRasteriser:
@@ -230,24 +212,3 @@ def recover_albedo(texels: dict[str, np.ndarray], light_sh: np.ndarray, tiles: i
     albedo = push_pull_fill(albedo, known)
     albedo[~covered] = albedo[covered].mean(0) if covered.any() else 0  # outside the layout: mip-safe colour
     return AlbedoMap(albedo=albedo.astype(np.float32), confidence=confidence, tiles=tiles)
-
-
-def push_pull_fill(values: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """Fill the unknown texels of (H, W, C) ``values`` smoothly from the known ones (push-pull pyramid)."""
-    levels = [(values * known[..., None], known.astype(np.float32))]
-    while min(levels[-1][1].shape) > 1:
-        v, w = levels[-1]
-        h2, w2 = (v.shape[0] + 1) // 2 * 2, (v.shape[1] + 1) // 2 * 2
-        v = np.pad(v, ((0, h2 - v.shape[0]), (0, w2 - v.shape[1]), (0, 0)))
-        w = np.pad(w, ((0, h2 - w.shape[0]), (0, w2 - w.shape[1])))
-        levels.append((v.reshape(h2 // 2, 2, w2 // 2, 2, -1).sum((1, 3)), w.reshape(h2 // 2, 2, w2 // 2, 2).sum((1, 3))))
-    filled = levels[-1][0] / np.maximum(levels[-1][1], 1e-8)[..., None]
-    for v, w in reversed(levels[:-1]):
-        factors = (v.shape[0] / filled.shape[0], v.shape[1] / filled.shape[1], 1)
-        coarse = zoom(filled, factors, order=1, mode="nearest", grid_mode=True)  # bilinear: no blocks
-        mean = v / np.maximum(w, 1e-8)[..., None]
-        alpha = np.clip(w, 0, 1)[..., None]
-        filled = alpha * mean + (1 - alpha) * coarse
-    out = values.copy()
-    out[~known] = filled[~known]
-    return out

@@ -13,7 +13,7 @@ import threading
 
 import numpy as np
 
-from ..data.preview import contact_sheet
+from ..data.preview import contact_sheet, detail_strips
 from ..synth.annotate import annotate
 from ..errors import DatagenError
 from ..synth.background import MIN_WINDOW, composite, list_background_images, make_background
@@ -24,7 +24,8 @@ from ..models.registry import resolve_model
 from ..models.morphable_model import MorphableModel
 from ..synth.render import Renderer, describe_context
 from ..photo.photoreal import PhotoComposer
-from ..photo.library import library_lights, load_photos, photo_backgrounds
+from ..photo.library import load_photos
+from ..photo.library_sources import library_lights, photo_backgrounds
 from ..synth.sampling import PHOTO_BACKGROUND, FaceParams, sample_face
 from ..spec import JobSpec
 
@@ -34,10 +35,14 @@ class FaceGenerator:
         self.spec, self.model = spec, model
         r = spec.render
         check_props(spec, model)
-        self.renderer = renderer or Renderer(model, r.width, r.height, r.msaa, r.supersample)
+        detail = spec.sampling.detail
+        self.renderer = renderer or Renderer(model, r.width, r.height, r.msaa, r.supersample,
+                                             detail_size=detail.resolution if detail.probability > 0 else 0)
         self.background_images = background_images(spec)
         libraries = [path for _, path in spec.texture_libraries()]
         self.photos = load_photos(libraries, model)  # pictures read when a sample uses them
+        donors = [spec.path(w) for w in detail.donor_libraries] if detail.probability > 0 else []
+        self.donors = load_photos(donors, model) if donors else []
         self.lights = library_lights(spec.lighting_libraries())
         self.composer = PhotoComposer(self.photos, model, self.renderer) if spec.photoreal.library else None
         self.fields = shard_fields(spec, model)
@@ -50,7 +55,8 @@ class FaceGenerator:
         return f"{describe_context(self.renderer.ctx)}; {egl_device().how}"
 
     def sample_params(self, index: int) -> FaceParams:
-        return sample_face(self.spec, self.model, index, len(self.background_images), self.photos, self.lights)
+        return sample_face(self.spec, self.model, index, len(self.background_images), self.photos, self.lights,
+                           len(self.donors))
 
     def generate(self, indices, batch_size: int | None = None) -> dict[str, np.ndarray]:
         """The arrays of samples ``indices``: {field name: (N, ...) array} for every field the job writes."""
@@ -66,14 +72,24 @@ class FaceGenerator:
         return SampleBatch({key: np.concatenate([p[key] for p in parts]) for key in parts[0]})
 
     def _batch(self, indices) -> SampleBatch:
-        params = [self.sample_params(i) for i in indices]
+        return self.render_params([self.sample_params(i) for i in indices])
+
+    def render_params(self, params: list[FaceParams]) -> SampleBatch:
+        """The samples of these parameters (``sample_params``' or changed ones, as the detail preview's)."""
         albedo_maps = [self.photos.load(p.albedo_source).albedo if p.albedo_source >= 0 else None for p in params]
-        scenes = build_scenes(self.model, params, albedo_maps, self.renderer.topology)
+        detail_maps = [self._photo_detail(p.detail.photo) if p.detail.photo >= 0 else None for p in params]
+        scenes = build_scenes(self.model, params, albedo_maps, self.renderer.topology, detail_maps)
         rendered = self.renderer.render(scenes)
         pictures = [self._picture(rendered, scenes, k, p) for k, p in enumerate(params)]
         # a photo-realistic picture keeps the photo's hair or glasses over the face: relabelled
         rendered = dataclasses.replace(rendered, segmentation=np.stack([s for _, s in pictures]))
         return annotate(params, scenes, rendered, np.stack([image for image, _ in pictures]), self.fields)
+
+    def _photo_detail(self, k: int):
+        """The detail map of detail photo ``k`` (the job's photos, then the donors'); None for an entry
+        fitted before detail maps (``run_job`` says so once: ``library_sources.libraries_without_detail``)."""
+        n = len(self.photos)
+        return (self.photos.load(k) if k < n else self.donors.load(k - n)).detail
 
     def _picture(self, rendered, scenes, k: int, p: FaceParams):
         """(the face over its background as the sample's camera records it, its segmentation)."""
@@ -123,5 +139,27 @@ def cached_generator(spec: JobSpec, model_dir: str | None) -> FaceGenerator:
 
 def preview_sheet(spec, model, count: int = 16, start: int = 0):
     """Samples ``start`` .. ``start + count`` of a job, rendered in this process, as a contact sheet
-    (``datagen preview``); nothing is written."""
-    return contact_sheet(FaceGenerator(spec, model).generate(range(start, start + count)))
+    (``datagen preview``); nothing is written. A job with fine detail gets ``detail_sheet``'s."""
+    generator = FaceGenerator(spec, model)
+    if spec.sampling.detail.probability > 0:
+        return detail_sheet(generator, range(start, start + count))
+    return contact_sheet(generator.generate(range(start, start + count)))
+
+
+def detail_sheet(generator: FaceGenerator, indices):
+    """Per sample: its image, then under a raking light (which shows relief best) its face without
+    detail, with its own, with another face's transferred onto it (the next sample's), and its fine normals."""
+    from ..synth.detail import NO_DETAIL, sample_detail
+    from ..synth.sampling import raking_light, sample_rng
+
+    prior = dataclasses.replace(generator.spec.sampling.detail, probability=1.0)
+    seed = generator.spec.seed
+    own = lambda i: sample_detail(sample_rng(seed, i, "detail"), prior)  # noqa: E731 (every sample shown with detail)
+    rows = []
+    for i in indices:
+        p = generator.sample_params(i)
+        p = dataclasses.replace(p, detail=p.detail if p.detail.source else own(i))
+        lit = dataclasses.replace(p, light_sh=raking_light(), capture=None)
+        variants = [p] + [dataclasses.replace(lit, detail=d) for d in (NO_DETAIL, p.detail, own(i + 1))]
+        rows.append(generator.render_params(variants))
+    return detail_strips(rows)

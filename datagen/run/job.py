@@ -21,6 +21,7 @@ from ..models.morphable_model import MorphableModel
 from ..models.registry import resolve_model
 from ..spec import JobSpec, with_cluster
 from .generator import background_images, cached_generator
+from ..photo.library_sources import libraries_without_detail
 from ..synth.geometry import check_props
 from ..synth.render import is_software
 from .cluster import WorkerSetup, check_batch_system, connect
@@ -45,12 +46,15 @@ def check_job(spec: JobSpec, model_dir: str | None = None) -> JobCheck:
     """Check everything a run of ``spec`` reads, before any work (``datagen check``): the model is
     installed and loads, each texture library exists, was fitted with this model and has entries,
     and the background folder holds images. Raises one ``DatagenError`` saying what is wrong."""
-    from ..photo.library import checked_library, library_lights
+    from ..photo.library import checked_library
+    from ..photo.library_sources import detail_libraries, library_lights
 
     model = resolve_model(spec.model_reference(), model_dir, download=False)
     check_props(spec, model)
     entries = sum(len(checked_library(path, model)["entries"]) for _, path in spec.texture_libraries())
     library_lights(spec.lighting_libraries())  # raises on a missing, corrupt or empty library
+    for path in detail_libraries(spec):
+        checked_library(path, model)
     return JobCheck(model=model, texture_entries=entries, background_images=len(background_images(spec)))
 
 
@@ -142,6 +146,8 @@ def run_job(spec: JobSpec, out_dir: str | Path, model_dir: str | None = None, wo
     out_dir = Path(out_dir)
     started = time.perf_counter()
     model = resolve_model(spec.model_reference(), model_dir)
+    for note in libraries_without_detail(spec):
+        log(note)
     _make_output_folder(out_dir)
     with OutputLock(out_dir):
         manifest, todo = prepare_output(spec, out_dir, model, force, log)

@@ -183,6 +183,8 @@ class JobSpec:
         written = [w for w, _ in self.texture_libraries()] + list(s.lighting.texture_libraries)
         if s.background.kind != "procedural":
             written += list(s.background.texture_libraries)
+        if s.detail.probability:
+            written += list(s.detail.donor_libraries)
         return [(w, self.path(w)) for w in dict.fromkeys(written)]
 
     @property

@@ -269,6 +269,40 @@ class OccluderPrior:
 
 
 @dataclass(frozen=True)
+class DetailPrior:
+    """Fine surface detail finer than the 3DMM (synth/detail.py): pores, fine lines and wrinkle
+    creases as a displacement along the coarse normal, on ``probability`` of the faces; 0 (the
+    default): none, and the shards hold no fine fields. Millimetres at ``strength`` 1."""
+
+    probability: float = 0.0
+    resolution: int = 1024  # texels per UV tile of the detail maps (ICT-FaceKit's face tile; SFM's one)
+    strength: Range = (0.8, 1.2)  # scales all of a face's detail
+    age: Range = (0.0, 1.0)  # 0 young .. 1 old: static crease depth ~ age^2, expression creases ~ 0.5 + 0.5 age
+    pore_size_mm: Range = (0.25, 0.5)  # the pores' spacing (their density: smaller = denser)
+    pore_depth_mm: Range = (0.015, 0.05)
+    line_depth_mm: Range = (0.003, 0.015)  # the criss-cross fine lines, scaled by 0.3 + age
+    expression_creases: bool = True  # creases deepen with the blendshapes that drive them (detail.CREASES)
+    # A fitted photo's own detail (datagen fit), on the faces that use the photo: a photo-realistic
+    # job's re-rendered photo, a generated face with the photo's albedo; at this strength (1 = as fitted).
+    photo_strength: float = 1.0
+    donor_libraries: typing.Tuple[str, ...] = ()  # texture libraries whose photos' detail is transferred
+    donor_probability: float = 0.0  # of the detailed faces without a photo of their own: a donor's detail too
+
+    def check(self, where):
+        require(0 <= self.probability <= 1, where, "probability", "must be a probability in [0, 1]")
+        require(0 <= self.photo_strength <= 4, where, "photo_strength", "must be in [0, 4]")
+        require(0 <= self.donor_probability <= 1, where, "donor_probability", "must be a probability in [0, 1]")
+        require(not self.donor_probability or self.donor_libraries, where, "donor_libraries",
+                "must name a texture library (made by 'datagen fit') when donor_probability > 0")
+        require(64 <= self.resolution <= 4096, where, "resolution", "must be in [64, 4096] texels")
+        check_range(self.strength, where, "strength", 0, 4)
+        check_range(self.age, where, "age", 0, 1)
+        check_range(self.pore_size_mm, where, "pore_size_mm", 0.05, 5)
+        check_range(self.pore_depth_mm, where, "pore_depth_mm", 0, 1)
+        check_range(self.line_depth_mm, where, "line_depth_mm", 0, 1)
+
+
+@dataclass(frozen=True)
 class SamplingSpec:
     identity: IdentityPrior = field(default_factory=IdentityPrior)
     expression: ExpressionPrior = field(default_factory=ExpressionPrior)
@@ -281,3 +315,4 @@ class SamplingSpec:
     hair: HairPrior = field(default_factory=HairPrior)
     clothing: ClothingPrior = field(default_factory=ClothingPrior)
     occluders: OccluderPrior = field(default_factory=OccluderPrior)
+    detail: DetailPrior = field(default_factory=DetailPrior)

@@ -65,4 +65,8 @@ def annotate(params: list[FaceParams], scenes: SceneBatch, rendered: RenderOutpu
         "params/albedo_source": np.array([p.albedo_source for p in params], np.int64),
         "vertices": scenes.vertices,
     }
+    if rendered.depth_fine is not None:
+        arrays["depth_fine"] = rendered.depth_fine
+        arrays["normal_fine"] = rendered.normal_fine.astype(np.float16)
+        arrays["params/detail"] = np.stack([p.detail.as_array() for p in params])
     return SampleBatch.checked({name: arrays[name] for name in fields if name in arrays}, fields)

@@ -30,7 +30,7 @@ class BackgroundImage:
 
 def list_background_images(spec: JobSpec, library_photos: list[BackgroundImage] = ()) -> list[BackgroundImage]:
     """The background photos of a job: the sorted image files of ``images_dir``, then
-    ``library_photos`` (``photo.library.photo_backgrounds`` of its ``texture_libraries``); empty
+    ``library_photos`` (``photo.library_sources.photo_backgrounds`` of its ``texture_libraries``); empty
     for procedural backgrounds."""
     prior = spec.sampling.background
     if prior.kind == "procedural":

@@ -12,6 +12,7 @@ import numpy as np
 import scipy.sparse
 
 from ..camera import project, to_camera
+from .detail import surface_detail
 from .face_parts import face_parts
 from ..models.morphable_model import MorphableModel
 from .props import PropMesh, combine
@@ -78,6 +79,7 @@ class SceneBatch:
     appearance:   (B, len(APPEARANCE_NAMES)) float32 procedural material parameters
     albedo_maps:  B ``texture.AlbedoMap`` or None: a fitted photo's albedo instead of the procedural skin
     props:        B ``props.PropMesh`` or None: hair, clothing, glasses, hands drawn with the face
+    details:      B ``detail.SurfaceDetail`` or None: the fine detail on the skin
     """
 
     vertices: np.ndarray
@@ -89,17 +91,19 @@ class SceneBatch:
     appearance: np.ndarray
     albedo_maps: tuple
     props: tuple = ()
+    details: tuple = ()
 
     def __len__(self) -> int:
         return self.vertices.shape[0]
 
 
 def build_scenes(model: MorphableModel, params: list[FaceParams], albedo_maps=None,
-                 topology: MeshTopology | None = None) -> SceneBatch:
+                 topology: MeshTopology | None = None, detail_maps=None) -> SceneBatch:
     """Shape, pose, project and light a batch of samples (vectorised over the batch).
 
     ``albedo_maps[i]`` (an ``AlbedoMap`` or None) is sample i's material instead of its procedural
-    ``appearance``; ``topology`` defaults to the model's (``mesh_topology``).
+    ``appearance``; ``detail_maps[i]`` (a ``DetailMap`` or None) the photo detail its ``detail``
+    uses; ``topology`` defaults to the model's (``mesh_topology``).
     """
     topology = topology or mesh_topology(model)
     identity = np.stack([p.identity for p in params])
@@ -115,7 +119,9 @@ def build_scenes(model: MorphableModel, params: list[FaceParams], albedo_maps=No
                       light_sh=np.stack([np.asarray(p.light_sh, np.float32) for p in params]),
                       appearance=np.stack([np.asarray(p.appearance, np.float32) for p in params]),
                       albedo_maps=tuple(albedo_maps) if albedo_maps is not None else (None,) * len(params),
-                      props=tuple(build_props(model, p, v, n) for p, v, n in zip(params, vertices, normals)))
+                      props=tuple(build_props(model, p, v, n) for p, v, n in zip(params, vertices, normals)),
+                      details=tuple(surface_detail(p.detail, model.expression_names, p.expression, photo)
+                                    for p, photo in zip(params, detail_maps or (None,) * len(params))))
 
 
 def check_props(spec, model: MorphableModel) -> None:

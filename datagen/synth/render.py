@@ -24,6 +24,7 @@ from ..camera import glsl_sh_constants, projection_matrix
 from ..data.fields import APPEARANCE_NAMES
 from ..errors import RenderError
 from .geometry import MeshTopology, SceneBatch, mesh_topology
+from .detail_bank import detail_bank
 from .skin import glsl_skin_constants
 from ..models.morphable_model import MorphableModel
 
@@ -61,12 +62,16 @@ class RenderOutput:
     depth:        (B, H, W) float32 mm along the viewing axis (-z); 0 on background
     normal:       (B, H, W, 3) float32 unit camera-space normals; 0 on background
     segmentation: (B, H, W) uint8 labels (face_parts.LABELS); 0 on background
+    depth_fine, normal_fine: the same of the surface displaced by the fine detail (synth/detail.py),
+                  equal to depth and normal where a sample has none; None from a renderer without detail
     """
 
     colour: np.ndarray
     depth: np.ndarray
     normal: np.ndarray
     segmentation: np.ndarray
+    depth_fine: np.ndarray | None = None
+    normal_fine: np.ndarray | None = None
 
 
 def create_context(device_index: int | None = None):
@@ -135,12 +140,14 @@ class Renderer:
     """Draws batches of one model's faces into fixed-size images."""
 
     def __init__(self, model: MorphableModel, width: int, height: int, msaa: int = 0, supersample: int = 2, ctx=None,
-                 topology: MeshTopology | None = None):
+                 topology: MeshTopology | None = None, detail_size: int = 0):
+        """``detail_size``: texels per UV tile of the fine detail's maps; 0 = no detail (no fine outputs)."""
         self.ctx = ctx or create_context()
         self.model, self.width, self.height = model, width, height
         self.msaa = msaa if msaa > 1 else 0
         self.supersample = 1 if self.msaa else max(1, supersample)
         self.topology = topology or mesh_topology(model)
+        self.detail = detail_bank(self, detail_size) if detail_size else None  # makes its context current itself
         # Every GL call runs with this context current in this thread: a process may hold several
         # contexts (a preview beside a fitter, tests), and a call lands in whichever is current.
         with self.ctx:
@@ -151,9 +158,13 @@ class Renderer:
                 self.program, self.vertex_buffers(*(name for name, _, _ in DYNAMIC_LAYOUT + STATIC_LAYOUT)),
                 index_buffer=self.index)
             self.noise = self._noise_texture()
-            self.program["u_noise"] = 0
-            self.program["u_albedo_map"] = 1
+            for unit, name in enumerate(("u_noise", "u_albedo_map", "u_reference", "u_creases", "u_pores", "u_photo_detail")):
+                self.program[name] = unit  # every sampler its own unit, used or not (GL forbids two types on one)
             self._albedo_texture = self._albedo_source = None
+            self.program["u_detail"] = False
+            self.program["u_detail_tiles"] = 1.0
+            if self.detail is not None:
+                self._upload_detail(self.detail)
             self._build_framebuffers()
         self.prop_vao, self._prop_vertices, self._prop_indices, self._prop_count = None, 0, 0, 0
 
@@ -193,11 +204,67 @@ class Renderer:
         texture.build_mipmaps()
         return texture
 
+    def _upload_detail(self, bank) -> None:
+        """The detail bank's maps on the GPU, mipmapped (see face.frag's ``fine_surface``)."""
+        ctx = self.ctx
+        shape = bank.reference.shape[1::-1]
+        self._reference_texture = ctx.texture(shape, 4, np.ascontiguousarray(bank.reference, np.float32).tobytes(), dtype="f4")
+        layers = -(-bank.creases.shape[-1] // 4)
+        creases = np.zeros(bank.creases.shape[:2] + (4 * layers,), np.float32)
+        creases[..., :bank.creases.shape[-1]] = bank.creases
+        creases = creases.reshape(creases.shape[:2] + (layers, 4)).transpose(2, 0, 1, 3)
+        self._crease_texture = ctx.texture_array(shape + (layers,), 4, np.ascontiguousarray(creases, np.float16).tobytes(),
+                                                 dtype="f2")
+        n = bank.noise.shape[0]
+        self._pore_texture = ctx.texture3d((n, n, n), 4, np.ascontiguousarray(bank.noise).tobytes())
+        for texture in (self._reference_texture, self._crease_texture, self._pore_texture):
+            texture.filter = (ctx.LINEAR_MIPMAP_LINEAR, ctx.LINEAR)
+            texture.build_mipmaps()
+        self._pore_texture.repeat_x = self._pore_texture.repeat_y = self._pore_texture.repeat_z = True
+        for texture in (self._reference_texture, self._crease_texture):
+            texture.repeat_x = texture.repeat_y = False
+        self.program["u_detail_tiles"] = float(bank.tiles)
+        self.program["u_detail_texels"] = (float(shape[0]), float(shape[1]))
+        self.program["u_noise_voxels"] = float(n)
+        self._photo_detail_texture = self._photo_detail_source = None
+
+    def _use_detail(self, detail) -> None:
+        """Sample uniforms of a scene's ``detail.SurfaceDetail`` (None: none)."""
+        self.program["u_detail"] = detail is not None
+        if detail is None:
+            return
+        weights = np.zeros(12, np.float32)
+        weights[:len(detail.crease_mm)] = detail.crease_mm
+        self.program["u_crease_weight"].write(weights.tobytes())
+        self.program["u_pore_weight"].value = tuple(float(w) for w in detail.pore_mm)
+        self.program["u_noise_frequency"] = float(detail.noise_frequency)
+        self.program["u_noise_origin"].value = tuple(float(o) for o in detail.noise_origin)
+        self._use_photo_detail(detail.photo_map)
+        self.program["u_photo_detail_weight"] = float(detail.photo_mm)
+        self._reference_texture.use(2)
+        self._crease_texture.use(3)
+        self._pore_texture.use(4)
+
+    def _use_photo_detail(self, photo_map) -> None:
+        self.program["u_use_photo_detail"] = photo_map is not None
+        if photo_map is None:
+            return
+        if photo_map is not self._photo_detail_source:
+            self._photo_detail_source = photo_map
+            texels = np.ascontiguousarray(photo_map.resized(self.detail.size), np.float32)  # row 0 = v 0
+            if self._photo_detail_texture is not None:
+                self._photo_detail_texture.release()
+            self._photo_detail_texture = self.ctx.texture(texels.shape[1::-1], 1, texels.tobytes(), dtype="f4")
+            self._photo_detail_texture.filter = (self.ctx.LINEAR_MIPMAP_LINEAR, self.ctx.LINEAR)
+            self._photo_detail_texture.build_mipmaps()
+        self._photo_detail_texture.use(5)
+
     def _build_framebuffers(self):
         size = (self.width, self.height)
         ctx = self.ctx
+        fine = [ctx.texture(size, 4, dtype="f4")] if self.detail is not None else []
         self.gt_fbo = ctx.framebuffer(
-            color_attachments=[ctx.texture(size, 4), ctx.texture(size, 4, dtype="f4"), ctx.texture(size, 1)],
+            color_attachments=[ctx.texture(size, 4), ctx.texture(size, 4, dtype="f4"), ctx.texture(size, 1)] + fine,
             depth_attachment=ctx.depth_renderbuffer(size))
         if self.msaa:
             self.msaa_fbo = ctx.framebuffer(color_attachments=[ctx.renderbuffer(size, 4, samples=self.msaa)],
@@ -214,11 +281,16 @@ class Renderer:
         """Draw every sample of the batch with its own light and material (an albedo map, else the
         procedural appearance)."""
         b, h, w = len(scenes), self.height, self.width
+        fine = self.detail is not None
         out = RenderOutput(colour=np.empty((b, h, w, 4), np.uint8), depth=np.empty((b, h, w), np.float32),
-                           normal=np.empty((b, h, w, 3), np.float32), segmentation=np.empty((b, h, w), np.uint8))
+                           normal=np.empty((b, h, w, 3), np.float32), segmentation=np.empty((b, h, w), np.uint8),
+                           depth_fine=np.empty((b, h, w), np.float32) if fine else None,
+                           normal_fine=np.empty((b, h, w, 3), np.float32) if fine else None)
         with self.ctx:  # current in this thread (see __init__)
             for i in range(b):
                 self._use_albedo_map(scenes.albedo_maps[i])
+                if fine:
+                    self._use_detail(scenes.details[i] if scenes.details else None)
                 self._draw(scenes, i, out)
         return out
 
@@ -295,6 +367,7 @@ class Renderer:
 
         antialiased = self.msaa or self.supersample > 1
         self.program["u_shade"] = not antialiased
+        self.program["u_lod_bias"] = 0.0
         self.gt_fbo.use()
         self.gt_fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
         self._draw_scene()
@@ -302,6 +375,10 @@ class Renderer:
         out.depth[i] = geometry[..., 0]
         out.normal[i] = geometry[..., 1:]
         out.segmentation[i] = self._read(self.gt_fbo, 2, 1, "f1")[..., 0]
+        if out.depth_fine is not None:
+            fine = self._read(self.gt_fbo, 3, 4, "f4")
+            out.depth_fine[i] = fine[..., 0]
+            out.normal_fine[i] = fine[..., 1:]
         if self.msaa:
             self.program["u_shade"] = True
             self.msaa_fbo.use()
@@ -311,6 +388,7 @@ class Renderer:
             out.colour[i] = self._read(self.resolve_fbo, 0, 4, "f1")
         elif self.supersample > 1:
             self.program["u_shade"] = True
+            self.program["u_lod_bias"] = float(np.log2(self.supersample))
             self.super_fbo.use()
             self.super_fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
             self._draw_scene()

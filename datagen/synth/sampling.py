@@ -30,11 +30,12 @@ from .props.clothing import ClothingParams, sample_clothing
 from .props.face_hair import FaceHairParams, sample_face_hair
 from .props.hair import HairParams, sample_hair
 from .props.occluders import GlassesParams, HandParams, sample_glasses, sample_hand
+from .detail import NO_DETAIL, DetailParams, sample_detail
 from .skin import balanced_melanin, iris_appearance
 
 STREAMS = {"identity": 0, "expression": 1, "pose": 2, "camera": 3, "lighting": 4, "appearance": 5, "background": 6,
            "background_pattern": 7, "texture": 8, "photoreal": 9, "capture": 10, "capture_noise": 11,
-           "hair": 12, "clothing": 13, "glasses": 14, "face_hair": 15, "hand": 16}
+           "hair": 12, "clothing": 13, "glasses": 14, "face_hair": 15, "hand": 16, "detail": 17}
 PHOTO_BACKGROUND = 2  # params/background kind: the fitted photo itself (photo-realistic jobs)
 
 
@@ -59,6 +60,7 @@ class FaceParams:
     glasses: GlassesParams | None = None
     hand: HandParams | None = None
     face_hair: FaceHairParams | None = None  # eyelashes, brows with relief
+    detail: DetailParams = NO_DETAIL  # fine surface detail (synth/detail.py)
 
 
 @dataclass(frozen=True)
@@ -81,22 +83,24 @@ def sample_rng(seed: int, index: int, stream: str) -> np.random.Generator:
 
 
 def sample_face(spec: JobSpec, model: MorphableModel, index: int, num_background_images: int = 0,
-                photos: list | None = None, lights: list | None = None) -> FaceParams:
+                photos: list | None = None, lights: list | None = None, num_donors: int = 0) -> FaceParams:
     """Draw sample ``index`` of the job ``spec``.
 
     ``photos``: the fitted photos of the job's texture libraries (objects with ``fit`` and
     ``light_sh``, as ``photo.library.FittedPhoto``): albedo sources, or in a photo-realistic job the
     faces that are re-rendered. ``lights``: (9, 3) SH lights recovered from photos
-    (``photo.library.library_lights`` of ``[sampling.lighting] texture_libraries``).
+    (``photo.library_sources.library_lights`` of ``[sampling.lighting] texture_libraries``).
+    ``num_donors``: the photos of ``[sampling.detail] donor_libraries`` (detail sources).
     """
     if spec.photoreal.library:
-        return sample_photoreal(spec, model, index, photos or [])
+        return sample_photoreal(spec, model, index, photos or [], num_donors)
     s: SamplingSpec = spec.sampling
     width, height = spec.render.width, spec.render.height
     rng = lambda stream: sample_rng(spec.seed, index, stream)  # noqa: E731
     rotation = sample_rotation(rng("pose"), s.pose)
     intrinsics, translation = sample_camera(rng("camera"), s, model, rotation, width, height)
     hair = sample_hair(rng("hair"), s.hair)
+    albedo_source = sample_albedo_source(rng("texture"), s, len(photos or []))
     return FaceParams(
         sample_index=index,
         identity=sample_identity(rng("identity"), s, model),
@@ -107,13 +111,14 @@ def sample_face(spec: JobSpec, model: MorphableModel, index: int, num_background
         light_sh=sample_lighting(rng("lighting"), s, lights),
         appearance=sample_appearance(rng("appearance"), s),
         background=sample_background(rng("background"), s, num_background_images),
-        albedo_source=sample_albedo_source(rng("texture"), s, len(photos or [])),
+        albedo_source=albedo_source,
         capture=sample_capture(rng("capture"), s, height),
         hair=hair,
         face_hair=sample_face_hair(rng("face_hair"), s.hair, hair.colour if hair is not None else None),
         clothing=sample_clothing(rng("clothing"), s.clothing),
         glasses=sample_glasses(rng("glasses"), s.occluders),
         hand=sample_hand(rng("hand"), s.occluders),
+        detail=sample_detail(rng("detail"), s.detail, albedo_source, len(photos or []), num_donors),
     )
 
 
@@ -141,7 +146,7 @@ def sample_albedo_source(rng, s: SamplingSpec, num_photos: int) -> int:
     return -1
 
 
-def sample_photoreal(spec: JobSpec, model: MorphableModel, index: int, photos: list) -> FaceParams:
+def sample_photoreal(spec: JobSpec, model: MorphableModel, index: int, photos: list, num_donors: int = 0) -> FaceParams:
     """A fitted photo's face with a changed pose, expression and lighting (see PhotorealSpec).
 
     Identity, position and camera stay the photo's (its intrinsics scaled from the crop to the
@@ -167,7 +172,8 @@ def sample_photoreal(spec: JobSpec, model: MorphableModel, index: int, photos: l
         translation=np.asarray(fit.translation, np.float32), intrinsics=resize_intrinsics(fit.intrinsics, photos[k].crop_size, spec.render.width, spec.render.height),
         light_sh=np.asarray(light, np.float32), appearance=appearance,
         background=np.array([PHOTO_BACKGROUND, k], np.int64), albedo_source=k,
-        capture=sample_capture(rng("capture"), s, spec.render.height))
+        capture=sample_capture(rng("capture"), s, spec.render.height),
+        detail=sample_detail(rng("detail"), s.detail, k, len(photos), num_donors))
 
 
 def sample_identity(rng, s: SamplingSpec, model: MorphableModel) -> np.ndarray:
@@ -248,6 +254,15 @@ def _parametric_light(rng, p) -> np.ndarray:
     sh[0] += ambient / SH_NORM[0]  # irradiance/pi of a uniform environment = L00 * Y00
     sh[1:] += rng.normal(0, p.random_sh_std, size=8) * ambient / SH_NORM[0]
     return (sh[:, None] * colour[None, :]).astype(np.float32)
+
+
+def raking_light() -> np.ndarray:
+    """(9, 3) a low-ambient light grazing the face from its left and a little above: what shows relief."""
+    azimuth, elevation = np.radians(75.0), np.radians(25.0)
+    direction = np.array([np.cos(elevation) * np.sin(azimuth), np.sin(elevation), np.cos(elevation) * np.cos(azimuth)])
+    sh = 2.2 * sh_basis(direction)
+    sh[0] += 0.12 / SH_NORM[0]
+    return np.repeat(sh[:, None], 3, 1).astype(np.float32)
 
 
 def _facing_brightness(light: np.ndarray) -> float:

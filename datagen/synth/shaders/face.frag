@@ -1,5 +1,6 @@
 #version 330
-// Outputs: 0 = sRGB colour (alpha = coverage), 1 = (depth mm, camera-space normal), 2 = label / 255.
+// Outputs: 0 = sRGB colour (alpha = coverage), 1 = (depth mm, camera-space normal), 2 = label / 255,
+// 3 = (depth mm, normal) of the surface displaced by the fine detail (synth/detail.py); = 1 without.
 // Shading: Lambertian albedo under 2nd-order SH irradiance (Ramamoorthi & Hanrahan 2001) plus a
 // Blinn-Phong lobe towards the dominant light direction (the SH linear band); hair: Kajiya-Kay
 // lobes along the strand direction (Kajiya & Kay 1989, with Scheuermann's shifted second lobe).
@@ -10,6 +11,23 @@ uniform sampler2D u_noise;     // tiling noise: r low-frequency, g pore-scale, b
 uniform bool u_use_albedo_map; // skin albedo from a UV map (a fitted photo's, linear RGB) instead of the procedural one
 uniform sampler2D u_albedo_map;  // spans u in [0, u_albedo_tiles) (UDIM tiles side by side), v in [0, 1)
 uniform float u_albedo_tiles;
+// Fine detail (synth/detail.py, detail_bank.py): displacement d (mm along the coarse normal,
+// positive outwards) = sum of crease templates x weights + noise x weights + a photo's map, x skin mask.
+uniform bool u_detail;
+uniform sampler2D u_reference;      // mean-face position (mm) per texel; a = the skin mask
+uniform sampler2DArray u_creases;   // layers of 4 crease templates (detail.CREASES order)
+uniform sampler3D u_pores;          // tiling noise: pits, coarse pores, lines along x, lines along y
+uniform sampler2D u_photo_detail;   // a fitted photo's static displacement, mm
+uniform bool u_use_photo_detail;
+uniform vec4 u_crease_weight[3];    // mm per template unit
+uniform vec4 u_pore_weight;         // mm per noise unit
+uniform float u_noise_frequency;    // voxels per mm
+uniform vec3 u_noise_origin;        // voxels
+uniform float u_noise_voxels;
+uniform float u_photo_detail_weight;
+uniform float u_detail_tiles;
+uniform vec2 u_detail_texels;       // the maps' size in texels (u_detail_tiles * S, S)
+uniform float u_lod_bias;           // log2(supersample): every pass samples the ground-truth pass's mip level
 
 in vec3 v_position;
 in vec3 v_normal;
@@ -23,6 +41,7 @@ in vec3 v_colour;
 layout(location = 0) out vec4 out_colour;
 layout(location = 1) out vec4 out_geometry;
 layout(location = 2) out float out_label;
+layout(location = 3) out vec4 out_fine;
 
 const float PI = 3.14159265;
 SH_CONSTANTS  // camera.glsl_sh_constants(): the SH basis constants and band factors
@@ -115,12 +134,60 @@ vec3 kajiya_kay(vec3 l, vec3 view, vec3 n, vec3 albedo, float strength) {
     return strength * v_weights.z * (0.5 * primary + 2.0 * albedo * secondary) * smoothstep(-0.1, 0.3, dot(n, l));
 }
 
+float displacement(vec2 st, float lod, float lod3) {
+    vec4 c0 = textureLod(u_creases, vec3(st, 0.0), lod);
+    vec4 c1 = textureLod(u_creases, vec3(st, 1.0), lod);
+    vec4 c2 = textureLod(u_creases, vec3(st, 2.0), lod);
+    float d = dot(c0, u_crease_weight[0]) + dot(c1, u_crease_weight[1]) + dot(c2, u_crease_weight[2]);
+    vec4 reference = textureLod(u_reference, st, lod);
+    vec3 voxel = reference.xyz * u_noise_frequency + u_noise_origin;
+    d += dot(textureLod(u_pores, voxel / u_noise_voxels, lod3) - 0.5, u_pore_weight);
+    if (u_use_photo_detail) d += u_photo_detail_weight * textureLod(u_photo_detail, st, lod).r;
+    return d * reference.a;
+}
+
+// The detailed surface at this pixel: its normal from the displacement's gradient along the
+// surface (tangents dp/du, dp/dv from the screen derivatives of position and UV), and the depth
+// where the pixel's ray meets its tangent plane at p + d n. Derivatives are taken by the caller,
+// in uniform control flow.
+void fine_surface(vec3 n, vec3 px, vec3 py, vec2 sx, vec2 sy, out vec3 n_fine, out float depth_fine) {
+    vec2 st = vec2(v_uv.x / u_detail_tiles, v_uv.y);
+    vec2 tx = sx * u_detail_texels, ty = sy * u_detail_texels;
+    float lod = max(0.5 * log2(max(max(dot(tx, tx), dot(ty, ty)), 1e-12)) + u_lod_bias, 0.0);
+    float mm = sqrt(max(dot(px, px), dot(py, py)));  // mm per pixel
+    float lod3 = max(log2(max(mm * u_noise_frequency, 1e-6)) + u_lod_bias, 0.0);
+    vec2 texel = exp2(floor(lod)) / u_detail_texels;  // one texel of the level read, in st
+    float d = displacement(st, lod, lod3);
+    float du = (displacement(st + vec2(texel.x, 0.0), lod, lod3) - displacement(st - vec2(texel.x, 0.0), lod, lod3)) / (2.0 * texel.x);
+    float dv = (displacement(st + vec2(0.0, texel.y), lod, lod3) - displacement(st - vec2(0.0, texel.y), lod, lod3)) / (2.0 * texel.y);
+    n_fine = n;
+    depth_fine = -v_position.z;
+    float det = sx.x * sy.y - sx.y * sy.x;
+    if (abs(det) < 1e-20) return;
+    vec3 tu = (px * sy.y - py * sx.y) / det;  // [px py] = [tu tv] [sx sy]
+    vec3 tv = (py * sx.x - px * sy.x) / det;
+    tu += (du - dot(tu, n)) * n;  // the tangent plane of n, then the displacement's slope
+    tv += (dv - dot(tv, n)) * n;
+    vec3 m = normalize(cross(tu, tv));
+    n_fine = dot(m, n) < 0.0 ? -m : m;
+    vec3 ray = v_position / -v_position.z;  // depth 1
+    float facing = min(dot(ray, n_fine), -0.2);
+    depth_fine = -v_position.z + d * dot(n, n_fine) / facing;
+}
+
 void main() {
     int material = int(v_material + 0.5);
     if ((material == 5 && !hair_kept()) || (material == 9 && !lash_kept())) discard;  // in every pass: the ground truth shows the hair the image does
     vec3 n = normalize(v_normal);
     out_geometry = vec4(-v_position.z, n);
     out_label = v_label / 255.0;
+    vec3 px = dFdx(v_position), py = dFdy(v_position);
+    vec2 sx = dFdx(v_uv) / vec2(u_detail_tiles, 1.0), sy = dFdy(v_uv) / vec2(u_detail_tiles, 1.0);
+    vec3 n_fine = n;
+    float depth_fine = -v_position.z;
+    if (u_detail && material == 0) fine_surface(n, px, py, sx, sy, n_fine, depth_fine);
+    out_fine = vec4(depth_fine, n_fine);
+    n = n_fine;  // the image shows the detail: shading and highlights follow the fine normal
     if (!u_shade) {
         out_colour = vec4(0.0);
         return;
