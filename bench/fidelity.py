@@ -43,7 +43,8 @@ from datagen.spec import ClusterSpec
 from datagen.reconstruction.benchmark import evaluate_aflw2000
 from datagen.reconstruction.evaluation import evaluate_photos, evaluate_synthetic
 from datagen.reconstruction.inference import Reconstructor
-from datagen.reconstruction.training import TrainConfig, train
+from datagen.reconstruction.runner import train
+from datagen.reconstruction.training import TrainConfig
 from datagen.run.job import run_job
 from datagen.spec import load_spec, with_overrides
 
@@ -81,6 +82,7 @@ def recipe(row: str, samples: int, library: Path):
         photoreal = dataclasses.replace(photoreal, name="photoreal128", num_samples=samples // 4,
                                         render=spec.render, output=spec.output,
                                         photoreal=dataclasses.replace(photoreal.photoreal, library=str(library)))
+        photoreal = with_sampling(photoreal, "detail", probability=0.0)  # the row as measured, before the job had detail
         return {"data-default": spec, "data-photoreal": photoreal}, 0, True
     with_library = {"skins": ("appearance", {"texture_libraries": (str(library),), "texture_probability": 0.5}),
                     "backgrounds": ("background", {"kind": "mixed", "image_probability": 0.7,

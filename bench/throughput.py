@@ -11,7 +11,11 @@ Prints (medians of --repeats runs, all measured in this one run):
 and the ratios between them; then
   5. the same per-sample costs for the props-and-capture recipe (jobs/realistic.toml without its
      texture-library options: hair, lashes, brows, clothing, glasses, hands, capture effects,
-     balanced skin tones) at the quickstart's size, and its cost relative to the quickstart's.
+     balanced skin tones) at the quickstart's size, and its cost relative to the quickstart's;
+  6. the same with fine detail (jobs/details.toml's [sampling.detail]: pores, lines and creases,
+     depth_fine and normal_fine) at the quickstart's size: the detail bank's one-off build per
+     worker, the per-sample costs against the quickstart's, the shard bytes per sample, and end to
+     end with --workers (once).
 """
 
 from __future__ import annotations
@@ -153,6 +157,7 @@ def main():
           f"moderngl / numpy rasteriser = {t_numpy / t_render:.1f}x (full render), "
           f"{t_numpy / t_single:.1f}x (one pass; numpy does depth + normals only)")
     realistic_costs(spec, model, renderer, indices, args.repeats, t_total)
+    detail_costs(spec, model, indices, args.repeats, t_total, end_to_end, workers, args.model_dir)
 
 
 def without_libraries(spec):
@@ -183,6 +188,41 @@ def realistic_costs(spec, model, renderer, indices, repeats, t_plain):
           f"({triangles:,.0f} prop triangles on average), render {t_render * 1e3:.1f} ms, rest (annotate, "
           f"background, capture) {(t_total - t_sample - t_geometry - t_render) * 1e3:.1f} ms -> {1 / t_total:.1f} "
           f"samples/s, {t_total / t_plain:.2f}x the quickstart's cost per sample")
+
+
+def with_detail(spec):
+    """``spec`` with jobs/details.toml's fine detail."""
+    detail = load_spec(REPO / "jobs" / "details.toml").sampling.detail
+    return dataclasses.replace(spec, sampling=dataclasses.replace(spec.sampling, detail=detail))
+
+
+def detail_costs(spec, model, indices, repeats, t_plain, end_to_end_plain, workers, model_dir):
+    detailed = with_detail(spec)
+    started = time.perf_counter()
+    generator = FaceGenerator(detailed, model)  # its renderer builds the detail bank
+    t_bank = time.perf_counter() - started
+    renderer, n = generator.renderer, len(indices)
+    generator.generate(indices[:4])
+    params = [generator.sample_params(i) for i in indices]
+    scenes = build_scenes(model, params, topology=renderer.topology)
+    t_sample = timed(lambda: [generator.sample_params(i) for i in indices], repeats) / n
+    t_geometry = timed(lambda: build_scenes(model, params, topology=renderer.topology), repeats) / n
+    t_render = timed(lambda: renderer.render(scenes), repeats) / n
+    t_total = timed(lambda: generator.generate(indices), repeats) / n
+    print(f"\n6. fine detail (jobs/details.toml's [sampling.detail], resolution {detailed.sampling.detail.resolution}), "
+          f"one process, per sample: sampling {t_sample * 1e3:.2f} ms, geometry {t_geometry * 1e3:.1f} ms, render "
+          f"{t_render * 1e3:.1f} ms, rest (annotate, background) {(t_total - t_sample - t_geometry - t_render) * 1e3:.1f} "
+          f"ms -> {1 / t_total:.1f} samples/s, {t_total / t_plain:.2f}x the quickstart's cost per sample; the detail "
+          f"bank's build, once per worker: {t_bank:.1f} s")
+    sizes = {}
+    for name, job in (("without", spec), ("with", detailed)):
+        with tempfile.TemporaryDirectory() as out:
+            summary = run_job(job, out, model_dir=model_dir, workers=workers, log=lambda m: None)
+            sizes[name] = (sum(f.stat().st_size for f in Path(out).glob("*.h5")) / job.num_samples, summary.seconds)
+    rate = spec.num_samples / sizes["with"][1]
+    print(f"   end to end ({workers} workers, once each, the bank's build included): {rate:.1f} samples/s with detail, "
+          f"{spec.num_samples / sizes['without'][1]:.1f} without (the median above: {end_to_end_plain:.1f}); shard bytes "
+          f"per sample {sizes['with'][0] / 1024:.0f} KiB with, {sizes['without'][0] / 1024:.0f} KiB without")
 
 
 if __name__ == "__main__":

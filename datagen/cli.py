@@ -8,11 +8,11 @@ from pathlib import Path
 
 import click
 
+from .cli_options import MODEL_DIR, progress_callback as _progress
+from .cli_reconstruction import evaluate, reconstruct, train
 from .errors import DatagenError
 from .progress import Progress
 
-MODEL_DIR = click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                         help="Model directory (default: $DATAGEN_MODEL_DIR, then ~/.cache/datagen/models).")
 JOB = click.argument("job", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 SETTINGS = click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Change a job key (TOML value).")
 
@@ -51,6 +51,10 @@ def main() -> None:
 @click.version_option(package_name="datagen")
 def cli():
     """facegen: synthetic 3D face training data (3DMM sampling, headless OpenGL, sharded HDF5)."""
+
+
+for _command in (train, reconstruct, evaluate):
+    cli.add_command(_command)
 
 
 def _spec(job: Path | None, samples: int | None = None, settings=()):
@@ -221,113 +225,6 @@ def fit(photos, out, landmarks, model_name, no_detect, refit, workers, scheduler
         sys.exit(1)
 
 
-@cli.command()
-@click.option("--data", required=True, multiple=True, type=click.Path(exists=True, file_okay=False),
-              help="A generated dataset; repeat it to train on several together (e.g. generated and photo-realistic).")
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Run folder (checkpoints, logs).")
-@click.option("--epochs", type=int, default=10, show_default=True)
-@click.option("--minutes", type=float, default=0.0, help="Time budget; training and its learning-rate decay end by it.")
-@click.option("--steps", type=click.IntRange(min=0), default=0, help="Budget of optimiser steps, as --minutes.")
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--learning-rate", type=float, default=2e-3, show_default=True)
-@click.option("--size", type=int, default=112, show_default=True, help="Network input size, pixels (a square crop around the face).")
-@click.option("--width", type=int, default=32, show_default=True, help="Channels of the first encoder stage.")
-@click.option("--points", type=click.IntRange(min=0), default=500, show_default=True,
-              help="Dense 2D points (face vertices) the network predicts and reconstructions are fitted to; 0: "
-                   "the regressed parameters are the reconstruction.")
-@click.option("--workers", type=int, default=None,
-              help="DataLoader worker processes (augmentation runs there); default: none on a CPU with at most "
-                   "4 cores, else up to 8.")
-@click.option("--fresh", is_flag=True, help="Start over instead of resuming from OUT/last.pt.")
-@MODEL_DIR
-def train(data, out, epochs, minutes, steps, batch_size, learning_rate, size, width, points, workers, fresh, model_dir):
-    """Train the reference CoarseNet on a dataset's shards (resumes from OUT/last.pt)."""
-    from .reconstruction import require_torch
-
-    require_torch()
-    from .reconstruction.training import TrainConfig, train as run
-
-    config = TrainConfig(data=[str(d) for d in data] if len(data) > 1 else str(data[0]), out=str(out), epochs=epochs,
-                         minutes=minutes, steps=steps, batch_size=batch_size, learning_rate=learning_rate, size=size,
-                         width=width, points=points, workers=workers, model_dir=str(model_dir) if model_dir else None)
-    final = run(config, log=click.echo, resume=not fresh)
-    metric = lambda name: final.get(name, float("nan"))  # noqa: E731
-    click.echo(f"done: {out}/best.pt (held-out vertex error {metric('vertex_error_mm'):.2f} mm, {metric('error_ratio'):.2f} "
-               f"of the mean face's; landmark NME {100 * metric('landmark_nme'):.1f}%)")
-
-
-@cli.command()
-@click.argument("photos", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="Mesh file (.obj or .ply) for one photo; a folder for several (default: beside each photo).")
-@click.option("--landmarks", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="iBUG .pts of a single photo (default: <photo>.pts beside it, else detected).")
-@click.option("--all-faces", is_flag=True, help="Every detected face of a photo, not only the largest: the "
-              "others go to <name>-1.obj, <name>-2.obj, ... (largest first).")
-@MODEL_DIR
-def reconstruct(photos, checkpoint, output, landmarks, all_faces, model_dir):
-    """Reconstruct a 3D face from each photo: mesh (.obj with UVs, or .ply), parameters (.json), overlay (.png)."""
-    from .reconstruction import require_torch
-
-    require_torch()
-    from .reconstruction.inference import Reconstructor, reconstruct_photos
-
-    done, found = 0, {}
-    for face in reconstruct_photos(photos, Reconstructor(checkpoint, model_dir), output, landmarks, all_faces):
-        if face.skipped:
-            click.echo(f"skipped {face.skipped}")
-            continue
-        done += 1
-        found[face.photo] = face.faces_found
-        click.echo(f"{face.photo}: {face.mesh} ({len(face.result.vertices)} vertices), {face.mesh.with_suffix('.json').name}, "
-                   f"{face.mesh.stem}-overlay.png [landmarks: {face.landmark_source}]")
-    for photo, faces in found.items():
-        if faces > 1 and not all_faces:
-            click.echo(f"{photo}: {faces} faces found, the largest reconstructed (--all-faces: every one)")
-    if not done:
-        sys.exit(1)
-
-
-@cli.command()
-@click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--data", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Synthetic dataset: scored on its held-out split (the last 5% of samples).")
-@click.option("--photos", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Folder of photos with 68-point .pts annotations.")
-@click.option("--samples", type=int, default=1000, show_default=True, help="Held-out samples to score.")
-@click.option("--benchmark", nargs=2, type=(click.Choice(["aflw2000"]), click.Path(exists=True, file_okay=False)),
-              default=None, metavar="aflw2000 DIR", help="A benchmark and its folder: AFLW2000-3D (.jpg with .mat, "
-              "or with .pts and yaw.csv), scored as 3DDFA/SynergyNet do.")
-@click.option("--crop", type=click.Choice(["truth", "detected"]), default="truth", show_default=True,
-              help="Benchmark crops: from the ground-truth landmarks' box (the protocol's), or the detected face.")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the benchmark's per-image rows here.")
-@click.option("--overlays", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Write each photo's reconstruction overlay here (and a sheet of the benchmark's).")
-@MODEL_DIR
-def evaluate(checkpoint, data, photos, samples, benchmark, crop, csv_path, overlays, model_dir):
-    """Score a checkpoint: dense vertex error and landmark NME on synthetic data, landmark NME on real
-    photos, and a benchmark's protocol (AFLW2000-3D)."""
-    from .reconstruction import require_torch
-
-    require_torch()
-    from .reconstruction.evaluation import evaluate_photos, evaluate_synthetic, photo_report, synthetic_report
-    from .reconstruction.inference import Reconstructor
-
-    reconstructor = Reconstructor(checkpoint, model_dir)
-    if data:
-        click.echo("\n".join(synthetic_report(evaluate_synthetic(reconstructor, data, samples))))
-    if photos:
-        click.echo("\n".join(photo_report(evaluate_photos(reconstructor, photos, overlays))))
-    if benchmark:
-        from .reconstruction.benchmark import benchmark_report, evaluate_aflw2000
-
-        result = evaluate_aflw2000(reconstructor, benchmark[1], crop, csv_path, overlays,
-                                   progress=_progress("benchmark", unit="images"))
-        click.echo("\n".join(benchmark_report(result)))
-
-
 @cli.group()
 def textures():
     """Look at texture libraries made by 'datagen fit'."""
@@ -398,21 +295,6 @@ def list_models(model_dir):
     click.echo(f"model directory: {default_model_dir(model_dir)}")
     for name, installed, licence in installed_models(model_dir):
         click.echo(f"  {name:<12} {'installed' if installed else 'not installed':<14} {licence}")
-
-
-def _progress(label: str, unit: str = "bytes"):
-    """A callable(done, total) that draws a ``Progress`` once the total is known."""
-    state = {}
-
-    def update(done, total):
-        if "bar" not in state:
-            state["bar"] = Progress(total, label, unit=unit, stream=click.get_text_stream("stdout"), every=10.0)
-        bar = state["bar"]
-        bar.update(done - bar.done)
-        if done >= total:
-            bar.close()
-
-    return update
 
 
 if __name__ == "__main__":

@@ -302,3 +302,43 @@ resolution = 256
     assert "1 of 1 entries were fitted before detail maps" in libraries_without_detail(spec)[0]
     generator = FaceGenerator(spec, ict_model, renderer)
     assert generator.generate([0])["image"].shape == (1, SIZE, SIZE, 3)  # procedural detail only
+
+
+def test_a_photo_realistic_face_shades_its_relief_under_the_new_light_and_nothing_else(tmp_path, fitted_photo,
+                                                                                     ict_model, renderer):
+    """The photo's own detail and the new expression's creases shade the re-rendered photo (the
+    composite's ratio at the fine normals): with detail the face differs from the same sample
+    without, under a new light, only where the relief is; with the photo's light, pose,
+    expression and only its own detail, the ratio is 1 and the photo comes back as without detail."""
+    from datagen.photo.library import TextureLibrary
+    from datagen.synth.detail import OWN_PHOTO_DETAIL
+    from datagen.synth.sampling import raking_light
+
+    TextureLibrary(tmp_path / "lib").add(fitted_photo, ict_model)
+    spec = parse_spec(f'''name = "photoreal-relief"
+[render]
+width = {SIZE}
+height = {SIZE}
+[photoreal]
+library = "{tmp_path / 'lib'}"
+[sampling.detail]
+probability = 1.0
+resolution = 256
+age = [0.9, 1.0]
+''', "<photoreal>")
+    generator = FaceGenerator(spec, ict_model, renderer)
+    p = dataclasses.replace(generator.sample_params(0), light_sh=raking_light())
+    arrays = generator.render_params([dataclasses.replace(p, detail=NO_DETAIL), p])
+    change = np.abs(arrays["image"][1].astype(float) - arrays["image"][0]).max(-1)
+    relief = _angle(arrays["normal_fine"][1].astype(np.float32), arrays["normal"][1].astype(np.float32)) > 1.0
+    assert (change > 3).sum() > 300  # the wrinkles show
+    assert (change[~binary_erosion(~relief, iterations=2)] > 3).mean() < 0.02  # and nothing away from them
+    photo = generator.photos.load(0)
+    fitted = generator.composer.layers(0)
+    unchanged = dataclasses.replace(p, rotation=np.asarray(fitted.rotation, np.float32),
+                                    translation=np.asarray(fitted.translation, np.float32),
+                                    expression=photo.fit.expression, light_sh=photo.light_sh.astype(np.float32))
+    arrays = generator.render_params([dataclasses.replace(unchanged, detail=NO_DETAIL),
+                                      dataclasses.replace(unchanged, detail=OWN_PHOTO_DETAIL)])
+    face = fitted.face
+    assert np.abs(arrays["image"][1].astype(int) - arrays["image"][0])[face].max() <= 2

@@ -17,26 +17,32 @@ from ..files import write_text_or_fail
 MESH_SUFFIXES = (".obj", ".ply")
 
 
-def write_mesh(path: str | Path, vertices: np.ndarray, model, comment: str = "datagen mesh") -> None:
-    """OBJ (with the model's UVs) or PLY, by the suffix; written whole or not at all."""
+def write_mesh(path: str | Path, vertices: np.ndarray, model, comment: str = "datagen mesh", triangles=None,
+               uv=None, triangle_uv=None) -> None:
+    """OBJ (with UVs) or PLY, by the suffix; written whole or not at all. The triangles and UVs are the
+    model's unless given (a subdivided mesh's: ``triangles`` (F, 3) into ``vertices``, ``uv`` (T, 2),
+    ``triangle_uv`` (F, 3) into ``uv``)."""
     path = Path(path)
+    triangles = model.triangles if triangles is None else triangles
+    uv = model.uv if uv is None else uv
+    triangle_uv = model.triangle_uv if triangle_uv is None else triangle_uv
     suffix = path.suffix.lower()
     if suffix not in MESH_SUFFIXES:
         raise DatagenError(f"{path}: mesh files are .obj or .ply")
     unit = "mm, camera space (x right, y up, camera looking down -z)"
     if suffix == ".ply":
         header = (f"ply\nformat ascii 1.0\ncomment {comment}: {unit}\nelement vertex {len(vertices)}\n"
-                  f"property float x\nproperty float y\nproperty float z\nelement face {len(model.triangles)}\n"
+                  f"property float x\nproperty float y\nproperty float z\nelement face {len(triangles)}\n"
                   "property list uchar int vertex_indices\nend_header\n")
         body = "\n".join(f"{x:.4f} {y:.4f} {z:.4f}" for x, y, z in vertices)
-        faces = "\n".join(f"3 {a} {b} {c}" for a, b, c in model.triangles)
+        faces = "\n".join(f"3 {a} {b} {c}" for a, b, c in triangles)
         text = header + body + "\n" + faces + "\n"
     else:
         lines = [f"# {comment}: {unit}"]
         lines += [f"v {x:.4f} {y:.4f} {z:.4f}" for x, y, z in vertices]
-        lines += [f"vt {u:.6f} {v:.6f}" for u, v in model.uv]
+        lines += [f"vt {u:.6f} {v:.6f}" for u, v in uv]
         lines += [f"f {a + 1}/{ta + 1} {b + 1}/{tb + 1} {c + 1}/{tc + 1}"
-                  for (a, b, c), (ta, tb, tc) in zip(model.triangles, model.triangle_uv)]
+                  for (a, b, c), (ta, tb, tc) in zip(triangles, triangle_uv)]
         text = "\n".join(lines) + "\n"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,11 @@
    albedo x E_new without the texture's resampling, clamps and rejections, and it gives the
    photo's own eyes, mouth interior and teeth, which the albedo map does not hold. Where the
    photo does not show the point (the side it did not see, teeth a new expression shows, a
-   closed eye opened) the albedo render stays (eyes and teeth procedural).
+   closed eye opened) the albedo render stays (eyes and teeth procedural). With fine detail
+   (``[sampling.detail]``) the ratio is taken at the fine normals, the sample's over the ones the
+   photo shows there (its fitted face rendered with its own extracted detail): the photo's own
+   wrinkles are shaded again under the new light, and the creases of the new expression (and a
+   donor's detail) shade where they form; unchanged light and relief give a ratio of 1.
 3. **The photo's occluders stay on the face**: a face pixel whose surface point the photo shows
    under its hair or glasses (step 2's projection lands on an occluder of the photo's skin mask:
    what entered the face from the forehead or the temples) takes that colour, unrelit, as if the
@@ -60,6 +64,7 @@ from scipy.spatial import cKDTree
 from ..images import polygon_mask
 from ..camera import irradiance_basis, project, resize_intrinsics, rotation_matrix, to_camera
 from ..models.morphable_model import MorphableModel
+from ..synth.detail import OWN_PHOTO_DETAIL
 from ..synth.face_parts import LABEL, MATERIAL, face_parts
 from ..synth.geometry import build_scenes
 from .skin_mask import entering
@@ -109,6 +114,8 @@ class PhotoLayers:
     matched: np.ndarray  # (H, W) bool: skin pixels that the fitted face, re-rendered, gives back (within MATCHED)
     segmentation: np.ndarray  # (H, W) uint8: the fitted render's labels
     depth: np.ndarray  # (H, W) float32 mm
+    normal: np.ndarray  # (H, W, 3) float32 camera space: the fitted surface's
+    fine_normal: np.ndarray  # (H, W, 3) the same with the photo's own detail (datagen fit's), where it has one
     vertices: np.ndarray  # (V, 3) model space, the fitted identity and expression
     rotation: np.ndarray
     translation: np.ndarray
@@ -152,7 +159,11 @@ class PhotoComposer:
         w, h, fit = self.width, self.height, photo.fit
         intrinsics = resize_intrinsics(fit.intrinsics, photo.crop.shape[0], w, h).astype(np.float32)
         params = dataclasses.replace(photo.params(), intrinsics=intrinsics)
-        scenes = build_scenes(self.model, [params], [photo.albedo], topology=self.renderer.topology)
+        own_detail = self.renderer.detail is not None and getattr(photo, "detail", None) is not None
+        if own_detail:  # the surface the photo shows: its own relief (datagen fit's detail), as fitted
+            params = dataclasses.replace(params, detail=OWN_PHOTO_DETAIL)
+        scenes = build_scenes(self.model, [params], [photo.albedo], topology=self.renderer.topology,
+                              detail_maps=[photo.detail] if own_detail else None)
         truth = self.renderer.render(scenes)
         segmentation = truth.segmentation[0]
         image = np.asarray(Image.fromarray(photo.crop).resize((w, h), Image.LANCZOS))
@@ -173,7 +184,9 @@ class PhotoComposer:
             image=image, linear=srgb_to_linear(image), warp_ids=self.ids[shown], fitted_points=points[shown],
             face=face, occluder=occluder,
             skin=skin, matched=skin & (error <= MATCHED),
-            segmentation=segmentation, depth=truth.depth[0], vertices=vertices,
+            segmentation=segmentation, depth=truth.depth[0],
+            normal=truth.normal[0], fine_normal=(truth.normal_fine if truth.normal_fine is not None else truth.normal)[0],
+            vertices=vertices,
             rotation=np.asarray(fit.rotation, np.float64), translation=np.asarray(fit.translation, np.float64),
             intrinsics=intrinsics, light_sh=np.asarray(photo.light_sh, np.float64),
             greyscale=bool(np.abs(channels - channels.mean(-1, keepdims=True)).max() <= 2))
@@ -185,11 +198,13 @@ class PhotoComposer:
                                                                              Image.BILINEAR)) > 127
 
     def compose(self, index: int, colour: np.ndarray, segmentation: np.ndarray, depth: np.ndarray,
-                normal: np.ndarray, camera_vertices: np.ndarray, landmarks: np.ndarray, params):
+                normal: np.ndarray, camera_vertices: np.ndarray, landmarks: np.ndarray, params,
+                fine_normal: np.ndarray | None = None):
         """(picture (H, W, 3) uint8, segmentation (H, W) uint8) of one sample (see the module doc).
 
         colour, segmentation, depth, normal: the sample's render; camera_vertices (V, 3) and
-        landmarks (68, 2) its scene's; params its FaceParams.
+        landmarks (68, 2) its scene's; params its FaceParams; fine_normal: its ``normal_fine`` where
+        it has fine detail (the face taken from the photo is then shaded by its relief, step 2).
         """
         layers = self.layers(index)
         new_points = project(camera_vertices[layers.warp_ids][None], np.asarray(params.intrinsics)[None])[0]
@@ -208,7 +223,9 @@ class PhotoComposer:
         moving = binary_dilation(np.linalg.norm(field, axis=-1) > MOVING_PX, iterations=RIM_PX)
         old_face |= binary_dilation(old_face, iterations=RIM_PX) & moving  # with its rim where the warp blurs the edge
         nearby = old_face & drawn & ~face  # hole pixels the new head may cover
-        taken, hidden = self._from_photo(layers, segmentation, depth, camera_vertices, params, face | nearby, ratio)
+        normals = (normal, fine_normal) if fine_normal is not None else None
+        taken, hidden = self._from_photo(layers, segmentation, depth, camera_vertices, params, face | nearby, ratio,
+                                         normals)
         front = face & hidden  # the photo's hair or glasses lie on this point of the face: they stay
         face &= ~front
         segmentation = np.where(front, LABEL["photo_occluder"], segmentation).astype(np.uint8)
@@ -241,11 +258,31 @@ class PhotoComposer:
         ratio[drawn] = np.clip(new / np.maximum(old, 1e-4), 1 / MAX_RELIGHT_RATIO, MAX_RELIGHT_RATIO)
         return ratio
 
-    def _from_photo(self, layers, segmentation, depth, camera_vertices, params, pixels, ratio):
+    @staticmethod
+    def relief_ratio(layers, params, new: tuple, old: tuple) -> np.ndarray:
+        """(N, 3) how the relief's shading changes: the new light's irradiance at the sample's fine
+        normals over that at its coarse ones, divided by the same of the photo's light at the fine
+        and coarse normals the photo shows those points with (``new``, ``old``: (coarse, fine) (N, 3)
+        each). The photo's own wrinkles are shaded again under the new light, a new crease shades
+        where it forms; 1 where neither the light nor the relief changed. The coarse shading's
+        change is the relighting ratio's, as without detail."""
+        def shading(light, coarse, fine):
+            e = irradiance_basis(np.concatenate([coarse, fine]).astype(np.float64)) @ np.asarray(light, np.float64)
+            if layers.greyscale:
+                e = e @ LUMINANCE[:, None]
+            e = np.maximum(e, 1e-4)
+            return e[len(coarse):] / e[:len(coarse)]
+
+        ratio = shading(params.light_sh, *new) / shading(layers.light_sh, *old)
+        return np.clip(ratio, 1 / MAX_RELIGHT_RATIO, MAX_RELIGHT_RATIO)
+
+    def _from_photo(self, layers, segmentation, depth, camera_vertices, params, pixels, ratio, normals=None):
         """(taken (H, W, 3) linear, hidden (H, W) bool) for ``pixels``: the photo's colour where it
         shows their surface point (times the relighting ratio where it shows the face or its skin;
         NaN where it does not show the point: the albedo render stays there), and which of them
-        the photo shows under its own hair or glasses (``skin_mask``: the colour is theirs)."""
+        the photo shows under its own hair or glasses (``skin_mask``: the colour is theirs).
+        ``normals``: the sample's (coarse, fine) normals where it has fine detail: the ratio then also
+        carries the relief's change of shading (``relief_ratio``)."""
         taken = np.full(segmentation.shape + (3,), np.nan, np.float32)
         hidden = np.zeros(segmentation.shape, bool)
         rows, cols = np.nonzero(pixels)
@@ -274,6 +311,12 @@ class PhotoComposer:
             return taken, hidden
         at = [uv[shown, 1] - 0.5, uv[shown, 0] - 0.5]  # pixel centres: index i is centre i + 0.5
         colours = np.stack([map_coordinates(layers.linear[..., k], at, order=1, mode="nearest") for k in range(3)], -1)
+        if normals is not None:
+            at_new, at_old = (rows[shown], cols[shown]), (r[shown], c[shown])
+            relief = self.relief_ratio(layers, params, (normals[0][at_new], normals[1][at_new]),
+                                       (layers.normal[at_old], layers.fine_normal[at_old]))
+            ratio = np.ones(segmentation.shape + (3,), np.float32) if ratio is None else ratio.copy()
+            ratio[at_new] *= relief
         if ratio is not None:  # the skin is relit, the hair or glasses on it are the photo's
             ratio = ratio[rows[shown], cols[shown]]
             inner = np.isin(segmentation[rows[shown], cols[shown]], PHOTO_FEATURES)

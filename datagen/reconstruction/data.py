@@ -155,7 +155,7 @@ class FaceTrainingSet:
         intrinsics = crop_intrinsics(intrinsics, (x0, y0, side), self.size)
         landmarks = (landmarks - [x0, y0]) * k
         if self.augment:
-            picture = _photometric(picture, rng)
+            picture = photometric_augmentation(picture, rng)
         position, scale = camera_targets(sample["params/translation"].astype(np.float64), intrinsics, self.size)
         return {
             "image": network_input(np.asarray(picture)),
@@ -167,7 +167,7 @@ class FaceTrainingSet:
         }
 
 
-def _photometric(picture: Image.Image, rng) -> Image.Image:
+def photometric_augmentation(picture: Image.Image, rng) -> Image.Image:
     """Colour jitter, blur, noise and JPEG: the gap between renders and photos.
 
     Contrast, per-channel gain, brightness and saturation are all affine in RGB, so they are

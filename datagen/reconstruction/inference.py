@@ -56,13 +56,28 @@ def assumed_crop_intrinsics(landmarks: np.ndarray, box, size: int) -> np.ndarray
     return np.array([focal, focal, size / 2, size / 2], np.float32)
 
 
+def load_checkpoint(path: str | Path) -> dict:
+    """A checkpoint's state (``training.Trainer.save``), or one clear error."""
+    try:
+        state = torch.load(Path(path), map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError, ValueError) as e:
+        raise DatagenError(f"{path}: not a readable checkpoint ({e})") from None
+    if not isinstance(state, dict) or "config" not in state or "net" not in state:
+        raise DatagenError(f"{path}: not a datagen checkpoint (no config and network)")
+    return state
+
+
 class Reconstructor:
-    def __init__(self, checkpoint: str | Path, model_dir: str | None = None, device: str | None = None):
+    """CoarseNet and its fit: photo crop -> parameters -> mesh. A FineNet checkpoint carries the
+    CoarseNet it was trained on, and serves as one too."""
+
+    def __init__(self, checkpoint: str | Path, model_dir: str | None = None, device: str | None = None,
+                 state: dict | None = None):
         path = Path(checkpoint)
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-        except (OSError, RuntimeError, EOFError) as e:
-            raise DatagenError(f"{path}: not a readable checkpoint ({e})") from None
+        state = load_checkpoint(path) if state is None else state
+        self.kind = state.get("kind", "coarse")  # "fine": a FineNet checkpoint, whose CoarseNet this is
+        if self.kind == "fine":
+            state = state["coarse"]
         self.config = state["config"]
         model_name = state["model"].get("job_model") or state["model"]["name"]
         self.model = resolve_model(model_name, model_dir)
@@ -144,13 +159,16 @@ class PhotoReconstruction:
     landmark_source: str = ""
     faces_found: int = 0
     skipped: str = ""
+    fine: object = None  # fine_inference.FineReconstruction, with ``detail``
 
 
 def reconstruct_photos(photos, reconstructor: Reconstructor, output: str | Path | None = None,
-                       landmarks: str | Path | None = None, all_faces: bool = False):
+                       landmarks: str | Path | None = None, all_faces: bool = False, detail=None):
     """Reconstruct the faces of ``photos`` (files or folders; ``datagen reconstruct``): for each face
     a mesh (.obj with UVs, or .ply), its parameters (.json) and an overlay (.png), yielding a
-    ``PhotoReconstruction`` per face written (or per photo skipped).
+    ``PhotoReconstruction`` per face written (or per photo skipped). With ``detail`` (a
+    ``fine_inference.FineReconstructor``) the mesh is the detailed one, and ``<name>-detail.png``
+    shows its normals.
 
     ``output``: a mesh file for one photo; else a folder (default: beside each photo), with
     ``<photo>.obj`` for its largest face and, with ``all_faces``, ``<photo>-1.obj``, ... for the others.
@@ -172,7 +190,13 @@ def reconstruct_photos(photos, reconstructor: Reconstructor, output: str | Path 
         for k, points in enumerate(faces if all_faces else faces[:1]):
             result = reconstructor.reconstruct(image, points)
             mesh = first if k == 0 else first.with_name(f"{first.stem}-{k}{first.suffix}")
-            write_mesh(mesh, result.vertices, reconstructor.model, comment="datagen reconstruction")
+            fine = detail.refine(image, result) if detail is not None else None
+            if fine is None:
+                write_mesh(mesh, result.vertices, reconstructor.model, comment="datagen reconstruction")
+            else:
+                write_mesh(mesh, fine.vertices, reconstructor.model, "datagen detailed reconstruction", fine.triangles,
+                           fine.uv, fine.triangle_uv)
+                detail.picture(fine).save(mesh.with_name(mesh.stem + "-detail.png"))
             write_params(mesh.with_suffix(".json"), result)
             reconstructor.overlay(result).save(mesh.with_name(mesh.stem + "-overlay.png"))
-            yield PhotoReconstruction(photo, mesh, result, source, len(faces))
+            yield PhotoReconstruction(photo, mesh, result, source, len(faces), fine=fine)

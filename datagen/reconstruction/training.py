@@ -62,6 +62,8 @@ class TrainConfig:
     model_dir: str | None = None
     progress_seconds: float = 30.0  # a progress line within each epoch at most this often
     augment: bool = True  # crop jitter, colour, blur, noise and JPEG on the training crops (data.FaceTrainingSet)
+    fine: bool = False  # train FineNet (fine_training.py) on top of the CoarseNet checkpoint ``coarse``
+    coarse: str = ""
 
 
 def device() -> torch.device:
@@ -100,6 +102,9 @@ def face_vertex_ids(model, count: int = 2000) -> np.ndarray:
 
 
 class Trainer:
+    BEST_METRIC = "vertex_error_mm"  # best.pt: the lowest held-out value of this
+    CURVES = (("error_ratio", "vertex error / mean face"), ("landmark_nme", "landmark NME"))
+
     def __init__(self, config: TrainConfig, log=print):
         self.config, self.log = config, log
         torch.manual_seed(config.seed)
@@ -111,7 +116,17 @@ class Trainer:
         if len(train_ids) < config.batch_size:
             raise DatagenError(f"{', '.join(data_paths(config.data))}: {len(train_ids)} training samples, fewer "
                                f"than one batch of {config.batch_size}")
-        held_ids = mix.taking_turns(held_ids)[:config.evaluate_samples]
+        self.out = Path(config.out)
+        self.build(train_ids, mix.taking_turns(held_ids)[:config.evaluate_samples])
+        self.optimiser = torch.optim.AdamW(self.net.parameters(), lr=config.learning_rate, weight_decay=1e-4)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda")
+        self.epoch, self.step, self.seconds, self.history = 0, 0, 0.0, []
+        self.bad_steps = 0
+        self.best = math.inf
+
+    def build(self, train_ids: np.ndarray, held_ids: np.ndarray) -> None:
+        """The training and held-out sets and the network (and what its losses need)."""
+        config = self.config
         self.train_set = FaceTrainingSet(config.data, train_ids, config.size, augment=config.augment, seed=config.seed)
         self.held_out = FaceTrainingSet(config.data, held_ids, config.size, augment=False)
         # channels-last convolutions: about 20% faster on a CPU (oneDNN), and what tensor cores want
@@ -122,12 +137,6 @@ class Trainer:
         self.decoder = FaceDecoder(self.model, self.ids).to(self.device)
         self.point_decoder = FaceDecoder(self.model, self.point_ids).to(self.device)
         self.landmark_rows = torch.from_numpy(np.searchsorted(self.ids, self.model.landmark_ids)).to(self.device)
-        self.optimiser = torch.optim.AdamW(self.net.parameters(), lr=config.learning_rate, weight_decay=1e-4)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda")
-        self.epoch, self.step, self.seconds, self.history = 0, 0, 0.0, []
-        self.bad_steps = 0
-        self.best = math.inf
-        self.out = Path(config.out)
 
     # --- state
 
@@ -137,11 +146,16 @@ class Trainer:
         state = {"config": dataclasses.asdict(self.config), "model": {"name": self.model.name,
                  "checksum": self.model.checksum, "job_model": self.dataset.manifest["model"].get("job_model")},
                  "net": self.net.state_dict(), "epoch": self.epoch,
-                 "step": self.step, "seconds": self.seconds, "history": self.history, "best": self.best}
+                 "step": self.step, "seconds": self.seconds, "history": self.history, "best": self.best,
+                 **self.extra_state()}
         if resumable:
             state["optimiser"] = self.optimiser.state_dict()
         with atomic_file(self.out / name) as tmp:
             torch.save(state, tmp)
+
+    def extra_state(self) -> dict:
+        """What a checkpoint of this kind of network carries besides the common state."""
+        return {}
 
     def resume(self) -> bool:
         path = self.out / "last.pt"
@@ -206,8 +220,8 @@ class Trainer:
                    "train_loss": float(np.nanmean(losses)), **{k: v for k, v in metrics.items() if not isinstance(v, dict)}}
             self.history.append(row)
             self.log(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
-            if metrics["vertex_error_mm"] < self.best:
-                self.best = metrics["vertex_error_mm"]
+            if metrics[self.BEST_METRIC] < self.best:
+                self.best = metrics[self.BEST_METRIC]
                 self.save("best.pt", resumable=False)
             self.save("last.pt")
             self.write_logs(metrics)
@@ -246,14 +260,16 @@ class Trainer:
         squared = ((points - truth) ** 2).sum(-1)
         return (0.5 * squared * torch.exp(-2 * log_sigma) + 2 * log_sigma).mean()
 
-    def train_step(self, batch) -> float:
-        batch = {k: v.to(self.device) for k, v in batch.items()}
+    def total_loss(self, batch) -> torch.Tensor:
         batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"):
             predicted = self.net(batch["image"])
         predicted = {k: v.float() for k, v in predicted.items()}
         parts = self.losses(batch, predicted)
-        loss = sum(LOSS_WEIGHTS[k] * v for k, v in parts.items())
+        return sum(LOSS_WEIGHTS[k] * v for k, v in parts.items())
+
+    def train_step(self, batch) -> float:
+        loss = self.total_loss({k: v.to(self.device) for k, v in batch.items()})
         if not torch.isfinite(loss):
             self.bad_steps += 1
             if self.bad_steps > MAX_BAD_STEPS:
@@ -278,17 +294,18 @@ class Trainer:
             writer.writeheader()
             writer.writerows(self.history)
         atomic_write_text(self.out / "evaluation.json", json.dumps(metrics, indent=1))
-        plot_curves(self.history, self.out / "curve.png")
+        plot_curves(self.history, self.out / "curve.png", self.CURVES)
 
 
-def plot_curves(history: list[dict], path: Path, size=(640, 360)) -> None:
-    """Training loss and held-out vertex error ratio per epoch, drawn with PIL (no plotting dependency)."""
+def plot_curves(history: list[dict], path: Path, curves, size=(640, 360)) -> None:
+    """Training loss and held-out metrics (``curves``: (key, label) pairs) per epoch, drawn with PIL
+    (no plotting dependency)."""
     image = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(image)
     w, h, m = size[0], size[1], 40
     draw.rectangle((m, m // 2, w - m // 2, h - m), outline="black")
-    series = [("train_loss", "tab:blue", (31, 119, 180)), ("error_ratio", "vertex error / mean face", (214, 39, 40)),
-              ("landmark_nme", "landmark NME", (44, 160, 44))]
+    colours = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189))
+    series = [(key, label, colour) for (key, label), colour in zip((("train_loss", "training loss"),) + tuple(curves), colours)]
     epochs = [r["epoch"] for r in history]
     for i, (key, label, colour) in enumerate(series):
         values = np.array([r[key] for r in history], float)
@@ -298,14 +315,6 @@ def plot_curves(history: list[dict], path: Path, size=(640, 360)) -> None:
         xs = [m + (w - 1.5 * m) * (e - epochs[0]) / max(1, epochs[-1] - epochs[0]) for e in epochs]
         ys = [h - m - (h - 1.5 * m) * v / top for v in values]
         draw.line(list(zip(xs, ys)), fill=colour, width=2) if len(xs) > 1 else draw.ellipse((xs[0] - 2, ys[0] - 2, xs[0] + 2, ys[0] + 2), fill=colour)
-        draw.text((m + 5, m // 2 + 5 + 14 * i), f"{label if key != 'train_loss' else 'training loss'} "
-                  f"(max {top:.3g}, last {values[-1]:.3g})", fill=colour)
+        draw.text((m + 5, m // 2 + 5 + 14 * i), f"{label} (max {top:.3g}, last {values[-1]:.3g})", fill=colour)
     draw.text((w // 2 - 20, h - m + 8), "epoch", fill="black")
     image.save(path)
-
-
-def train(config: TrainConfig, log=print, resume: bool = True) -> dict:
-    trainer = Trainer(config, log)
-    if resume:
-        trainer.resume()
-    return trainer.run()

@@ -96,7 +96,8 @@ class FaceGenerator:
         if p.background[0] == PHOTO_BACKGROUND:
             picture, segmentation = self.composer.compose(
                 int(p.background[1]), rendered.colour[k], rendered.segmentation[k], rendered.depth[k],
-                rendered.normal[k], scenes.vertices[k], scenes.landmarks_2d[k], p)
+                rendered.normal[k], scenes.vertices[k], scenes.landmarks_2d[k], p,
+                rendered.normal_fine[k] if scenes.details and scenes.details[k] is not None else None)
         else:  # a fitted photo's background was in focus when it was taken; a made one is defocused
             background = make_background(self.spec.seed, p.sample_index, p.background, self.background_images,
                                          self.spec.render.width, self.spec.render.height)

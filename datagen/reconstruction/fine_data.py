@@ -1,0 +1,191 @@
+"""Shards -> FineNet's training tensors: the face crop, the CoarseNet reconstruction rendered into it, and
+the fine ground truth (``depth_fine``, ``normal_fine``) resampled to it.
+
+The crop is CoarseNet's (``data.face_crop_box``: square around the 68 landmarks), at FineNet's own
+size. The coarse reconstruction of every sample FineNet trains or is scored on is computed once
+with the CoarseNet checkpoint (its own crop at its own size, with the sample's true camera, as
+``evaluate`` scores it) and rendered at FineNet's size through the same crop (``CoarseMaps``); it is
+kept in the run folder (``coarse-inputs.npz``), so a resumed run does not compute it again.
+Maps are resampled by area (a box filter over the crop's footprint) among the pixels the surface
+covers: no background zero is averaged into a depth.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..camera import crop_intrinsics
+from ..errors import DatagenError
+from ..files import atomic_file
+from ..images import crop_photo
+from .data import DatasetMix, face_crop_box, network_input, photometric_augmentation
+from .finenet import FACE_LABELS
+
+FIELDS = ["image", "landmarks_2d", "params/intrinsics", "segmentation", "depth", "normal", "depth_fine", "normal_fine",
+          "sample_index"]
+FULL_COVER = 0.999  # a crop pixel belongs to a region when this share of its footprint does
+
+
+def crop_map(values: np.ndarray, valid: np.ndarray, box, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The square ``box`` of an (H, W) or (H, W, C) float map resampled to ``size`` by area, averaging
+    only its ``valid`` pixels: (the map, 0 where no valid pixel falls; the valid share of each pixel)."""
+    x0, y0, side = box
+    h, w = valid.shape
+    pad = int(np.ceil(max(0, -x0, -y0, x0 + side - w, y0 + side - h))) + 1
+    region = (x0 + pad, y0 + pad, x0 + pad + side, y0 + pad + side)
+
+    def resample(plane):
+        padded = np.pad(np.asarray(plane, np.float32), pad)
+        return np.asarray(Image.fromarray(padded, "F").resize((size, size), Image.BOX, box=region))
+
+    weight = valid.astype(np.float32)
+    share = resample(weight)
+    planes = values[..., None] if values.ndim == 2 else values
+    out = np.stack([resample(planes[..., c] * weight) for c in range(planes.shape[-1])], -1)
+    out = np.where(share[..., None] > 1e-6, out / np.maximum(share[..., None], 1e-6), 0.0).astype(np.float32)
+    return (out[..., 0] if values.ndim == 2 else out), share
+
+
+def unit(normals: np.ndarray) -> np.ndarray:
+    length = np.linalg.norm(normals, axis=-1, keepdims=True)
+    return np.where(length > 1e-6, normals / np.maximum(length, 1e-6), 0.0).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class CoarseMaps:
+    """Coarse reconstructions rendered into FineNet crops: depth (N, S, S) float32 mm (0 off the
+    face), normal (N, S, S, 3) float16 camera space; row k belongs to dataset position positions[k]."""
+
+    positions: np.ndarray
+    depth: np.ndarray
+    normal: np.ndarray
+    checkpoint: str  # the CoarseNet checkpoint's digest
+
+    def rows(self, positions) -> np.ndarray:
+        rows = np.searchsorted(self.positions, positions)
+        if np.any(rows >= len(self.positions)) or np.any(self.positions[np.minimum(rows, len(self.positions) - 1)] != positions):
+            raise DatagenError("the coarse reconstructions do not cover every sample asked for")
+        return rows
+
+
+def file_digest(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+class CoarseRenderer:
+    """Renders CoarseNet reconstructions (``FaceParams`` in CoarseNet's crop camera) at FineNet's size:
+    the same crop, its intrinsics scaled; (depth, normal, segmentation) as ``render.RenderOutput``'s.
+    One GL renderer, made on first use."""
+
+    def __init__(self, model, size: int):
+        self.model, self.size, self._renderer = model, size, None
+
+    def render(self, params: list, coarse_size: int):
+        import dataclasses
+
+        from ..synth.geometry import build_scenes
+        from ..synth.render import Renderer
+
+        if self._renderer is None:
+            self._renderer = Renderer(self.model, self.size, self.size, supersample=1)
+        k = self.size / coarse_size
+        scaled = [dataclasses.replace(p, intrinsics=(np.asarray(p.intrinsics) * k).astype(np.float32)) for p in params]
+        out = self._renderer.render(build_scenes(self.model, scaled, topology=self._renderer.topology))
+        return out.depth, out.normal, out.segmentation
+
+
+def compute_coarse_maps(reconstructor, data, positions, size: int, checkpoint_digest: str, batch_size: int = 32,
+                        log=print) -> CoarseMaps:
+    """Every position's coarse reconstruction (``reconstructor``: a CoarseNet ``Reconstructor``) in its
+    FineNet crop of ``size`` pixels."""
+    import time
+
+    shards = DatasetMix(data, fields=["image", "landmarks_2d", "params/intrinsics"])
+    positions = np.sort(np.asarray(positions))
+    renderer = CoarseRenderer(reconstructor.model, size)
+    depth = np.zeros((len(positions), size, size), np.float32)
+    normal = np.zeros((len(positions), size, size, 3), np.float16)
+    started = last = time.perf_counter()
+    for start in range(0, len(positions), batch_size):
+        crops, intrinsics = [], []
+        for p in positions[start:start + batch_size]:
+            sample = shards[int(p)]
+            box = face_crop_box(sample["landmarks_2d"].astype(np.float64))
+            crops.append(crop_photo(sample["image"], box, reconstructor.size))
+            intrinsics.append(crop_intrinsics(sample["params/intrinsics"].astype(np.float64), box, reconstructor.size))
+        params = reconstructor.predict(np.stack(crops), np.stack(intrinsics).astype(np.float32))
+        d, n, _ = renderer.render(params, reconstructor.size)
+        depth[start:start + len(params)], normal[start:start + len(params)] = d, n
+        done = start + len(params)
+        if time.perf_counter() - last > 30 or done == len(positions):
+            last = time.perf_counter()
+            log(f"coarse reconstructions for FineNet: {done}/{len(positions)} samples, "
+                f"{done / max(last - started, 1e-9):.1f} samples/s")
+    return CoarseMaps(positions, depth, normal, checkpoint_digest)
+
+
+def save_coarse_maps(maps: CoarseMaps, path: str | Path) -> None:
+    with atomic_file(Path(path)) as tmp, open(tmp, "wb") as f:
+        np.savez(f, positions=maps.positions, depth=maps.depth, normal=maps.normal, checkpoint=np.array(maps.checkpoint))
+
+
+def load_coarse_maps(path: str | Path, checkpoint_digest: str, positions) -> CoarseMaps | None:
+    """The maps saved at ``path`` if they were made by that checkpoint for those positions, else None."""
+    try:
+        with np.load(path) as f:
+            maps = CoarseMaps(f["positions"], f["depth"], f["normal"], str(f["checkpoint"]))
+    except (OSError, ValueError, KeyError):
+        return None
+    if maps.checkpoint != checkpoint_digest or not np.array_equal(maps.positions, np.sort(np.asarray(positions))):
+        return None
+    return maps
+
+
+class FineTrainingSet:
+    """A map-style dataset of FineNet's tensors: position -> dict of float32 arrays (module docstring).
+    ``coarse``: the ``CoarseMaps`` covering ``positions``."""
+
+    def __init__(self, data, positions, coarse: CoarseMaps, size: int = 128, augment: bool = True, seed: int = 0):
+        self.shards = DatasetMix(data, fields=FIELDS)
+        for part in self.shards.parts:
+            if "depth_fine" not in part.field_names():
+                raise DatagenError(f"{part.path} has no fine ground truth (depth_fine, normal_fine): generate it "
+                                   "with [sampling.detail] probability > 0, e.g. jobs/details.toml")
+        self.positions = np.asarray(positions)
+        self.rows = coarse.rows(self.positions)
+        self.coarse, self.size, self.augment, self.seed = coarse, size, augment, seed
+        self.epoch = 0
+
+    def __len__(self):
+        return len(self.positions)
+
+    def __getitem__(self, i):
+        position = int(self.positions[i])
+        sample = self.shards[position]
+        box = face_crop_box(sample["landmarks_2d"].astype(np.float64))
+        picture = Image.fromarray(crop_photo(sample["image"], box, self.size))
+        if self.augment:
+            picture = photometric_augmentation(picture, np.random.default_rng([self.seed, self.epoch, position]))
+        surface = sample["depth_fine"] > 0
+        depth_fine, covered = crop_map(sample["depth_fine"], surface, box, self.size)
+        normal_fine, _ = crop_map(sample["normal_fine"].astype(np.float32), surface, box, self.size)
+        depth, _ = crop_map(sample["depth"], surface, box, self.size)  # the true coarse surface, for the metrics' floor
+        normal, _ = crop_map(sample["normal"].astype(np.float32), surface, box, self.size)
+        _, face = crop_map(np.zeros(surface.shape, np.float32), np.isin(sample["segmentation"], FACE_LABELS), box, self.size)
+        coarse_depth = self.coarse.depth[self.rows[i]]
+        mask = (face > FULL_COVER) & (covered > FULL_COVER) & (coarse_depth > 0)
+        intrinsics = crop_intrinsics(sample["params/intrinsics"].astype(np.float64), box, self.size)
+        return {"image": network_input(np.asarray(picture)), "coarse_depth": coarse_depth,
+                "coarse_normal": self.coarse.normal[self.rows[i]].astype(np.float32),
+                "depth_fine": depth_fine, "normal_fine": unit(normal_fine), "depth": depth, "normal": unit(normal),
+                "mask": mask,
+                "intrinsics": intrinsics.astype(np.float32), "index": sample["sample_index"]}

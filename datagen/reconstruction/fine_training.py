@@ -1,0 +1,71 @@
+"""Train FineNet (``datagen train --fine --coarse RUN/best.pt``) on shards with fine ground truth.
+
+The loop, schedule, checkpoints and logs are CoarseNet's (``training.Trainer``); what differs:
+the samples (``fine_data.FineTrainingSet``: the crop, the CoarseNet checkpoint's reconstruction
+rendered into it, the fine ground truth), the network (``finenet.FineNet``), the loss (depth L1 up to
+an offset + the fine normals' distance to the truth's, ``finenet.fine_losses``) and the held-out metrics
+(``fine_evaluation``). ``best.pt`` keeps the lowest held-out fine depth error and carries the
+CoarseNet it builds on, so one file reconstructs a detailed face (``fine_inference``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..errors import DatagenError
+from .fine_data import FineTrainingSet, compute_coarse_maps, file_digest, load_coarse_maps, save_coarse_maps
+from .fine_evaluation import evaluate_fine
+from .finenet import NORMAL_WEIGHT, FineNet, fine_input, fine_losses
+from .inference import Reconstructor, load_checkpoint
+from .training import Trainer
+
+COARSE_INPUTS = "coarse-inputs.npz"  # in the run folder: the coarse reconstructions FineNet reads
+
+
+class FineTrainer(Trainer):
+    BEST_METRIC = "fine_depth_error_mm"
+    CURVES = (("fine_depth_error_mm", "fine depth error, mm"), ("coarse_depth_error_mm", "coarse depth error, mm"))
+
+    def build(self, train_ids, held_ids) -> None:
+        config = self.config
+        if not config.coarse:
+            raise DatagenError("FineNet builds on a CoarseNet: give its checkpoint (--coarse RUN/best.pt)")
+        if config.size % 8:
+            raise DatagenError(f"FineNet's input size must be a multiple of 8 (its U-Net halves it 3 times), not {config.size}")
+        state = load_checkpoint(config.coarse)
+        if state.get("kind") == "fine":
+            state = state["coarse"]
+        if state["model"]["checksum"] != self.model.checksum:
+            raise DatagenError(f"{config.coarse} was trained on model '{state['model']['name']}', the data uses "
+                               f"'{self.model.name}' (or another version of it)")
+        self.coarse_state = {k: v for k, v in state.items() if k != "optimiser"}
+        maps = self.coarse_maps(Reconstructor(config.coarse, config.model_dir, state=state),
+                                file_digest(config.coarse), list(train_ids) + list(held_ids))
+        self.train_set = FineTrainingSet(config.data, train_ids, maps, config.size, augment=config.augment, seed=config.seed)
+        self.held_out = FineTrainingSet(config.data, held_ids, maps, config.size, augment=False)
+        self.net = FineNet(config.width).to(self.device, memory_format=torch.channels_last)
+
+    def coarse_maps(self, reconstructor, digest: str, positions):
+        path = Path(self.config.out) / COARSE_INPUTS
+        maps = load_coarse_maps(path, digest, positions)
+        if maps is None:
+            self.log(f"reconstructing {len(positions)} samples with {self.config.coarse} (once; kept in {path})")
+            maps = compute_coarse_maps(reconstructor, self.config.data, positions, self.config.size, digest, log=self.log)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_coarse_maps(maps, path)
+        return maps
+
+    def extra_state(self) -> dict:
+        return {"kind": "fine", "coarse": self.coarse_state}
+
+    def total_loss(self, batch) -> torch.Tensor:
+        x = fine_input(batch["image"], batch["coarse_depth"], batch["coarse_normal"])
+        residual = self.net(x.contiguous(memory_format=torch.channels_last))
+        parts = fine_losses(residual, batch)
+        return parts["depth"] + NORMAL_WEIGHT * parts["normal"]
+
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        return evaluate_fine(self.net, self.held_out, self.device)
