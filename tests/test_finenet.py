@@ -61,13 +61,16 @@ def test_subdivision_splits_each_selected_triangle_into_four_that_share_midpoint
     vertices = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0]], float)
     triangles = np.array([[0, 1, 2], [1, 3, 2]])
     uv = vertices[:, :2].copy()
-    v, t, u, tu, selected = subdivide(vertices, triangles, uv, triangles.copy(), np.array([True, True]))
-    assert len(v) == 4 + 5 and len(t) == 8 and selected.all()  # 5 edges, one of them shared
+    v, t, u, tu, selected, pinned = subdivide(vertices, triangles, uv, triangles.copy(), np.array([True, True]))
+    assert len(v) == 4 + 5 and len(t) == 8 and selected.all() and not pinned.any()  # 5 edges, one of them shared
     assert np.allclose(v[4:].sum(0), [2.5, 2.5, 0]) and np.allclose(u, v[:, :2])
     area = lambda p, f: 0.5 * np.abs(np.cross(p[f[:, 1]] - p[f[:, 0]], p[f[:, 2]] - p[f[:, 0]])[:, 2]).sum()  # noqa: E731
     assert np.isclose(area(v, t), 1.0)
-    v, t, _, _, selected = subdivide(vertices, triangles, uv, triangles.copy(), np.array([True, False]))
+    v, t, _, _, selected, pinned = subdivide(vertices, triangles, uv, triangles.copy(), np.array([True, False]))
     assert len(t) == 5 and selected.sum() == 4 and len(v) == 7
+    # the unsplit triangle's vertices, and the midpoint on the edge it shares (a T-junction), stay put
+    shared = np.flatnonzero(np.all(np.isclose(v, [0.5, 0.5, 0]), 1))
+    assert pinned[[1, 2, 3]].all() and not pinned[0] and pinned[shared].all() and pinned.sum() == 4
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +181,7 @@ def fine_run(fine_data, tmp_path_factory):
 def test_finenet_trains_on_shards_and_its_checkpoint_carries_its_coarsenet(fine_run):
     coarse, out, final, log = fine_run
     assert any(line.startswith("reconstructing 40 samples with") for line in log)
-    assert (out / "coarse-inputs.npz").exists() and (out / "curve.png").exists()
+    assert (out / "coarse-inputs" / "depth.npy").exists() and (out / "curve.png").exists()
     for key in ("fine_depth_error_mm", "coarse_depth_error_mm", "fine_normal_error_deg", "coarse_normal_error_deg",
                 "fine_detail_error_mm", "normal_floor_deg"):
         assert np.isfinite(final[key]), key
@@ -265,7 +268,7 @@ def test_fine_commands_given_the_wrong_inputs_say_so_once(fine_run, tiny_data_wi
     assert result.exit_code == 2 and "--coarse is FineNet's: give --fine too" in result.output
     with pytest.raises(DatagenError, match="builds on a CoarseNet"):
         train(TrainConfig(data=str(tiny_data_without_detail), out=str(tmp_path / "r"), fine=True, batch_size=4))
-    with pytest.raises(DatagenError, match="trained on model"):  # a CoarseNet of another model
+    with pytest.raises(DatagenError, match="has no fine ground truth"):  # said before any reconstruction
         train(TrainConfig(data=str(tiny_data_without_detail), out=str(tmp_path / "r"), fine=True, coarse=str(coarse),
                           batch_size=4))
     maps = CoarseMaps(np.arange(2), np.zeros((2, SIZE, SIZE), np.float32), np.zeros((2, SIZE, SIZE, 3), np.float16), "")

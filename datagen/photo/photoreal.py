@@ -316,7 +316,7 @@ class PhotoComposer:
             relief = self.relief_ratio(layers, params, (normals[0][at_new], normals[1][at_new]),
                                        (layers.normal[at_old], layers.fine_normal[at_old]))
             ratio = np.ones(segmentation.shape + (3,), np.float32) if ratio is None else ratio.copy()
-            ratio[at_new] *= relief
+            ratio[at_new] = np.clip(ratio[at_new] * relief, 1 / MAX_RELIGHT_RATIO, MAX_RELIGHT_RATIO)
         if ratio is not None:  # the skin is relit, the hair or glasses on it are the photo's
             ratio = ratio[rows[shown], cols[shown]]
             inner = np.isin(segmentation[rows[shown], cols[shown]], PHOTO_FEATURES)

@@ -5,7 +5,8 @@ The crop is CoarseNet's (``data.face_crop_box``: square around the 68 landmarks)
 size. The coarse reconstruction of every sample FineNet trains or is scored on is computed once
 with the CoarseNet checkpoint (its own crop at its own size, with the sample's true camera, as
 ``evaluate`` scores it) and rendered at FineNet's size through the same crop (``CoarseMaps``); it is
-kept in the run folder (``coarse-inputs.npz``), so a resumed run does not compute it again.
+kept in the run folder (``coarse-inputs/``, memory-mapped), so a resumed run does not compute it
+again unless the checkpoint, the datasets or the size changed.
 Maps are resampled by area (a box filter over the crop's footprint) among the pixels the surface
 covers: no background zero is averaged into a depth.
 """
@@ -21,9 +22,8 @@ from PIL import Image
 
 from ..camera import crop_intrinsics
 from ..errors import DatagenError
-from ..files import atomic_file
 from ..images import crop_photo
-from .data import DatasetMix, face_crop_box, network_input, photometric_augmentation
+from .data import DatasetMix, data_paths, face_crop_box, network_input, photometric_augmentation
 from .finenet import FACE_LABELS
 
 FIELDS = ["image", "landmarks_2d", "params/intrinsics", "segmentation", "depth", "normal", "depth_fine", "normal_fine",
@@ -59,12 +59,13 @@ def unit(normals: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class CoarseMaps:
     """Coarse reconstructions rendered into FineNet crops: depth (N, S, S) float32 mm (0 off the
-    face), normal (N, S, S, 3) float16 camera space; row k belongs to dataset position positions[k]."""
+    face), normal (N, S, S, 3) float16 camera space; row k belongs to dataset position positions[k].
+    Kept in a run folder they are memory-mapped: forked loader workers share the pages."""
 
     positions: np.ndarray
     depth: np.ndarray
     normal: np.ndarray
-    checkpoint: str  # the CoarseNet checkpoint's digest
+    key: str  # what made them (coarse_maps_key): a run reuses them only for the same key
 
     def rows(self, positions) -> np.ndarray:
         rows = np.searchsorted(self.positions, positions)
@@ -79,6 +80,22 @@ def file_digest(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()[:16]
+
+
+def coarse_maps_key(checkpoint_digest: str, data, size: int) -> str:
+    """The CoarseNet checkpoint, the datasets (their manifests) and the crop size that coarse maps are made of."""
+    h = hashlib.sha256(f"{checkpoint_digest} {size}".encode())
+    for path in data_paths(data):
+        h.update((Path(path) / "manifest.json").read_bytes())
+    return h.hexdigest()[:16]
+
+
+def require_fine_fields(data) -> None:
+    """One clear error unless every dataset has the fine ground truth FineNet learns."""
+    for part in DatasetMix(data).parts:
+        if "depth_fine" not in part.field_names():
+            raise DatagenError(f"{part.path} has no fine ground truth (depth_fine, normal_fine): generate it "
+                               "with [sampling.detail] probability > 0, e.g. jobs/details.toml")
 
 
 class CoarseRenderer:
@@ -103,17 +120,26 @@ class CoarseRenderer:
         return out.depth, out.normal, out.segmentation
 
 
-def compute_coarse_maps(reconstructor, data, positions, size: int, checkpoint_digest: str, batch_size: int = 32,
-                        log=print) -> CoarseMaps:
+def compute_coarse_maps(reconstructor, data, positions, size: int, key: str, folder: str | Path | None = None,
+                        batch_size: int = 32, log=print) -> CoarseMaps:
     """Every position's coarse reconstruction (``reconstructor``: a CoarseNet ``Reconstructor``) in its
-    FineNet crop of ``size`` pixels."""
+    FineNet crop of ``size`` pixels; written to ``folder`` (whole or not at all) and memory-mapped
+    from it when one is given."""
+    import shutil
     import time
 
     shards = DatasetMix(data, fields=["image", "landmarks_2d", "params/intrinsics"])
     positions = np.sort(np.asarray(positions))
     renderer = CoarseRenderer(reconstructor.model, size)
-    depth = np.zeros((len(positions), size, size), np.float32)
-    normal = np.zeros((len(positions), size, size, 3), np.float16)
+    partial = Path(str(folder) + ".partial") if folder is not None else None
+    if partial is not None:
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        depth = np.lib.format.open_memmap(partial / "depth.npy", "w+", np.float32, (len(positions), size, size))
+        normal = np.lib.format.open_memmap(partial / "normal.npy", "w+", np.float16, (len(positions), size, size, 3))
+    else:
+        depth = np.zeros((len(positions), size, size), np.float32)
+        normal = np.zeros((len(positions), size, size, 3), np.float16)
     started = last = time.perf_counter()
     for start in range(0, len(positions), batch_size):
         crops, intrinsics = [], []
@@ -130,24 +156,29 @@ def compute_coarse_maps(reconstructor, data, positions, size: int, checkpoint_di
             last = time.perf_counter()
             log(f"coarse reconstructions for FineNet: {done}/{len(positions)} samples, "
                 f"{done / max(last - started, 1e-9):.1f} samples/s")
-    return CoarseMaps(positions, depth, normal, checkpoint_digest)
+    if partial is None:
+        return CoarseMaps(positions, depth, normal, key)
+    depth.flush()
+    normal.flush()
+    del depth, normal
+    np.save(partial / "positions.npy", positions)
+    (partial / "key.txt").write_text(key)
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
+    return load_coarse_maps(folder, key, positions)
 
 
-def save_coarse_maps(maps: CoarseMaps, path: str | Path) -> None:
-    with atomic_file(Path(path)) as tmp, open(tmp, "wb") as f:
-        np.savez(f, positions=maps.positions, depth=maps.depth, normal=maps.normal, checkpoint=np.array(maps.checkpoint))
-
-
-def load_coarse_maps(path: str | Path, checkpoint_digest: str, positions) -> CoarseMaps | None:
-    """The maps saved at ``path`` if they were made by that checkpoint for those positions, else None."""
+def load_coarse_maps(folder: str | Path, key: str, positions) -> CoarseMaps | None:
+    """The maps kept in ``folder`` (memory-mapped) if they were made with that key for those positions, else None."""
+    folder = Path(folder)
     try:
-        with np.load(path) as f:
-            maps = CoarseMaps(f["positions"], f["depth"], f["normal"], str(f["checkpoint"]))
-    except (OSError, ValueError, KeyError):
+        if (folder / "key.txt").read_text() != key:
+            return None
+        maps = CoarseMaps(np.load(folder / "positions.npy"), np.load(folder / "depth.npy", mmap_mode="r"),
+                          np.load(folder / "normal.npy", mmap_mode="r"), key)
+    except (OSError, ValueError):
         return None
-    if maps.checkpoint != checkpoint_digest or not np.array_equal(maps.positions, np.sort(np.asarray(positions))):
-        return None
-    return maps
+    return maps if np.array_equal(maps.positions, np.sort(np.asarray(positions))) else None
 
 
 class FineTrainingSet:
@@ -155,11 +186,8 @@ class FineTrainingSet:
     ``coarse``: the ``CoarseMaps`` covering ``positions``."""
 
     def __init__(self, data, positions, coarse: CoarseMaps, size: int = 128, augment: bool = True, seed: int = 0):
+        require_fine_fields(data)
         self.shards = DatasetMix(data, fields=FIELDS)
-        for part in self.shards.parts:
-            if "depth_fine" not in part.field_names():
-                raise DatagenError(f"{part.path} has no fine ground truth (depth_fine, normal_fine): generate it "
-                                   "with [sampling.detail] probability > 0, e.g. jobs/details.toml")
         self.positions = np.asarray(positions)
         self.rows = coarse.rows(self.positions)
         self.coarse, self.size, self.augment, self.seed = coarse, size, augment, seed
@@ -181,7 +209,7 @@ class FineTrainingSet:
         depth, _ = crop_map(sample["depth"], surface, box, self.size)  # the true coarse surface, for the metrics' floor
         normal, _ = crop_map(sample["normal"].astype(np.float32), surface, box, self.size)
         _, face = crop_map(np.zeros(surface.shape, np.float32), np.isin(sample["segmentation"], FACE_LABELS), box, self.size)
-        coarse_depth = self.coarse.depth[self.rows[i]]
+        coarse_depth = np.array(self.coarse.depth[self.rows[i]])  # a copy: the maps may be memory-mapped
         mask = (face > FULL_COVER) & (covered > FULL_COVER) & (coarse_depth > 0)
         intrinsics = crop_intrinsics(sample["params/intrinsics"].astype(np.float64), box, self.size)
         return {"image": network_input(np.asarray(picture)), "coarse_depth": coarse_depth,

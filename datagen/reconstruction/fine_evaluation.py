@@ -62,7 +62,8 @@ def evaluate_fine(net, held_out, device, batch_size: int = 16) -> dict:
     columns: dict[str, list] = {}
     for batch in torch.utils.data.DataLoader(held_out, batch_size=batch_size, num_workers=0):
         batch = {k: v.to(device) for k, v in batch.items()}
-        keep = batch["mask"].flatten(1).sum(1) > 100  # a sample whose face the coarse fit missed says nothing
+        # a sample whose face the coarse fit missed says nothing
+        keep = (batch["mask"].flatten(1).sum(1) > 100) & (interior(batch["mask"]).flatten(1).sum(1) > 0)
         batch = {k: v[keep] for k, v in batch.items()}
         if not len(batch["mask"]):
             continue
@@ -100,8 +101,9 @@ def evaluate_fine_synthetic(fine_reconstructor, data, samples: int = 1000, log=p
     sample reconstructed by its CoarseNet with the sample's true camera (as ``evaluation.evaluate_synthetic``)."""
     from ..data.dataset import ShardedDataset
     from .data import split_indices
-    from .fine_data import FineTrainingSet, compute_coarse_maps
+    from .fine_data import FineTrainingSet, compute_coarse_maps, require_fine_fields
 
+    require_fine_fields(data)
     _, held = split_indices(len(ShardedDataset(data)))
     held = held[:samples]
     maps = compute_coarse_maps(fine_reconstructor.coarse, data, held, fine_reconstructor.size, "", log=log)

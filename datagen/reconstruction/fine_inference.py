@@ -86,7 +86,7 @@ class FineReconstructor:
         depth, normal, labels = depth[0], normal[0], labels[0]
         face = np.isin(labels, FACE_LABELS) & (depth > 0)
         raw = self.residual(crop[None], depth[None], normal[None])[0]
-        taper = np.clip(distance_transform_edt(face) / TAPER_PX, 0, 1)
+        taper = np.clip(distance_transform_edt(np.pad(face, 1))[1:-1, 1:-1] / TAPER_PX, 0, 1)  # the crop's edge too
         residual = np.where(face, (raw - (np.median(raw[face]) if face.any() else 0.0)) * taper, 0.0).astype(np.float32)
         intrinsics = (coarse.params.intrinsics * self.size / self.coarse.size).astype(np.float32)
         fine = np.where(depth > 0, depth + residual, 0.0).astype(np.float32)
@@ -100,9 +100,12 @@ class FineReconstructor:
         return detail_picture(result)
 
 
-def subdivide(vertices, triangles, uv, triangle_uv, selected):
+def subdivide(vertices, triangles, uv, triangle_uv, selected, pinned=None):
     """Each selected triangle split into four at its edges' midpoints (positions and UVs); returns
-    (vertices, triangles, uv, triangle_uv, selected), the new triangles selected."""
+    (vertices, triangles, uv, triangle_uv, selected, pinned), the new triangles selected. ``pinned``
+    (V,) marks vertices that must not move: those of the unselected triangles, then the midpoints of
+    edges between two pinned vertices (on the border with an unsplit triangle they are T-junctions,
+    which move without a crack only if they stay on its edge)."""
     def midpoints(points, corners):
         edges = np.concatenate([corners[:, [0, 1]], corners[:, [1, 2]], corners[:, [2, 0]]])
         unique, inverse = np.unique(np.sort(edges, 1), axis=0, return_inverse=True)
@@ -114,12 +117,20 @@ def subdivide(vertices, triangles, uv, triangle_uv, selected):
         ab, bc, ca = middle.T
         return np.concatenate([np.stack(t, 1) for t in ((a, ab, ca), (ab, b, bc), (ca, bc, c), (ab, bc, ca))])
 
+    if pinned is None:
+        pinned = np.zeros(len(vertices), bool)
+        pinned[triangles[~selected].ravel()] = True
+    count = len(vertices)
     vertices, middle = midpoints(vertices, triangles[selected])
+    ends = np.zeros((len(vertices) - count, 2), int)
+    for k, (a, b) in enumerate(((0, 1), (1, 2), (2, 0))):
+        ends[middle[:, k] - count] = triangles[selected][:, [a, b]]
+    pinned = np.concatenate([pinned, pinned[ends].all(1)])
     uv, uv_middle = midpoints(uv, triangle_uv[selected])
     new, new_uv = split(triangles[selected], middle), split(triangle_uv[selected], uv_middle)
     keep = ~selected
     return (vertices, np.concatenate([triangles[keep], new]), uv, np.concatenate([triangle_uv[keep], new_uv]),
-            np.concatenate([np.zeros(keep.sum(), bool), np.ones(len(new), bool)]))
+            np.concatenate([np.zeros(keep.sum(), bool), np.ones(len(new), bool)]), pinned)
 
 
 def detailed_mesh(model, vertices, coarse_depth, residual, intrinsics):
@@ -127,18 +138,20 @@ def detailed_mesh(model, vertices, coarse_depth, residual, intrinsics):
     vertex seen in the crop moved along its camera ray by the residual at its pixel."""
     v, tri, uv, tri_uv = vertices.astype(np.float64), model.triangles, model.uv.astype(np.float64), model.triangle_uv
     selected = model.region_vertices("face")[tri].all(1)
+    pinned = np.zeros(len(v), bool)  # only the face moves: what any other triangle holds stays
+    pinned[tri[~selected].ravel()] = True
     for _ in range(MAX_SUBDIVISIONS):
         footprint = -v[tri[selected], 2].mean(1) / intrinsics[0]  # mm a crop pixel covers at the triangle
         longest = np.linalg.norm(v[tri[selected]] - v[tri[selected][:, [1, 2, 0]]], axis=-1).max(1)
         if not selected.any() or np.median(longest / footprint) <= 1.0:
             break
-        v, tri, uv, tri_uv, selected = subdivide(v, tri, uv, tri_uv, selected)
+        v, tri, uv, tri_uv, selected, pinned = subdivide(v, tri, uv, tri_uv, selected, pinned)
     pixels = project(v[None], intrinsics[None].astype(np.float64))[0] - 0.5  # map_coordinates: pixel centres at integers
     at = [pixels[:, 1], pixels[:, 0]]
     seen_depth = map_coordinates(coarse_depth, at, order=0, cval=0.0)
     shift = map_coordinates(residual, at, order=1, cval=0.0)
     depth = -v[:, 2]
-    shift = np.where((seen_depth > 0) & (np.abs(seen_depth - depth) < VISIBLE_MM), shift, 0.0)
+    shift = np.where((seen_depth > 0) & (np.abs(seen_depth - depth) < VISIBLE_MM) & ~pinned, shift, 0.0)
     return (v * ((depth + shift) / depth)[:, None]).astype(np.float32), tri, uv.astype(np.float32), tri_uv
 
 
@@ -147,8 +160,8 @@ def detail_picture(result: FineReconstruction, scale: int = 2) -> Image.Image:
     def normals(n):
         return np.where(np.any(n != 0, -1, keepdims=True), (n + 1) / 2 * 255, 0).astype(np.uint8)
 
-    r = np.clip(result.residual / 1.0, -1, 1)
-    residual = np.stack([128 + 127 * np.clip(r, 0, 1), 128 - 127 * np.abs(r), 128 + 127 * np.clip(-r, 0, 1)], -1)
+    r = np.clip(result.residual / 1.0, -1, 1)  # depth residual: positive is further from the camera (deeper)
+    residual = np.stack([128 + 127 * np.clip(-r, 0, 1), 128 - 127 * np.abs(r), 128 + 127 * np.clip(r, 0, 1)], -1)
     residual = np.where(result.face[..., None], residual, 0).astype(np.uint8)
     row = np.concatenate([result.crop, normals(result.coarse_normal), normals(result.normal), residual], 1)
     s = result.crop.shape[0] * scale

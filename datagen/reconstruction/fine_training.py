@@ -10,28 +10,32 @@ CoarseNet it builds on, so one file reconstructs a detailed face (``fine_inferen
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
 
 from ..errors import DatagenError
-from .fine_data import FineTrainingSet, compute_coarse_maps, file_digest, load_coarse_maps, save_coarse_maps
+from .fine_data import (FineTrainingSet, coarse_maps_key, compute_coarse_maps, file_digest, load_coarse_maps,
+                        require_fine_fields)
 from .fine_evaluation import evaluate_fine
 from .finenet import NORMAL_WEIGHT, FineNet, fine_input, fine_losses
 from .inference import Reconstructor, load_checkpoint
 from .training import Trainer
 
-COARSE_INPUTS = "coarse-inputs.npz"  # in the run folder: the coarse reconstructions FineNet reads
+COARSE_INPUTS = "coarse-inputs"  # in the run folder: the coarse reconstructions FineNet reads (memory-mapped)
 
 
 class FineTrainer(Trainer):
+    KIND = "fine"
     BEST_METRIC = "fine_depth_error_mm"
     CURVES = (("fine_depth_error_mm", "fine depth error, mm"), ("coarse_depth_error_mm", "coarse depth error, mm"))
 
     def build(self, train_ids, held_ids) -> None:
         config = self.config
         if not config.coarse:
-            raise DatagenError("FineNet builds on a CoarseNet: give its checkpoint (--coarse RUN/best.pt)")
+            config = self.config = dataclasses.replace(config, coarse=self.resumed_coarse())
+        require_fine_fields(config.data)
         if config.size % 8:
             raise DatagenError(f"FineNet's input size must be a multiple of 8 (its U-Net halves it 3 times), not {config.size}")
         state = load_checkpoint(config.coarse)
@@ -41,20 +45,30 @@ class FineTrainer(Trainer):
             raise DatagenError(f"{config.coarse} was trained on model '{state['model']['name']}', the data uses "
                                f"'{self.model.name}' (or another version of it)")
         self.coarse_state = {k: v for k, v in state.items() if k != "optimiser"}
-        maps = self.coarse_maps(Reconstructor(config.coarse, config.model_dir, state=state),
-                                file_digest(config.coarse), list(train_ids) + list(held_ids))
+        key = coarse_maps_key(file_digest(config.coarse), config.data, config.size)
+        maps = self.coarse_maps(Reconstructor(config.coarse, config.model_dir, state=state), key,
+                                list(train_ids) + list(held_ids))
         self.train_set = FineTrainingSet(config.data, train_ids, maps, config.size, augment=config.augment, seed=config.seed)
         self.held_out = FineTrainingSet(config.data, held_ids, maps, config.size, augment=False)
         self.net = FineNet(config.width).to(self.device, memory_format=torch.channels_last)
 
-    def coarse_maps(self, reconstructor, digest: str, positions):
-        path = Path(self.config.out) / COARSE_INPUTS
-        maps = load_coarse_maps(path, digest, positions)
+    def resumed_coarse(self) -> str:
+        """The CoarseNet of the run being resumed (its config names it), else one clear error."""
+        last = Path(self.config.out) / "last.pt"
+        coarse = load_checkpoint(last)["config"].get("coarse", "") if last.exists() else ""
+        if not coarse:
+            raise DatagenError("FineNet builds on a CoarseNet: give its checkpoint (--coarse RUN/best.pt)")
+        if not Path(coarse).exists():
+            raise DatagenError(f"{last} was trained on the CoarseNet {coarse}, which is gone: give it again with --coarse")
+        return coarse
+
+    def coarse_maps(self, reconstructor, key: str, positions):
+        folder = Path(self.config.out) / COARSE_INPUTS
+        maps = load_coarse_maps(folder, key, positions)
         if maps is None:
-            self.log(f"reconstructing {len(positions)} samples with {self.config.coarse} (once; kept in {path})")
-            maps = compute_coarse_maps(reconstructor, self.config.data, positions, self.config.size, digest, log=self.log)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            save_coarse_maps(maps, path)
+            self.log(f"reconstructing {len(positions)} samples with {self.config.coarse} (once; kept in {folder})")
+            maps = compute_coarse_maps(reconstructor, self.config.data, positions, self.config.size, key, folder,
+                                       log=self.log)
         return maps
 
     def extra_state(self) -> dict:

@@ -102,6 +102,7 @@ def face_vertex_ids(model, count: int = 2000) -> np.ndarray:
 
 
 class Trainer:
+    KIND = "coarse"  # the network a run folder's checkpoints hold ("kind" in them; older ones: coarse)
     BEST_METRIC = "vertex_error_mm"  # best.pt: the lowest held-out value of this
     CURVES = (("error_ratio", "vertex error / mean face"), ("landmark_nme", "landmark NME"))
 
@@ -162,6 +163,9 @@ class Trainer:
         if not path.exists():
             return False
         state = torch.load(path, map_location=self.device, weights_only=False)
+        if state.get("kind", "coarse") != self.KIND:
+            raise DatagenError(f"{path} is a {state.get('kind', 'coarse')} run's, not a {self.KIND} one's: give this "
+                               "run a folder of its own (or --fresh to replace it)")
         self.net.load_state_dict(state["net"])
         self.optimiser.load_state_dict(state["optimiser"])
         self.epoch, self.step, self.seconds = state["epoch"], state["step"], state["seconds"]

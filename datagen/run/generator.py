@@ -97,7 +97,7 @@ class FaceGenerator:
             picture, segmentation = self.composer.compose(
                 int(p.background[1]), rendered.colour[k], rendered.segmentation[k], rendered.depth[k],
                 rendered.normal[k], scenes.vertices[k], scenes.landmarks_2d[k], p,
-                rendered.normal_fine[k] if scenes.details and scenes.details[k] is not None else None)
+                rendered.normal_fine[k] if rendered.normal_fine is not None else None)  # none: the photo's relief out
         else:  # a fitted photo's background was in focus when it was taken; a made one is defocused
             background = make_background(self.spec.seed, p.sample_index, p.background, self.background_images,
                                          self.spec.render.width, self.spec.render.height)
