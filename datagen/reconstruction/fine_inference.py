@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from scipy.ndimage import distance_transform_edt, map_coordinates
+from scipy.ndimage import distance_transform_edt, gaussian_filter, map_coordinates
 
 from ..camera import project
 from ..errors import DatagenError
@@ -29,6 +29,7 @@ from .finenet import FACE_LABELS, FineNet, fine_input, fine_normals
 from .inference import Reconstruction, Reconstructor, load_checkpoint
 
 TAPER_PX = 6.0
+RELIEF_SIGMA_PX, RELIEF_MM = 2.0, 2.0  # the picture's relief: the residual less its blur; its full scale
 MAX_SUBDIVISIONS = 2
 VISIBLE_MM = 3.0  # a vertex is seen in the crop when its depth is within this of the coarse depth map's
 
@@ -156,11 +157,14 @@ def detailed_mesh(model, vertices, coarse_depth, residual, intrinsics):
 
 
 def detail_picture(result: FineReconstruction, scale: int = 2) -> Image.Image:
-    """crop | coarse normals | fine normals | residual (blue deeper, red higher; +-1 mm full scale)."""
+    """crop | coarse normals | fine normals | the residual's relief: its part finer than RELIEF_SIGMA_PX
+    (the rest corrects the coarse shape), red higher, blue deeper, RELIEF_MM full scale."""
     def normals(n):
         return np.where(np.any(n != 0, -1, keepdims=True), (n + 1) / 2 * 255, 0).astype(np.uint8)
 
-    r = np.clip(result.residual / 1.0, -1, 1)  # depth residual: positive is further from the camera (deeper)
+    face = result.face.astype(np.float64)
+    smooth = gaussian_filter(result.residual * face, RELIEF_SIGMA_PX) / np.maximum(gaussian_filter(face, RELIEF_SIGMA_PX), 1e-6)
+    r = np.clip((result.residual - smooth) / RELIEF_MM, -1, 1)  # depth: positive is further from the camera (deeper)
     residual = np.stack([128 + 127 * np.clip(-r, 0, 1), 128 - 127 * np.abs(r), 128 + 127 * np.clip(r, 0, 1)], -1)
     residual = np.where(result.face[..., None], residual, 0).astype(np.uint8)
     row = np.concatenate([result.crop, normals(result.coarse_normal), normals(result.normal), residual], 1)
