@@ -276,22 +276,25 @@ def test_library_entries_keep_their_detail_and_old_or_broken_ones_say_so(tmp_pat
     assert library.load("photo").detail is None
 
 
+def photoreal_spec(library, extra: str = ""):
+    """A photo-realistic job on ``library`` at the tests' size, with ``extra`` TOML lines."""
+    return parse_spec(f'''name = "photoreal"
+[render]
+width = {SIZE}
+height = {SIZE}
+[photoreal]
+library = "{library}"
+{extra}
+''', "<photoreal>")
+
+
 def test_photo_realistic_faces_get_their_photos_detail_and_old_libraries_are_named(tmp_path, fitted_photo, ict_model,
                                                                                   renderer):
     from datagen.photo.library import TextureLibrary
     from datagen.photo.library_sources import libraries_without_detail
 
     TextureLibrary(tmp_path / "lib").add(fitted_photo, ict_model)
-    spec = parse_spec(f'''name = "photoreal-detail"
-[render]
-width = {SIZE}
-height = {SIZE}
-[photoreal]
-library = "{tmp_path / 'lib'}"
-[sampling.detail]
-probability = 1.0
-resolution = 256
-''', "<photoreal>")
+    spec = photoreal_spec(tmp_path / "lib", "[sampling.detail]\nprobability = 1.0\nresolution = 256")
     generator = FaceGenerator(spec, ict_model, renderer)
     arrays = generator.generate(range(2))
     detail = arrays["params/detail"]
@@ -317,17 +320,7 @@ def test_a_photo_realistic_face_shades_its_relief_under_the_new_light_and_nothin
     from datagen.synth.sampling import raking_light
 
     TextureLibrary(tmp_path / "lib").add(fitted_photo, ict_model)
-    spec = parse_spec(f'''name = "photoreal-relief"
-[render]
-width = {SIZE}
-height = {SIZE}
-[photoreal]
-library = "{tmp_path / 'lib'}"
-[sampling.detail]
-probability = 1.0
-resolution = 256
-age = [0.9, 1.0]
-''', "<photoreal>")
+    spec = photoreal_spec(tmp_path / "lib", "[sampling.detail]\nprobability = 1.0\nresolution = 256\nage = [0.9, 1.0]")
     generator = FaceGenerator(spec, ict_model, renderer)
     p = dataclasses.replace(generator.sample_params(0), light_sh=raking_light())
     arrays = generator.render_params([dataclasses.replace(p, detail=NO_DETAIL), p])
@@ -342,14 +335,7 @@ age = [0.9, 1.0]
                                     expression=photo.fit.expression, light_sh=photo.light_sh.astype(np.float32))
     arrays = generator.render_params([dataclasses.replace(unchanged, detail=OWN_PHOTO_DETAIL),
                                       dataclasses.replace(unchanged, detail=NO_DETAIL)])
-    no_detail_job = parse_spec(f'''name = "photoreal"
-[render]
-width = {SIZE}
-height = {SIZE}
-[photoreal]
-library = "{tmp_path / 'lib'}"
-''', "<photoreal>")
-    plain = FaceGenerator(no_detail_job, ict_model, Renderer(ict_model, SIZE, SIZE, ctx=renderer.ctx))
+    plain = FaceGenerator(photoreal_spec(tmp_path / "lib"), ict_model, Renderer(ict_model, SIZE, SIZE, ctx=renderer.ctx))
     as_taken = plain.render_params([dataclasses.replace(unchanged, detail=NO_DETAIL)])["image"][0].astype(int)
     assert np.abs(arrays["image"][0] - as_taken)[fitted.face].max() <= 2
     kept = np.abs(arrays["image"][0] - as_taken)[fitted.face].mean()
