@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import shutil
 import uuid
@@ -114,3 +115,12 @@ def remove_partial_files(folder: Path) -> None:
     for stale in Path(folder).glob(f"*{PARTIAL}"):
         with contextlib.suppress(FileNotFoundError):
             stale.unlink()
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 (hex) of a file's bytes, read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
-from ..files import atomic_directory
+from ..files import atomic_directory, file_sha256
 
 FORMAT_VERSION = 1
 NUM_LANDMARKS = 68
@@ -148,7 +148,7 @@ def _write_model(model: MorphableModel, tmp: Path) -> None:
     for name, (dtype, _) in _ARRAYS.items():
         data = np.ascontiguousarray(getattr(model, name), dtype=dtype)
         np.save(tmp / f"{name}.npy", data, allow_pickle=False)
-        arrays[name] = {"file": f"{name}.npy", "sha256": _sha256(tmp / f"{name}.npy"),
+        arrays[name] = {"file": f"{name}.npy", "sha256": file_sha256(tmp / f"{name}.npy"),
                         "shape": list(data.shape), "dtype": dtype}
     meta = {
         "format_version": FORMAT_VERSION,
@@ -185,7 +185,7 @@ def load_model(directory: str | Path, verify: bool = True) -> MorphableModel:
         path = directory / f"{name}.npy"
         if info is None:
             raise ModelError(f"{meta_path}: no entry for '{name}'; import the model again")
-        if verify and (not path.exists() or _sha256(path) != info["sha256"]):
+        if verify and (not path.exists() or file_sha256(path) != info["sha256"]):
             raise ModelError(f"{path}: missing or corrupt (checksum mismatch); delete {directory} and import the model again")
         try:
             data = np.load(path, allow_pickle=False)
@@ -213,10 +213,3 @@ def model_checksum(model: MorphableModel) -> str:
 def _checksum(arrays: dict) -> str:
     return hashlib.sha256(json.dumps({k: v["sha256"] for k, v in sorted(arrays.items())}).encode()).hexdigest()
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

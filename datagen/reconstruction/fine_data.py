@@ -13,6 +13,7 @@ covers: no background zero is averaged into a depth.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,14 +75,6 @@ class CoarseMaps:
         return rows
 
 
-def file_digest(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
-
-
 def coarse_maps_key(checkpoint_digest: str, data, size: int) -> str:
     """The CoarseNet checkpoint, the datasets (their manifests) and the crop size that coarse maps are made of."""
     h = hashlib.sha256(f"{checkpoint_digest} {size}".encode())
@@ -107,9 +100,7 @@ class CoarseRenderer:
         self.model, self.size, self._renderer = model, size, None
 
     def render(self, params: list, coarse_size: int):
-        import dataclasses
-
-        from ..synth.geometry import build_scenes
+        from ..synth.geometry import build_scenes  # GL only where a reconstruction is rendered
         from ..synth.render import Renderer
 
         if self._renderer is None:
@@ -204,10 +195,10 @@ class FineTrainingSet:
         if self.augment:
             picture = photometric_augmentation(picture, np.random.default_rng([self.seed, self.epoch, position]))
         surface = sample["depth_fine"] > 0
-        depth_fine, covered = crop_map(sample["depth_fine"], surface, box, self.size)
-        normal_fine, _ = crop_map(sample["normal_fine"].astype(np.float32), surface, box, self.size)
-        depth, _ = crop_map(sample["depth"], surface, box, self.size)  # the true coarse surface, for the metrics' floor
-        normal, _ = crop_map(sample["normal"].astype(np.float32), surface, box, self.size)
+        # the fine truth, and the true coarse surface (for the metrics' floor), resampled in one pass
+        maps = np.dstack([sample["depth_fine"], sample["normal_fine"], sample["depth"], sample["normal"]]).astype(np.float32)
+        maps, covered = crop_map(maps, surface, box, self.size)
+        depth_fine, normal_fine, depth, normal = maps[..., 0], maps[..., 1:4], maps[..., 4], maps[..., 5:8]
         _, face = crop_map(np.zeros(surface.shape, np.float32), np.isin(sample["segmentation"], FACE_LABELS), box, self.size)
         coarse_depth = np.array(self.coarse.depth[self.rows[i]])  # a copy: the maps may be memory-mapped
         mask = (face > FULL_COVER) & (covered > FULL_COVER) & (coarse_depth > 0)

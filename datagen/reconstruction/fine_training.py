@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from ..errors import DatagenError
-from .fine_data import (FineTrainingSet, coarse_maps_key, compute_coarse_maps, file_digest, load_coarse_maps,
-                        require_fine_fields)
+from ..files import file_sha256
+from .fine_data import FineTrainingSet, coarse_maps_key, compute_coarse_maps, load_coarse_maps, require_fine_fields
 from .fine_evaluation import evaluate_fine
 from .finenet import NORMAL_WEIGHT, FineNet, fine_input, fine_losses
 from .inference import Reconstructor, load_checkpoint
@@ -45,7 +45,7 @@ class FineTrainer(Trainer):
             raise DatagenError(f"{config.coarse} was trained on model '{state['model']['name']}', the data uses "
                                f"'{self.model.name}' (or another version of it)")
         self.coarse_state = {k: v for k, v in state.items() if k != "optimiser"}
-        key = coarse_maps_key(file_digest(config.coarse), config.data, config.size)
+        key = coarse_maps_key(file_sha256(config.coarse), config.data, config.size)
         maps = self.coarse_maps(Reconstructor(config.coarse, config.model_dir, state=state), key,
                                 list(train_ids) + list(held_ids))
         self.train_set = FineTrainingSet(config.data, train_ids, maps, config.size, augment=config.augment, seed=config.seed)
