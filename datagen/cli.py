@@ -78,7 +78,7 @@ def check(job, model_dir):
     spec = _spec(job)
     found = check_job(spec, model_dir)
     click.echo(f"{spec.name}: {spec.num_samples} samples in {spec.num_shards} shards of "
-               f"{spec.output.samples_per_shard}, {spec.render.width}x{spec.render.height}, model {spec.model.name}")
+               f"{spec.samples_per_shard}, {spec.render.width}x{spec.render.height}, model {spec.model.name}")
     extra = [f"model {found.model.name}: {found.model.num_vertices} vertices, {found.model.licence}"]
     if found.texture_entries:
         extra.append(f"{found.texture_entries} fitted photos in the texture libraries")
@@ -132,13 +132,21 @@ def preview(job, settings, count, start, output, model_dir):
 
     Each sample shows the image with landmarks (green visible, red hidden), the segmentation, the depth and
     the normals; nothing else is written. --set previews an option, e.g. --set sampling.hair.probability=1.
+    A video job's clips: an animation (-o clips.webp, .gif or .png; default preview.webp), its flow
+    picture (clips-flow.png) and its frames in rows (clips-strip.png).
     """
     from .models.registry import resolve_model
     from .run.generator import preview_sheet
 
     spec = _spec(job, settings=settings)
     model = resolve_model(spec.model_reference(), model_dir, progress=_progress("downloading"))
-    preview_sheet(spec, model, count, start).save(output)
+    sheet = preview_sheet(spec, model, count, start)
+    if spec.video.is_clip:  # an animation (by the suffix: .webp, .gif, .png), its flow picture and a strip
+        paths = sheet.save(output.with_suffix(".webp") if output == Path("preview.png") else output)
+        click.echo(f"{', '.join(map(str, paths))}: {count} clips of {spec.name} (from index {start}), "
+                   f"{spec.video.frames} frames each")
+        return
+    sheet.save(output)
     click.echo(f"{output}: {count} samples of {spec.name} (from index {start})")
 
 

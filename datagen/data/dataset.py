@@ -1,6 +1,7 @@
 """Read a generated dataset: ``ShardedDataset(path)``.
 
-Random access by global position, iteration, and ``vertices(i)``. It is a plain sequence
+Random access by global position, iteration, and ``vertices(i)``. In a video dataset a sample is a
+clip (its per-frame fields have a frame axis); ``pairs()`` serves its consecutive frame pairs. It is a plain sequence
 (``len``/``__getitem__``), so ``torch.utils.data.DataLoader`` takes it as a map-style
 ``Dataset`` as it is; torch is not imported. Files are opened lazily, at most
 ``max_open_files`` at a time, and re-opened in a forked process (DataLoader workers must not
@@ -177,9 +178,20 @@ class ShardedDataset:
                                  f"'{self._model.name}' (checksum differs)")
         return self._model
 
+    @property
+    def frames(self) -> int:
+        """Frames per sample: 1 for stills, K for a video dataset's clips."""
+        return int(self.manifest.get("frames", 1))
+
+    def pairs(self):
+        """The consecutive frame pairs of a video dataset (``pairs.FramePairs``)."""
+        from .pairs import FramePairs
+
+        return FramePairs(self)
+
     def vertices(self, i: int, from_params: bool = False) -> np.ndarray:
-        """(V, 3) float32 camera-space vertices in mm: the stored ones, or (when none were stored, or
-        ``from_params``) rebuilt from the sample's parameters and the model."""
+        """(V, 3) float32 camera-space vertices in mm ((K, V, 3) of a clip): the stored ones, or (when
+        none were stored, or ``from_params``) rebuilt from the sample's parameters and the model."""
         s, offset = self.locate(int(i))
         f = self._file(s)
         with self._reading(s, f"sample {offset}"):
@@ -190,6 +202,9 @@ class ShardedDataset:
         from ..camera import to_camera
 
         model = self.model()
+        if rotation.ndim == 2:  # a clip: one shape and pose per frame
+            shapes = model.vertices(np.repeat(identity[None], len(rotation), 0), expression)
+            return to_camera(shapes, model.pivot, rotation, translation).astype(np.float32)
         return to_camera(model.vertices(identity, expression), model.pivot, rotation, translation).astype(np.float32)
 
     def shard_bounds(self) -> list[tuple[int, int]]:

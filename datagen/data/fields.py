@@ -2,12 +2,15 @@
 when it is written. The writer, the validator, ``inspect``, the readers and the README's table
 (``markdown_table``) all read this registry; a new field is one ``register`` call.
 
-A field has a ``level``: what one entry along the file's first axis is. Every field today is
-per ``sample``; ``frame``, ``clip`` and ``subject`` are reserved for video and subject datasets.
+A field has a ``level``: how often a sample holds it. A sample is a still, or in a video job
+(``[video] frames`` K > 1) a clip. ``sample``: once per sample (the identity, a clip's material);
+``frame``: once per frame, (K, ...) in a video job; ``pair``: once per pair of consecutive frames,
+(K - 1, ...), video jobs only (the optical flow). Entries along a file's first axis are samples.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-LEVELS = ("sample", "frame", "clip", "subject")
+LEVELS = ("sample", "frame", "pair")
 
 # The segmentation's label table (written into every shard). Left/right are the subject's.
 LABELS = (
@@ -79,7 +82,7 @@ class Field:
     attrs: Callable[[object], dict] | None = None
     enabled: Callable[[object], bool] = _always
     setting: str = ""
-    level: str = "sample"
+    level: str = "frame"  # see the module docstring: "sample", "frame" or "pair"
     older_shards_may_lack: bool = False  # added after shards were first written: not required of a shard
 
     @property
@@ -115,10 +118,19 @@ def unregister(name: str) -> None:
 
 
 def shard_fields(spec, model) -> dict[str, ShardField]:
-    """The fields a shard of this job holds, in registry order."""
+    """The fields a shard of this job holds, in registry order: per sample (a still or a clip)."""
+    frames = spec.video.frames if spec.video.is_clip else 0
+    axis = {"sample": (), "frame": (frames,) if frames else (), "pair": (frames - 1,)}
+    return {name: dataclasses.replace(f, shape=axis[REGISTRY[name].level] + f.shape)
+            for name, f in frame_fields(spec, model).items()}
+
+
+def frame_fields(spec, model, pairs: bool = True) -> dict[str, ShardField]:
+    """The fields of one frame (of a still: the sample) and of one pair of frames (a clip's ``pair``
+    fields; ``pairs=False``: without them, what the annotate stage makes per frame)."""
     dims = Dims.of(spec, model)
     return {f.name: ShardField(f.name, tuple(f.shape(dims)), f.dtype, _hdf5_doc(f), f.attrs(model) if f.attrs else {})
-            for f in REGISTRY.values() if f.enabled(spec)}
+            for f in REGISTRY.values() if f.enabled(spec) and (pairs or f.level != "pair")}
 
 
 def required_names() -> tuple[str, ...]:
@@ -167,12 +179,12 @@ class SampleBatch(Mapping):
 
 def markdown_table() -> str:
     """The README's table of fields (tests/test_fields.py keeps the README equal to it)."""
-    rows = ["| dataset | per-sample shape | dtype | unit | meaning |", "|---|---|---|---|---|"]
+    rows = ["| dataset | per | shape | dtype | unit | meaning |", "|---|---|---|---|---|---|"]
     for f in REGISTRY.values():
         shape = tuple(f.shape(SYMBOLS))
         text = "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
         doc = f"only with `{f.setting}`: {f.doc}" if f.setting else f.doc
-        rows.append(f"| `{f.name}` | {text} | {f.dtype} | {f.unit or '—'} | {doc} |")
+        rows.append(f"| `{f.name}` | {f.level} | {text} | {f.dtype} | {f.unit or '—'} | {doc} |")
     return "\n".join(rows)
 
 
@@ -199,6 +211,13 @@ def _has_detail(spec) -> bool:
 DETAIL_SETTING = "sampling.detail.probability > 0"
 
 
+def _is_clip(spec) -> bool:
+    return spec.video.is_clip
+
+
+VIDEO_SETTING = "video.frames > 1"
+
+
 _LABEL_LIST = ", ".join(f"{i} {name}" for i, name in enumerate(LABELS))
 
 for _field in (
@@ -213,8 +232,8 @@ for _field in (
           "iBUG-68 landmarks (x right, y down; pixel centres at +0.5)"),
     Field("landmarks_3d", lambda d: (68, 3), "float32", "mm", "the same landmarks in camera space"),
     Field("landmark_visible", lambda d: (68,), "bool", "", "inside the image and not self-occluded"),
-    Field("sample_index", lambda d: (), "int64", "", "global index: (job seed, sample_index) regenerates the sample"),
-    Field("params/identity", lambda d: (d.num_identity,), "float32", "", "standard-normal identity coefficients"),
+    Field("sample_index", lambda d: (), "int64", "", "global index: (job seed, sample_index) regenerates the sample", level="sample"),
+    Field("params/identity", lambda d: (d.num_identity,), "float32", "", "standard-normal identity coefficients", level="sample"),
     Field("params/expression", lambda d: (d.num_expression,), "float32", "weight",
           "blendshape weights in [0, 1] (standard normal for PCA models), names in attrs `names`",
           attrs=_expression_names),
@@ -224,12 +243,12 @@ for _field in (
     Field("params/light_sh", lambda d: (9, 3), "float32", "",
           "radiance SH coefficients per RGB channel, camera space"),
     Field("params/appearance", lambda d: (len(APPEARANCE_NAMES),), "float32", "",
-          "procedural albedo parameters, names in attrs `names`", attrs=_appearance_names, older_shards_may_lack=True),
+          "procedural albedo parameters, names in attrs `names`", attrs=_appearance_names, older_shards_may_lack=True, level="sample"),
     Field("params/background", lambda d: (2,), "int64", "",
-          "background kind (0 procedural, 1 image, 2 fitted photo) and its index", older_shards_may_lack=True),
+          "background kind (0 procedural, 1 image, 2 fitted photo) and its index", older_shards_may_lack=True, level="sample"),
     Field("params/albedo_source", lambda d: (), "int64", "",
           "the fitted photo whose albedo the skin uses (index over the job's texture libraries, in order); -1 procedural",
-          older_shards_may_lack=True),
+          older_shards_may_lack=True, level="sample"),
     Field("depth_fine", lambda d: (d.height, d.width), "float32", "mm",
           "depth of the surface displaced by the fine detail (pores, lines, creases); = depth where a sample "
           "has none", enabled=_has_detail, setting=DETAIL_SETTING),
@@ -239,7 +258,20 @@ for _field in (
     Field("params/detail", lambda d: (len(DETAIL_NAMES),), "float32", "",
           "the fine detail's source (0 none, 1 procedural, 2 photo), photo index, strength and procedural "
           "parameters, names in attrs `names`: with params/expression they rebuild the detail map",
-          attrs=_detail_names, enabled=_has_detail, setting=DETAIL_SETTING),
+          attrs=_detail_names, enabled=_has_detail, setting=DETAIL_SETTING, level="sample"),
+    Field("flow_forward", lambda d: (d.height, d.width, 2), "float16", "pixels",
+          "optical flow from frame t to t+1 at each pixel of frame t: where the point seen there is in frame t+1 "
+          "minus where it is in frame t, (dx, dy), x right, y down; exact, from the geometry (background: its own "
+          "motion)", level="pair", enabled=_is_clip, setting=VIDEO_SETTING),
+    Field("flow_backward", lambda d: (d.height, d.width, 2), "float16", "pixels",
+          "optical flow from frame t+1 to t at each pixel of frame t+1 (position in t minus position in t+1)",
+          level="pair", enabled=_is_clip, setting=VIDEO_SETTING),
+    Field("occluded_forward", lambda d: (d.height, d.width), "bool", "",
+          "the point seen at this pixel of frame t is hidden in frame t+1 (behind something, turned away) or "
+          "leaves the image: flow_forward has no photometric match there", level="pair", enabled=_is_clip,
+          setting=VIDEO_SETTING),
+    Field("occluded_backward", lambda d: (d.height, d.width), "bool", "",
+          "the same for the pixels of frame t+1 and frame t", level="pair", enabled=_is_clip, setting=VIDEO_SETTING),
     Field("vertices", lambda d: (d.num_vertices, 3), "float32", "mm", "dense vertices in camera space",
           enabled=lambda spec: spec.output.store_vertices, setting="output.store_vertices = true"),
 ):

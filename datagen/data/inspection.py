@@ -14,6 +14,7 @@ from ..errors import ShardError
 from .fields import LABELS
 from .manifest import read_manifest, unlisted_shards
 from .skin_tone import ITA_CATEGORIES, ita_category, skin_tones
+from .video_stats import delta_stats, flow_stats
 from .shards import validate_shard
 
 
@@ -37,6 +38,8 @@ class Report:
     skin_tones: dict = field(default_factory=dict)  # ITA category -> fraction of the samples looked at
     skin_tone_samples: int = 0
     histograms: dict = field(default_factory=dict)  # name -> [(low, high, count)]
+    frames: int = 1  # per sample: K of a video dataset's clips
+    deltas: list = field(default_factory=list)  # video: per-frame change, as stats
 
     @property
     def ok(self) -> bool:
@@ -46,7 +49,8 @@ class Report:
 def inspect_dataset(path: str | Path, deep: bool = True) -> Report:
     path = Path(path)
     manifest = read_manifest(path)
-    report = Report(path=path, name=manifest["name"], num_samples=manifest["num_samples"], num_shards=manifest["num_shards"])
+    report = Report(path=path, name=manifest["name"], num_samples=manifest["num_samples"], num_shards=manifest["num_shards"],
+                    frames=int(manifest.get("frames", 1)))
     for record in manifest["shards"]:
         shard = path / record["file"]
         if not record["checksum"]:
@@ -77,18 +81,26 @@ def _describe(report: Report) -> None:
         f.visititems(lambda n, o: report.schema.append((n, o.shape[1:], str(o.dtype), o.attrs.get("doc", "")))
                      if isinstance(o, h5py.Dataset) else None)
         expression_names = json.loads(f["params/expression"].attrs.get("names", "[]"))
-    params, tones, shown = {}, [], []
-    per_shard = -(-SKIN_TONE_SAMPLES // len(report.valid))
+    params, tones, shown, motion = {}, [], [], []
+    k = report.frames
+    per_shard = -(-SKIN_TONE_SAMPLES // (len(report.valid) * k))
+    frames = (lambda a: a.reshape(-1, *a.shape[2:])) if k > 1 else (lambda a: a)  # noqa: E731 (clips -> frames)
     for info in report.valid:
         with h5py.File(info.path, "r") as f:
             for name in ("params/rotation", "params/expression", "params/identity", "params/intrinsics",
                          "params/translation", "landmark_visible", "params/light_sh", "landmarks_2d"):
                 params.setdefault(name, []).append(f[name][()])
-            height = f["image"].shape[1]
-            segmentation = f["segmentation"][:per_shard]
-            tones.append(skin_tones(f["image"][:per_shard], segmentation, SKIN_TONE_LABELS))
+            height = f["image"].shape[-3]
+            segmentation = frames(f["segmentation"][:per_shard])
+            tones.append(skin_tones(frames(f["image"][:per_shard]), segmentation, SKIN_TONE_LABELS))
             shown.append(np.stack([(segmentation == label).any((1, 2)) for label in PROP_LABELS], 1))
-    p = {k: np.concatenate(v) for k, v in params.items()}
+            if k > 1:
+                motion.append((f["flow_forward"][:per_shard], f["occluded_forward"][:per_shard],
+                               f["depth"][:per_shard, :-1] > 0))
+    p = {name: np.concatenate(v) for name, v in params.items()}
+    if k > 1:
+        _describe_motion(report, p, motion, expression_names)
+        p = {name: frames(v) if name != "params/identity" else v for name, v in p.items()}
     degrees = np.degrees(p["params/rotation"])
     for i, axis in enumerate(("yaw", "pitch", "roll")):
         report.stats.append(_stat(f"{axis}", degrees[:, i], "deg"))
@@ -117,6 +129,19 @@ def _describe(report: Report) -> None:
     report.skin_tones = {name: names.count(name) / max(len(names), 1) for name, _ in ITA_CATEGORIES}
 
 
+def _describe_motion(report: Report, p: dict, motion: list, expression_names) -> None:
+    """The per-frame change of a video dataset's clips (``video_stats``), at the job's fps."""
+    from ..spec import parse_spec
+
+    with h5py.File(report.valid[0].path, "r") as f:
+        fps = parse_spec(f.attrs["job_spec"]).video.fps
+    report.deltas = delta_stats(p["params/rotation"], p["params/translation"], p["params/expression"],
+                                expression_names, fps)
+    flow, occluded, drawn = (np.concatenate([m[i] for m in motion]) for i in range(3))
+    report.deltas += flow_stats(flow.reshape(-1, *flow.shape[2:]), occluded.reshape(-1, *occluded.shape[2:]),
+                                drawn.reshape(-1, *drawn.shape[2:]))
+
+
 def _stat(name, values, unit):
     values = np.asarray(values, np.float64)
     return (name, values.mean(), values.std(), values.min(), values.max(), unit)
@@ -126,13 +151,17 @@ def format_report(report: Report) -> str:
     lines = [f"{report.path}: job '{report.name}', {report.num_samples} samples in {report.num_shards} shards, "
              f"{len(report.valid)} valid, {report.bytes / 2**20:.1f} MiB"]
     if report.schema:
-        lines.append("\nschema (per sample):")
+        lines.append("\nschema (per sample" + (f": a clip of {report.frames} frames):" if report.frames > 1 else "):"))
         for name, shape, dtype, doc in report.schema:
             lines.append(f"  {name:<20} {str(tuple(shape)):<16} {dtype:<8} {doc}")
     if report.stats:
         lines.append("\nparameters:                mean       std       min       max")
         for name, mean, std, lo, hi, unit in report.stats:
             lines.append(f"  {name:<20} {mean:>9.3f} {std:>9.3f} {lo:>9.3f} {hi:>9.3f}  {unit}")
+    if report.deltas:
+        lines.append(f"\nper-frame change ({report.frames}-frame clips):  mean       std       min       max")
+        for name, mean, std, lo, hi, unit in report.deltas:
+            lines.append(f"  {name:<24} {mean:>9.3f} {std:>9.3f} {lo:>9.3f} {hi:>9.3f}  {unit}")
     for axis, bins in report.histograms.items():
         lines.append(f"\n{axis} (deg):")
         top = max(n for _, _, n in bins) or 1

@@ -197,18 +197,24 @@ class PhotoComposer:
         return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((self.width, self.height),
                                                                              Image.BILINEAR)) > 127
 
+    def warp(self, index: int, camera_vertices: np.ndarray, intrinsics) -> np.ndarray:
+        """(H, W, 2) the backward shift that makes photo ``index`` follow a head at ``camera_vertices``."""
+        layers = self.layers(index)
+        new_points = project(camera_vertices[layers.warp_ids][None], np.asarray(intrinsics)[None])[0]
+        return warp_field(layers.fitted_points, new_points, self.height, self.width)
+
     def compose(self, index: int, colour: np.ndarray, segmentation: np.ndarray, depth: np.ndarray,
                 normal: np.ndarray, camera_vertices: np.ndarray, landmarks: np.ndarray, params,
-                fine_normal: np.ndarray | None = None):
+                fine_normal: np.ndarray | None = None, field: np.ndarray | None = None):
         """(picture (H, W, 3) uint8, segmentation (H, W) uint8) of one sample (see the module doc).
 
         colour, segmentation, depth, normal: the sample's render; camera_vertices (V, 3) and
         landmarks (68, 2) its scene's; params its FaceParams; fine_normal: its ``normal_fine`` where
-        it has fine detail (the face taken from the photo is then shaded by its relief, step 2).
+        it has fine detail (the face taken from the photo is then shaded by its relief, step 2); field:
+        its ``warp`` if already made.
         """
         layers = self.layers(index)
-        new_points = project(camera_vertices[layers.warp_ids][None], np.asarray(params.intrinsics)[None])[0]
-        field = warp_field(layers.fitted_points, new_points, self.height, self.width)
+        field = self.warp(index, camera_vertices, params.intrinsics) if field is None else field
         warped = warp_layers(np.dstack([layers.linear, layers.face, layers.skin, layers.matched]).astype(np.float32), field)
         photo, (old_face, skin, matched) = warped[..., :3], (warped[..., k] > 0.5 for k in (3, 4, 5))
         rendered = srgb_to_linear(colour[..., :3])

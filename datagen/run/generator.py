@@ -2,8 +2,9 @@
 
 ``FaceGenerator`` holds what is set up once per process (model, renderer, background list);
 ``samples(indices)`` returns those samples as a ``data.fields.SampleBatch`` (``generate``: its
-arrays as a dict). Preview,
-the dask workers and the benchmarks all go through it.
+arrays as a dict). In a video job a sample is a clip: its frames' parameters follow the still's
+(synth/motion.py), are rendered together with where each pixel's point goes (synth/flow.py), and
+annotated frame by frame. Preview, the dask workers and the benchmarks all go through it.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ import threading
 
 import numpy as np
 
+from ..data.clip_preview import clip_preview
 from ..data.preview import contact_sheet, detail_strips
-from ..synth.annotate import annotate
+from ..synth.annotate import annotate, annotate_clip
+from ..synth.flow import clip_flow, clip_motion, invert_warp_flow
+from ..synth.motion import clip_params
 from ..errors import DatagenError
 from ..synth.background import MIN_WINDOW, composite, list_background_images, make_background
 from ..synth.capture import apply_capture, defocus_background
-from ..data.fields import SampleBatch, shard_fields
+from ..data.fields import SampleBatch, frame_fields, shard_fields
 from ..synth.geometry import build_scenes, check_props
 from ..models.registry import resolve_model
 from ..models.morphable_model import MorphableModel
@@ -37,7 +41,8 @@ class FaceGenerator:
         check_props(spec, model)
         detail = spec.sampling.detail
         self.renderer = renderer or Renderer(model, r.width, r.height, r.msaa, r.supersample,
-                                             detail_size=detail.resolution if detail.probability > 0 else 0)
+                                             detail_size=detail.resolution if detail.probability > 0 else 0,
+                                             flow=spec.video.is_clip)
         self.background_images = background_images(spec)
         libraries = [path for _, path in spec.texture_libraries()]
         self.photos = load_photos(libraries, model)  # pictures read when a sample uses them
@@ -46,6 +51,8 @@ class FaceGenerator:
         self.lights = library_lights(spec.lighting_libraries())
         self.composer = PhotoComposer(self.photos, model, self.renderer) if spec.photoreal.library else None
         self.fields = shard_fields(spec, model)
+        self.frame_fields = frame_fields(spec, model, pairs=False)
+        self._background = (None, None)  # (sample index, its made background): a clip's frames share it
 
     @property
     def device(self) -> str:
@@ -71,19 +78,43 @@ class FaceGenerator:
             return parts[0]
         return SampleBatch({key: np.concatenate([p[key] for p in parts]) for key in parts[0]})
 
+    def clip_params(self, index: int) -> list[FaceParams]:
+        """The frames of clip ``index`` (a still job's: ``[sample_params(index)]``)."""
+        return clip_params(self.spec, self.model, self.sample_params(index), self.photos)
+
     def _batch(self, indices) -> SampleBatch:
+        if self.spec.video.is_clip:
+            clips = [self.render_clip(self.clip_params(i)) for i in indices]
+            return SampleBatch({key: np.concatenate([c[key] for c in clips]) for key in clips[0]})
         return self.render_params([self.sample_params(i) for i in indices])
 
     def render_params(self, params: list[FaceParams]) -> SampleBatch:
         """The samples of these parameters (``sample_params``' or changed ones, as the detail preview's)."""
+        scenes, rendered, images, _ = self._render(params)
+        return annotate(params, scenes, rendered, images, self.fields)
+
+    def render_clip(self, frames: list[FaceParams]) -> SampleBatch:
+        """One clip (a batch of one sample) from its frames' parameters (``clip_params``)."""
+        scenes, rendered, images, backgrounds = self._render(frames, clip=True)
+        per_frame = annotate(frames, scenes, rendered, images, self.frame_fields)
+        if backgrounds[0] is None:  # a made background: shifted by the camera shake alone
+            shift = np.diff(scenes.intrinsics[:, 2:], axis=0)
+            forward, backward = shift[:, None, None], -shift[:, None, None]
+        else:  # a photo-realistic clip's: the photo warp's own motion
+            forward = [invert_warp_flow(a, b) for a, b in zip(backgrounds, backgrounds[1:])]
+            backward = [invert_warp_flow(b, a) for a, b in zip(backgrounds, backgrounds[1:])]
+        return annotate_clip(per_frame, clip_flow(rendered, forward, backward), self.fields)
+
+    def _render(self, params: list[FaceParams], clip: bool = False):
+        """(scenes, rendered, images, photo warp fields or Nones) of samples, or of one clip's frames."""
         albedo_maps = [self.photos.load(p.albedo_source).albedo if p.albedo_source >= 0 else None for p in params]
         detail_maps = [self._photo_detail(p.detail.photo) if p.detail.photo >= 0 else None for p in params]
         scenes = build_scenes(self.model, params, albedo_maps, self.renderer.topology, detail_maps)
-        rendered = self.renderer.render(scenes)
-        pictures = [self._picture(rendered, scenes, k, p) for k, p in enumerate(params)]
+        rendered = self.renderer.render(scenes, clip_motion(scenes) if clip else None)
+        pictures = [self._picture(rendered, scenes, k, p, params[0].intrinsics) for k, p in enumerate(params)]
         # a photo-realistic picture keeps the photo's hair or glasses over the face: relabelled
-        rendered = dataclasses.replace(rendered, segmentation=np.stack([s for _, s in pictures]))
-        return annotate(params, scenes, rendered, np.stack([image for image, _ in pictures]), self.fields)
+        rendered = dataclasses.replace(rendered, segmentation=np.stack([s for _, s, _ in pictures]))
+        return scenes, rendered, np.stack([image for image, _, _ in pictures]), [f for _, _, f in pictures]
 
     def _photo_detail(self, k: int):
         """The detail map of detail photo ``k`` (the job's photos, then the donors'); None for an entry
@@ -91,19 +122,40 @@ class FaceGenerator:
         n = len(self.photos)
         return (self.photos.load(k) if k < n else self.donors.load(k - n)).detail
 
-    def _picture(self, rendered, scenes, k: int, p: FaceParams):
-        """(the face over its background as the sample's camera records it, its segmentation)."""
+    def _picture(self, rendered, scenes, k: int, p: FaceParams, first_intrinsics):
+        """(the face over its background as the sample's camera records it, its segmentation, the photo's
+        warp field or None). A clip's frames share the background, shifted by the camera shake since
+        its first frame (``first_intrinsics``)."""
+        field = None
         if p.background[0] == PHOTO_BACKGROUND:
+            field = self.composer.warp(int(p.background[1]), scenes.vertices[k], p.intrinsics)
             picture, segmentation = self.composer.compose(
                 int(p.background[1]), rendered.colour[k], rendered.segmentation[k], rendered.depth[k],
                 rendered.normal[k], scenes.vertices[k], scenes.landmarks_2d[k], p,
-                rendered.normal_fine[k] if rendered.normal_fine is not None else None)  # none: the photo's relief out
+                rendered.normal_fine[k] if rendered.normal_fine is not None else None, field)  # none: the photo's relief out
         else:  # a fitted photo's background was in focus when it was taken; a made one is defocused
-            background = make_background(self.spec.seed, p.sample_index, p.background, self.background_images,
-                                         self.spec.render.width, self.spec.render.height)
+            background = shifted(self._made_background(p), np.asarray(p.intrinsics[2:]) - first_intrinsics[2:])
             picture = composite(rendered.colour[k], defocus_background(background, p.capture))
             segmentation = rendered.segmentation[k]
-        return apply_capture(picture, p.capture, self.spec.seed, p.sample_index), segmentation
+        return apply_capture(picture, p.capture, self.spec.seed, p.sample_index, p.frame), segmentation, field
+
+    def _made_background(self, p: FaceParams) -> np.ndarray:
+        index, image = self._background
+        if index != p.sample_index:
+            image = make_background(self.spec.seed, p.sample_index, p.background, self.background_images,
+                                    self.spec.render.width, self.spec.render.height)
+            self._background = (p.sample_index, image)
+        return image
+
+
+def shifted(image: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """``image`` (H, W, 3) uint8 with its content moved by ``shift`` (dx, dy) pixels (bilinear; edges repeat)."""
+    if not np.any(shift):
+        return image
+    from scipy.ndimage import shift as move
+
+    return np.stack([move(image[..., c].astype(np.float32), (shift[1], shift[0]), order=1, mode="nearest")
+                     for c in range(3)], -1).round().clip(0, 255).astype(np.uint8)
 
 
 def background_images(spec: JobSpec) -> list:
@@ -140,8 +192,11 @@ def cached_generator(spec: JobSpec, model_dir: str | None) -> FaceGenerator:
 
 def preview_sheet(spec, model, count: int = 16, start: int = 0):
     """Samples ``start`` .. ``start + count`` of a job, rendered in this process, as a contact sheet
-    (``datagen preview``); nothing is written. A job with fine detail gets ``detail_sheet``'s."""
+    (``datagen preview``); nothing is written. A job with fine detail gets ``detail_sheet``'s; a video job
+    a ``clip_preview.ClipPreview`` (an animation and two pictures: its ``save`` writes them)."""
     generator = FaceGenerator(spec, model)
+    if spec.video.is_clip:
+        return clip_preview(generator.generate(range(start, start + count)), spec.video.fps)
     if spec.sampling.detail.probability > 0:
         return detail_sheet(generator, range(start, start + count))
     return contact_sheet(generator.generate(range(start, start + count)))

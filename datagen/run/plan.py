@@ -30,7 +30,8 @@ def plan(spec: JobSpec, model: MorphableModel) -> dict:
         "textures": texture_fingerprints(spec),
         "seed": spec.seed,
         "num_samples": spec.num_samples,
-        "samples_per_shard": spec.output.samples_per_shard,
+        "samples_per_shard": spec.samples_per_shard,
+        "frames": spec.video.frames,  # per sample: 1 = stills, K > 1 = clips with a frame axis
         "num_shards": spec.num_shards,
         "shards": [{"file": shard_name(i), "start": r.start, "stop": r.stop, "checksum": None, "bytes": None}
                    for i, r in ((i, spec.shard_range(i)) for i in range(spec.num_shards))],

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .checks import Where, check_range, require
 from .priors import Range, SamplingSpec
+from .video import VideoSpec
 
 
 # --- everything else
@@ -131,7 +132,8 @@ class ClusterSpec:
 
 @dataclass(frozen=True)
 class JobSpec:
-    """One dataset: how many samples, from which model, drawn from which priors, rendered how."""
+    """One dataset: how many samples (stills, or clips with ``[video]``), from which model, drawn from
+    which priors, rendered how."""
 
     name: str
     seed: int = 0
@@ -142,6 +144,7 @@ class JobSpec:
     output: OutputSpec = field(default_factory=OutputSpec)
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
     photoreal: PhotorealSpec = field(default_factory=PhotorealSpec)
+    video: VideoSpec = field(default_factory=VideoSpec)
     source_text: str = field(default="", compare=False, repr=False)
     source_path: str = field(default="", compare=False, repr=False)
     base_dir: str = field(default="", compare=False, repr=False)  # relative paths' folder (the job file's)
@@ -154,6 +157,9 @@ class JobSpec:
         if self.photoreal.library:
             require(self.render.width == self.render.height, Where(where.ctx, "render"), "width",
                      "must equal height for photo-realistic jobs (fitted photos are square crops)")
+        require(self.video.frames <= self.output.samples_per_shard, Where(where.ctx, "video"), "frames",
+                f"a clip of {self.video.frames} frames is longer than a shard holds (output.samples_per_shard = "
+                f"{self.output.samples_per_shard} frames); raise samples_per_shard or shorten the clip")
 
     def path(self, value: str) -> str:
         """A path from the job file, absolute: relative ones are relative to the job file's folder
@@ -188,13 +194,19 @@ class JobSpec:
         return [(w, self.path(w)) for w in dict.fromkeys(written)]
 
     @property
+    def samples_per_shard(self) -> int:
+        """Samples (stills, or clips of a video job) per shard: ``output.samples_per_shard`` counts frames,
+        so a shard's size stays about the same whatever the clip length."""
+        return self.output.samples_per_shard // self.video.frames
+
+    @property
     def num_shards(self) -> int:
-        return -(-self.num_samples // self.output.samples_per_shard)
+        return -(-self.num_samples // self.samples_per_shard)
 
     def shard_range(self, shard_index: int) -> range:
-        """The sample indices of one shard."""
-        start = shard_index * self.output.samples_per_shard
-        return range(start, min(start + self.output.samples_per_shard, self.num_samples))
+        """The sample (clip) indices of one shard."""
+        start = shard_index * self.samples_per_shard
+        return range(start, min(start + self.samples_per_shard, self.num_samples))
 
 
 def _names_a_directory(name: str) -> bool:

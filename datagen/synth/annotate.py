@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..data.fields import LABELS, SampleBatch, ShardField
+from ..data.fields import LABELS, REGISTRY, SampleBatch, ShardField
 from .geometry import SceneBatch
 from .render import RenderOutput
 from .sampling import FaceParams
@@ -70,3 +70,13 @@ def annotate(params: list[FaceParams], scenes: SceneBatch, rendered: RenderOutpu
         arrays["normal_fine"] = rendered.normal_fine.astype(np.float16)
         arrays["params/detail"] = np.stack([p.detail.as_array() for p in params])
     return SampleBatch.checked({name: arrays[name] for name in fields if name in arrays}, fields)
+
+
+def annotate_clip(frames: SampleBatch, pairs: dict[str, np.ndarray], fields: dict[str, ShardField]) -> SampleBatch:
+    """One clip as a batch of one sample: ``frames`` (K, ...) per-frame arrays (``annotate``'s), ``pairs``
+    (K - 1, ...) the flow fields (``flow.clip_flow``); per-sample fields are the first frame's (equal in all)."""
+    arrays = {}
+    for name in fields:
+        level = REGISTRY[name].level
+        arrays[name] = frames[name][:1] if level == "sample" else (frames if level == "frame" else pairs)[name][None]
+    return SampleBatch.checked(arrays, fields)

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 from scipy import ndimage
 
-from .sampling import CaptureParams, sample_rng
+from .sampling import CaptureParams, frame_rng
 
 
 def defocus_background(background: np.ndarray, capture: CaptureParams | None) -> np.ndarray:
@@ -26,8 +26,9 @@ def defocus_background(background: np.ndarray, capture: CaptureParams | None) ->
     return _gaussian(background, capture.background_sigma)
 
 
-def apply_capture(image: np.ndarray, capture: CaptureParams | None, seed: int, index: int) -> np.ndarray:
-    """(H, W, 3) uint8 composited picture -> the picture the camera records (uint8)."""
+def apply_capture(image: np.ndarray, capture: CaptureParams | None, seed: int, index: int, frame: int = 0) -> np.ndarray:
+    """(H, W, 3) uint8 composited picture -> the picture the camera records (uint8); each frame of a
+    clip its own sensor noise."""
     if capture is None:
         return image
     if capture.lens_sigma > 0:
@@ -37,7 +38,7 @@ def apply_capture(image: np.ndarray, capture: CaptureParams | None, seed: int, i
     linear = _to_linear(image.astype(np.float32) / 255.0) * capture.gains * _vignette(image.shape, capture.vignetting)
     levels = _to_srgb(np.clip(linear, 0, 1)) * 255.0
     if capture.read_noise > 0:
-        rng = sample_rng(seed, index, "capture_noise")
+        rng = frame_rng(seed, index, frame, "capture_noise")
         std = np.sqrt(capture.read_noise ** 2 + capture.shot_noise_gain * levels)
         levels = levels + std * rng.standard_normal(levels.shape, np.float32)
     image = np.clip(levels + 0.5, 0, 255).astype(np.uint8)

@@ -25,6 +25,7 @@ import fcntl
 import functools
 import getpass
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,3 +169,24 @@ def gpu_count() -> int:
     if os.environ.get("DATAGEN_EGL_DEVICE", "").strip():
         return 1
     return len(usable_gpus(egl_devices(), os.environ.get("CUDA_VISIBLE_DEVICES")))
+
+
+# Packages that bring their own LLVM and crash the process (SIGSEGV) when first loaded after Mesa's
+# llvmpipe has loaded its own: triton (installed with CUDA builds of PyTorch; torch imports it
+# lazily, e.g. when an optimiser is created). Loaded before, they coexist.
+LLVM_USERS = ("triton",)
+
+
+def load_llvm_users_first() -> None:
+    """Import the installed ``LLVM_USERS`` before any GL context exists (a no-op once imported)."""
+    import importlib
+    import importlib.util
+
+    for name in LLVM_USERS:
+        if name in sys.modules:
+            continue
+        try:
+            if importlib.util.find_spec(name) is not None:
+                importlib.import_module(name)
+        except Exception:  # a broken install of an optional package: it cannot be imported later either
+            pass

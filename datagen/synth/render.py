@@ -5,6 +5,9 @@ framebuffers, noise texture); ``render`` only uploads each sample's camera-space
 normals, draws and reads back. Two passes per sample:
 
 1. ground truth, single-sampled at pixel centres (exact per pixel): depth, normal, segmentation label;
+   With ``flow``, the same pass also gives, per pixel, where the surface point seen there is in the
+   previous and the next frame of its clip (``SceneMotion``): its pixel position, depth and whether
+   it faces the camera there. synth/flow.py turns them into optical flow and occlusion.
 2. anti-aliased colour, either multisampled (``msaa`` samples, resolved; cheap on GPUs) or
    supersampled (drawn at ``supersample`` times the size and box-filtered; on llvmpipe 2x
    supersampling is faster than 4x MSAA, see bench/throughput.py). Alpha is the pixel's coverage.
@@ -14,7 +17,6 @@ With neither, the colour comes from the first pass.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from importlib import resources
 
@@ -25,6 +27,7 @@ from ..data.fields import APPEARANCE_NAMES
 from ..errors import RenderError
 from .geometry import MeshTopology, SceneBatch, mesh_topology
 from .detail_bank import detail_bank
+from .detail_textures import DetailTextures
 from .skin import glsl_skin_constants
 from ..models.morphable_model import MorphableModel
 
@@ -64,6 +67,9 @@ class RenderOutput:
     segmentation: (B, H, W) uint8 labels (face_parts.LABELS); 0 on background
     depth_fine, normal_fine: the same of the surface displaced by the fine detail (synth/detail.py),
                   equal to depth and normal where a sample has none; None from a renderer without detail
+    seen_next, seen_prev: (B, H, W, 4) float32 of the surface point at each pixel, in the next and the
+                  previous frame: (x, y) pixels (x right, y down, pixel centres at +0.5), depth mm,
+                  +1 facing the camera or -1 turned away; 0 on background; None without ``SceneMotion``
     """
 
     colour: np.ndarray
@@ -72,6 +78,25 @@ class RenderOutput:
     segmentation: np.ndarray
     depth_fine: np.ndarray | None = None
     normal_fine: np.ndarray | None = None
+    seen_next: np.ndarray | None = None
+    seen_prev: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class SceneMotion:
+    """Where each vertex of a batch of frames is in the previous and the next frame of its clip.
+
+    prev_vertices, next_vertices: (B, V, 3) float32 camera space, mm (a clip's first frame: its own)
+    prev_props, next_props:       B (N_i, 3) arrays or None: the props' vertices likewise
+    prev_intrinsics, next_intrinsics: (B, 4) the cameras of those frames
+    """
+
+    prev_vertices: np.ndarray
+    next_vertices: np.ndarray
+    prev_props: tuple
+    next_props: tuple
+    prev_intrinsics: np.ndarray
+    next_intrinsics: np.ndarray
 
 
 def create_context(device_index: int | None = None):
@@ -82,7 +107,7 @@ def create_context(device_index: int | None = None):
     """
     import moderngl
 
-    from .gpus import egl_device
+    from .gpus import egl_device, load_llvm_users_first
 
     load_llvm_users_first()
     if device_index is None:
@@ -96,27 +121,6 @@ def create_context(device_index: int | None = None):
             "(Debian/Ubuntu: apt-get install libegl1 libgl1-mesa-dri)") from None
 
 
-# Packages that bring their own LLVM and crash the process (SIGSEGV) when first loaded after Mesa's
-# llvmpipe has loaded its own: triton (installed with CUDA builds of PyTorch; torch imports it
-# lazily, e.g. when an optimiser is created). Loaded before, they coexist.
-LLVM_USERS = ("triton",)
-
-
-def load_llvm_users_first() -> None:
-    """Import the installed ``LLVM_USERS`` before any GL context exists (a no-op once imported)."""
-    import importlib
-    import importlib.util
-
-    for name in LLVM_USERS:
-        if name in sys.modules:
-            continue
-        try:
-            if importlib.util.find_spec(name) is not None:
-                importlib.import_module(name)
-        except Exception:  # a broken install of an optional package: it cannot be imported later either
-            pass
-
-
 def describe_context(ctx) -> str:
     with ctx:
         return f"{ctx.info['GL_RENDERER']} ({ctx.info['GL_VERSION']})"
@@ -128,43 +132,57 @@ def is_software(ctx) -> bool:
     return any(name in renderer for name in ("llvmpipe", "softpipe", "swrast", "lavapipe"))
 
 
-def shader_source(name: str) -> str:
+def shader_source(name: str, outputs: tuple = ()) -> str:
     """A shader of shaders/, with the constants it takes from Python (the SH basis, the skin's pigments,
-    the material size)."""
+    the material size); ``outputs``: the optional outputs of the ground-truth pass this renderer attaches
+    ("fine", "next", "prev"), in attachment order after the first three (the others go to unattached
+    locations, where GL drops them)."""
     source = resources.files("datagen.synth").joinpath("shaders", name).read_text()
+    spare = iter(range(7, 2, -1))
+    for output in OPTIONAL_OUTPUTS:
+        location = 3 + outputs.index(output) if output in outputs else next(spare)
+        source = source.replace(f"{output.upper()}_LOCATION", str(location))
     return (source.replace("SH_CONSTANTS", glsl_sh_constants()).replace("SKIN_CONSTANTS", glsl_skin_constants())
             .replace("APPEARANCE_SIZE", str(len(APPEARANCE_NAMES))))
+
+
+OPTIONAL_OUTPUTS = ("fine", "next", "prev")  # ground-truth attachments 3.. (face.frag's *_LOCATION)
+MOTION_FORMAT = ("3f 3f", "in_prev", "in_next")  # SceneMotion's per-vertex buffer (face and props alike)
 
 
 class Renderer:
     """Draws batches of one model's faces into fixed-size images."""
 
     def __init__(self, model: MorphableModel, width: int, height: int, msaa: int = 0, supersample: int = 2, ctx=None,
-                 topology: MeshTopology | None = None, detail_size: int = 0):
-        """``detail_size``: texels per UV tile of the fine detail's maps; 0 = no detail (no fine outputs)."""
+                 topology: MeshTopology | None = None, detail_size: int = 0, flow: bool = False):
+        """``detail_size``: texels per UV tile of the fine detail's maps; 0 = no detail (no fine outputs).
+        ``flow``: render takes a ``SceneMotion`` and gives ``seen_next`` / ``seen_prev`` (video clips)."""
         self.ctx = ctx or create_context()
         self.model, self.width, self.height = model, width, height
         self.msaa = msaa if msaa > 1 else 0
         self.supersample = 1 if self.msaa else max(1, supersample)
         self.topology = topology or mesh_topology(model)
         self.detail = detail_bank(self, detail_size) if detail_size else None  # makes its context current itself
+        self.flow = flow
+        self.outputs = (("fine",) if self.detail else ()) + (("next", "prev") if flow else ())
         # Every GL call runs with this context current in this thread: a process may hold several
         # contexts (a preview beside a fitter, tests), and a call lands in whichever is current.
         with self.ctx:
             self._build_buffers()
             self.program = self.ctx.program(vertex_shader=shader_source("face.vert"),
-                                            fragment_shader=shader_source("face.frag"))
+                                            fragment_shader=shader_source("face.frag", self.outputs))
+            motion = [(self.motion, *MOTION_FORMAT)] if flow else []
             self.vao = self.ctx.vertex_array(
-                self.program, self.vertex_buffers(*(name for name, _, _ in DYNAMIC_LAYOUT + STATIC_LAYOUT)),
+                self.program, self.vertex_buffers(*(name for name, _, _ in DYNAMIC_LAYOUT + STATIC_LAYOUT)) + motion,
                 index_buffer=self.index)
+            self.program["u_flow"] = False
             self.noise = self._noise_texture()
             for unit, name in enumerate(("u_noise", "u_albedo_map", "u_reference", "u_creases", "u_pores", "u_photo_detail")):
                 self.program[name] = unit  # every sampler its own unit, used or not (GL forbids two types on one)
             self._albedo_texture = self._albedo_source = None
             self.program["u_detail"] = False
             self.program["u_detail_tiles"] = 1.0
-            if self.detail is not None:
-                self._upload_detail(self.detail)
+            self.detail_textures = DetailTextures(self.ctx, self.program, self.detail) if self.detail else None
             self._build_framebuffers()
         self.prop_vao, self._prop_vertices, self._prop_indices, self._prop_count = None, 0, 0, 0
 
@@ -179,6 +197,9 @@ class Renderer:
         self.index = self.ctx.buffer(t.render_triangles.tobytes())
         self.dynamic = self.ctx.buffer(reserve=len(t.render_to_model) * _floats(DYNAMIC_LAYOUT) * 4, dynamic=True)
         self._upload = np.empty((len(t.render_to_model), _floats(DYNAMIC_LAYOUT)), np.float32)
+        if self.flow:
+            self.motion = self.ctx.buffer(reserve=len(t.render_to_model) * 6 * 4, dynamic=True)
+            self._motion_upload = np.empty((len(t.render_to_model), 6), np.float32)
 
     def vertex_buffers(self, *inputs: str) -> list[tuple]:
         """moderngl ``vertex_array`` content that feeds the shader ``inputs`` from this renderer's
@@ -204,67 +225,12 @@ class Renderer:
         texture.build_mipmaps()
         return texture
 
-    def _upload_detail(self, bank) -> None:
-        """The detail bank's maps on the GPU, mipmapped (see face.frag's ``fine_surface``)."""
-        ctx = self.ctx
-        shape = bank.reference.shape[1::-1]
-        self._reference_texture = ctx.texture(shape, 4, np.ascontiguousarray(bank.reference, np.float32).tobytes(), dtype="f4")
-        layers = -(-bank.creases.shape[-1] // 4)
-        creases = np.zeros(bank.creases.shape[:2] + (4 * layers,), np.float32)
-        creases[..., :bank.creases.shape[-1]] = bank.creases
-        creases = creases.reshape(creases.shape[:2] + (layers, 4)).transpose(2, 0, 1, 3)
-        self._crease_texture = ctx.texture_array(shape + (layers,), 4, np.ascontiguousarray(creases, np.float16).tobytes(),
-                                                 dtype="f2")
-        n = bank.noise.shape[0]
-        self._pore_texture = ctx.texture3d((n, n, n), 4, np.ascontiguousarray(bank.noise).tobytes())
-        for texture in (self._reference_texture, self._crease_texture, self._pore_texture):
-            texture.filter = (ctx.LINEAR_MIPMAP_LINEAR, ctx.LINEAR)
-            texture.build_mipmaps()
-        self._pore_texture.repeat_x = self._pore_texture.repeat_y = self._pore_texture.repeat_z = True
-        for texture in (self._reference_texture, self._crease_texture):
-            texture.repeat_x = texture.repeat_y = False
-        self.program["u_detail_tiles"] = float(bank.tiles)
-        self.program["u_detail_texels"] = (float(shape[0]), float(shape[1]))
-        self.program["u_noise_voxels"] = float(n)
-        self._photo_detail_texture = self._photo_detail_source = None
-
-    def _use_detail(self, detail) -> None:
-        """Sample uniforms of a scene's ``detail.SurfaceDetail`` (None: none)."""
-        self.program["u_detail"] = detail is not None
-        if detail is None:
-            return
-        weights = np.zeros(12, np.float32)
-        weights[:len(detail.crease_mm)] = detail.crease_mm
-        self.program["u_crease_weight"].write(weights.tobytes())
-        self.program["u_pore_weight"].value = tuple(float(w) for w in detail.pore_mm)
-        self.program["u_noise_frequency"] = float(detail.noise_frequency)
-        self.program["u_noise_origin"].value = tuple(float(o) for o in detail.noise_origin)
-        self._use_photo_detail(detail.photo_map)
-        self.program["u_photo_detail_weight"] = float(detail.photo_mm)
-        self._reference_texture.use(2)
-        self._crease_texture.use(3)
-        self._pore_texture.use(4)
-
-    def _use_photo_detail(self, photo_map) -> None:
-        self.program["u_use_photo_detail"] = photo_map is not None
-        if photo_map is None:
-            return
-        if photo_map is not self._photo_detail_source:
-            self._photo_detail_source = photo_map
-            texels = np.ascontiguousarray(photo_map.resized(self.detail.size), np.float32)  # row 0 = v 0
-            if self._photo_detail_texture is not None:
-                self._photo_detail_texture.release()
-            self._photo_detail_texture = self.ctx.texture(texels.shape[1::-1], 1, texels.tobytes(), dtype="f4")
-            self._photo_detail_texture.filter = (self.ctx.LINEAR_MIPMAP_LINEAR, self.ctx.LINEAR)
-            self._photo_detail_texture.build_mipmaps()
-        self._photo_detail_texture.use(5)
-
     def _build_framebuffers(self):
         size = (self.width, self.height)
         ctx = self.ctx
-        fine = [ctx.texture(size, 4, dtype="f4")] if self.detail is not None else []
+        optional = [ctx.texture(size, 4, dtype="f4") for _ in self.outputs]
         self.gt_fbo = ctx.framebuffer(
-            color_attachments=[ctx.texture(size, 4), ctx.texture(size, 4, dtype="f4"), ctx.texture(size, 1)] + fine,
+            color_attachments=[ctx.texture(size, 4), ctx.texture(size, 4, dtype="f4"), ctx.texture(size, 1)] + optional,
             depth_attachment=ctx.depth_renderbuffer(size))
         if self.msaa:
             self.msaa_fbo = ctx.framebuffer(color_attachments=[ctx.renderbuffer(size, 4, samples=self.msaa)],
@@ -277,22 +243,41 @@ class Renderer:
 
     # --- per sample
 
-    def render(self, scenes: SceneBatch) -> RenderOutput:
+    def render(self, scenes: SceneBatch, motion: SceneMotion | None = None) -> RenderOutput:
         """Draw every sample of the batch with its own light and material (an albedo map, else the
-        procedural appearance)."""
+        procedural appearance); with ``motion`` (a ``flow`` renderer) also where each pixel's point goes."""
         b, h, w = len(scenes), self.height, self.width
         fine = self.detail is not None
+        if motion is not None and not self.flow:
+            raise ValueError("this Renderer was made without flow=True: it cannot render a SceneMotion")
+        seen = (lambda: np.empty((b, h, w, 4), np.float32)) if motion is not None else (lambda: None)  # noqa: E731
         out = RenderOutput(colour=np.empty((b, h, w, 4), np.uint8), depth=np.empty((b, h, w), np.float32),
                            normal=np.empty((b, h, w, 3), np.float32), segmentation=np.empty((b, h, w), np.uint8),
                            depth_fine=np.empty((b, h, w), np.float32) if fine else None,
-                           normal_fine=np.empty((b, h, w, 3), np.float32) if fine else None)
+                           normal_fine=np.empty((b, h, w, 3), np.float32) if fine else None,
+                           seen_next=seen(), seen_prev=seen())
         with self.ctx:  # current in this thread (see __init__)
             for i in range(b):
                 self._use_albedo_map(scenes.albedo_maps[i])
                 if fine:
-                    self._use_detail(scenes.details[i] if scenes.details else None)
-                self._draw(scenes, i, out)
+                    self.detail_textures.use(scenes.details[i] if scenes.details else None)
+                self._use_motion(motion, i)
+                self._draw(scenes, i, out, motion)
         return out
+
+    def _use_motion(self, motion: SceneMotion | None, i: int) -> None:
+        """Frame i's vertices in its neighbour frames (face: the motion buffer; props: ``_upload_props``)."""
+        if not self.flow:
+            return
+        self.program["u_flow"] = motion is not None
+        if motion is None:
+            return
+        ids = self.topology.render_to_model
+        self._motion_upload[:, :3] = motion.prev_vertices[i][ids]
+        self._motion_upload[:, 3:] = motion.next_vertices[i][ids]
+        self.motion.write(self._motion_upload)
+        self.program["u_prev_intrinsics"].value = tuple(float(x) for x in motion.prev_intrinsics[i])
+        self.program["u_next_intrinsics"].value = tuple(float(x) for x in motion.next_intrinsics[i])
 
     def _use_albedo_map(self, albedo) -> None:
         self.program["u_use_albedo_map"] = albedo is not None
@@ -320,8 +305,9 @@ class Renderer:
         self._upload[:, 3:] = scenes.normals[i][ids]
         self.dynamic.write(self._upload)
 
-    def _upload_props(self, props) -> None:
-        """Put a sample's PropMesh (or None: nothing besides the face) in the prop buffers, grown as needed."""
+    def _upload_props(self, props, prev=None, following=None) -> None:
+        """Put a sample's PropMesh (or None: nothing besides the face) in the prop buffers, grown as needed;
+        ``prev`` and ``following``: its vertices in the neighbour frames (a ``flow`` renderer's)."""
         self._prop_count = 0 if props is None else 3 * len(props.triangles)
         if not self._prop_count:
             return
@@ -336,10 +322,16 @@ class Renderer:
             self.prop_buffer = self.ctx.buffer(reserve=self._prop_vertices * data.shape[1] * 4, dynamic=True)
             self.prop_index = self.ctx.buffer(reserve=self._prop_indices * 4, dynamic=True)
             names = [name for name, _, _ in PROP_LAYOUT]
-            self.prop_vao = self.ctx.vertex_array(
-                self.program, [(self.prop_buffer, " ".join(fmt for _, _, fmt in PROP_LAYOUT), *names)],
-                index_buffer=self.prop_index)
+            content = [(self.prop_buffer, " ".join(fmt for _, _, fmt in PROP_LAYOUT), *names)]
+            if self.flow:
+                self.prop_motion = self.ctx.buffer(reserve=self._prop_vertices * 6 * 4, dynamic=True)
+                content.append((self.prop_motion, *MOTION_FORMAT))
+            self.prop_vao = self.ctx.vertex_array(self.program, content, index_buffer=self.prop_index)
         self.prop_buffer.write(np.ascontiguousarray(data).tobytes())
+        if self.flow:
+            own = np.asarray(props.positions, np.float32)
+            self.prop_motion.write(np.ascontiguousarray(np.concatenate(
+                [own if prev is None else prev, own if following is None else following], 1), np.float32).tobytes())
         self.prop_index.write(np.ascontiguousarray(props.triangles, np.int32).tobytes())
 
     def _draw_scene(self) -> None:
@@ -347,12 +339,12 @@ class Renderer:
         if self._prop_count:
             self.prop_vao.render(vertices=self._prop_count)
 
-    def _draw(self, scenes: SceneBatch, i: int, out: RenderOutput) -> None:
+    def _draw(self, scenes: SceneBatch, i: int, out: RenderOutput, motion: SceneMotion | None = None) -> None:
         ctx = self.ctx
         vertices = scenes.vertices[i]
         self.upload(scenes, i)
         props = scenes.props[i] if scenes.props else None
-        self._upload_props(props)
+        self._upload_props(props, *((motion.prev_props[i], motion.next_props[i]) if motion is not None else ()))
         if props is not None:
             vertices = np.concatenate([vertices, props.positions])
         depth = -vertices[:, 2]
@@ -376,9 +368,12 @@ class Renderer:
         out.normal[i] = geometry[..., 1:]
         out.segmentation[i] = self._read(self.gt_fbo, 2, 1, "f1")[..., 0]
         if out.depth_fine is not None:
-            fine = self._read(self.gt_fbo, 3, 4, "f4")
+            fine = self._read(self.gt_fbo, 3 + self.outputs.index("fine"), 4, "f4")
             out.depth_fine[i] = fine[..., 0]
             out.normal_fine[i] = fine[..., 1:]
+        if out.seen_next is not None:
+            out.seen_next[i] = self._read(self.gt_fbo, 3 + self.outputs.index("next"), 4, "f4")
+            out.seen_prev[i] = self._read(self.gt_fbo, 3 + self.outputs.index("prev"), 4, "f4")
         if self.msaa:
             self.program["u_shade"] = True
             self.msaa_fbo.use()

@@ -35,7 +35,9 @@ from .skin import balanced_melanin, iris_appearance
 
 STREAMS = {"identity": 0, "expression": 1, "pose": 2, "camera": 3, "lighting": 4, "appearance": 5, "background": 6,
            "background_pattern": 7, "texture": 8, "photoreal": 9, "capture": 10, "capture_noise": 11,
-           "hair": 12, "clothing": 13, "glasses": 14, "face_hair": 15, "hand": 16, "detail": 17}
+           "hair": 12, "clothing": 13, "glasses": 14, "face_hair": 15, "hand": 16, "detail": 17,
+           # a clip's processes (synth/motion.py), drawn per frame: frame_rng
+           "head_motion": 18, "camera_motion": 19, "expression_motion": 20, "blink": 21, "gaze": 22, "light_motion": 23}
 PHOTO_BACKGROUND = 2  # params/background kind: the fitted photo itself (photo-realistic jobs)
 
 
@@ -61,6 +63,7 @@ class FaceParams:
     hand: HandParams | None = None
     face_hair: FaceHairParams | None = None  # eyelashes, brows with relief
     detail: DetailParams = NO_DETAIL  # fine surface detail (synth/detail.py)
+    frame: int = 0  # the frame of its clip (video jobs); a still is frame 0
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,11 @@ class CaptureParams:
 
 def sample_rng(seed: int, index: int, stream: str) -> np.random.Generator:
     return np.random.default_rng([seed, index, STREAMS[stream]])
+
+
+def frame_rng(seed: int, index: int, frame: int, stream: str) -> np.random.Generator:
+    """The draws of frame ``frame`` of clip ``index``; frame 0's are the still sample's (``sample_rng``)."""
+    return np.random.default_rng([seed, index, STREAMS[stream], frame]) if frame else sample_rng(seed, index, stream)
 
 
 def sample_face(spec: JobSpec, model: MorphableModel, index: int, num_background_images: int = 0,

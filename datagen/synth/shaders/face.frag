@@ -1,6 +1,9 @@
 #version 330
 // Outputs: 0 = sRGB colour (alpha = coverage), 1 = (depth mm, camera-space normal), 2 = label / 255,
-// 3 = (depth mm, normal) of the surface displaced by the fine detail (synth/detail.py); = 1 without.
+// 3 = (depth mm, normal) of the surface displaced by the fine detail (synth/detail.py); = 1 without;
+// with u_flow: where this surface point is in the next and the previous frame (x, y pixels, y down;
+// depth mm; +1 facing the camera there, -1 turned away): render.py's RenderOutput.seen_next / seen_prev.
+// Optional outputs sit at the locations render.shader_source gives them (attachment order).
 // Shading: Lambertian albedo under 2nd-order SH irradiance (Ramamoorthi & Hanrahan 2001) plus a
 // Blinn-Phong lobe towards the dominant light direction (the SH linear band); hair: Kajiya-Kay
 // lobes along the strand direction (Kajiya & Kay 1989, with Scheuermann's shifted second lobe).
@@ -27,6 +30,9 @@ uniform float u_noise_voxels;
 uniform float u_photo_detail_weight;
 uniform float u_detail_tiles;
 uniform vec2 u_detail_texels;       // the maps' size in texels (u_detail_tiles * S, S)
+uniform bool u_flow;
+uniform vec4 u_prev_intrinsics;     // fx, fy, cx, cy of the previous / next frame's camera
+uniform vec4 u_next_intrinsics;
 uniform float u_lod_bias;           // log2(supersample): every pass samples the ground-truth pass's mip level
 
 in vec3 v_position;
@@ -37,11 +43,15 @@ flat in float v_material;
 in vec4 v_weights;
 in vec3 v_tangent;
 in vec3 v_colour;
+in vec3 v_prev;
+in vec3 v_next;
 
 layout(location = 0) out vec4 out_colour;
 layout(location = 1) out vec4 out_geometry;
 layout(location = 2) out float out_label;
-layout(location = 3) out vec4 out_fine;
+layout(location = FINE_LOCATION) out vec4 out_fine;
+layout(location = NEXT_LOCATION) out vec4 out_next;
+layout(location = PREV_LOCATION) out vec4 out_prev;
 
 const float PI = 3.14159265;
 SH_CONSTANTS  // camera.glsl_sh_constants(): the SH basis constants and band factors
@@ -150,6 +160,14 @@ float displacement(vec2 st, float lod, float lod3) {
 // surface (tangents dp/du, dp/dv from the screen derivatives of position and UV), and the depth
 // where the pixel's ray meets its tangent plane at p + d n. Derivatives are taken by the caller,
 // in uniform control flow.
+vec4 seen_from(vec3 p, vec4 k, float here) {
+    // The same triangle in the other frame keeps its orientation relative to the screen derivatives:
+    // the sign of its facing term there times this frame's says whether it still faces the camera.
+    float depth = -p.z;
+    float there = dot(cross(dFdx(p), dFdy(p)), -p);
+    return vec4(k.x * p.x / depth + k.z, k.w - k.y * p.y / depth, depth, there * here > 0.0 ? 1.0 : -1.0);
+}
+
 void fine_surface(vec3 n, vec3 px, vec3 py, vec2 sx, vec2 sy, out vec3 n_fine, out float depth_fine) {
     vec2 st = vec2(v_uv.x / u_detail_tiles, v_uv.y);
     vec2 tx = sx * u_detail_texels, ty = sy * u_detail_texels;
@@ -182,6 +200,13 @@ void main() {
     out_geometry = vec4(-v_position.z, n);
     out_label = v_label / 255.0;
     vec3 px = dFdx(v_position), py = dFdy(v_position);
+    if (u_flow) {
+        // The point is the same barycentric mix of its triangle's vertices in every frame, and
+        // perspective-correct interpolation gives exactly that mix: v_next is this point in frame t+1.
+        float here = dot(cross(px, py), -v_position);  // > 0: front-facing here (a drawn fragment)
+        out_next = seen_from(v_next, u_next_intrinsics, here);
+        out_prev = seen_from(v_prev, u_prev_intrinsics, here);
+    }
     vec2 sx = dFdx(v_uv) / vec2(u_detail_tiles, 1.0), sy = dFdy(v_uv) / vec2(u_detail_tiles, 1.0);
     vec3 n_fine = n;
     float depth_fine = -v_position.z;

@@ -10,6 +10,8 @@ in float in_material;
 in vec4 in_weights;
 in vec3 in_tangent;  // props only (hair strands); unbound for the face: 0
 in vec3 in_colour;   // props only (their albedo); unbound for the face: 0
+in vec3 in_prev;     // flow renderers: this vertex in the previous and the next frame (camera space, mm)
+in vec3 in_next;
 
 out vec3 v_position;
 out vec3 v_normal;
@@ -19,6 +21,8 @@ flat out float v_material;
 out vec4 v_weights;
 out vec3 v_tangent;
 out vec3 v_colour;
+out vec3 v_prev;
+out vec3 v_next;
 
 void main() {
     v_position = in_position;
@@ -29,5 +33,7 @@ void main() {
     v_weights = in_weights;
     v_tangent = in_tangent;
     v_colour = in_colour;
+    v_prev = in_prev;
+    v_next = in_next;
     gl_Position = u_projection * vec4(in_position, 1.0);
 }
