@@ -94,7 +94,7 @@ class FaceGenerator:
         return annotate(params, scenes, rendered, images, self.fields)
 
     def render_clip(self, frames: list[FaceParams]) -> SampleBatch:
-        """One clip (a batch of one sample) from its frames' parameters (``clip_params``)."""
+        """One clip (a batch of one sample) from its frames' parameters (``clip_params``, or any >= 2 frames)."""
         scenes, rendered, images, backgrounds = self._render(frames, clip=True)
         per_frame = annotate(frames, scenes, rendered, images, self.frame_fields)
         if backgrounds[0] is None:  # a made background: shifted by the camera shake alone
@@ -103,7 +103,11 @@ class FaceGenerator:
         else:  # a photo-realistic clip's: the photo warp's own motion
             forward = [invert_warp_flow(a, b) for a, b in zip(backgrounds, backgrounds[1:])]
             backward = [invert_warp_flow(b, a) for a, b in zip(backgrounds, backgrounds[1:])]
-        return annotate_clip(per_frame, clip_flow(rendered, forward, backward), self.fields)
+        fields = self.fields
+        if len(frames) != self.spec.video.frames:  # a clip of another length (previews, tests)
+            video = dataclasses.replace(self.spec.video, frames=len(frames))
+            fields = shard_fields(dataclasses.replace(self.spec, video=video), self.model)
+        return annotate_clip(per_frame, clip_flow(rendered, forward, backward), fields)
 
     def _render(self, params: list[FaceParams], clip: bool = False):
         """(scenes, rendered, images, photo warp fields or Nones) of samples, or of one clip's frames."""
@@ -111,7 +115,8 @@ class FaceGenerator:
         detail_maps = [self._photo_detail(p.detail.photo) if p.detail.photo >= 0 else None for p in params]
         scenes = build_scenes(self.model, params, albedo_maps, self.renderer.topology, detail_maps)
         rendered = self.renderer.render(scenes, clip_motion(scenes) if clip else None)
-        pictures = [self._picture(rendered, scenes, k, p, params[0].intrinsics) for k, p in enumerate(params)]
+        first = params[0].intrinsics if clip else None
+        pictures = [self._picture(rendered, scenes, k, p, first) for k, p in enumerate(params)]
         # a photo-realistic picture keeps the photo's hair or glasses over the face: relabelled
         rendered = dataclasses.replace(rendered, segmentation=np.stack([s for _, s, _ in pictures]))
         return scenes, rendered, np.stack([image for image, _, _ in pictures]), [f for _, _, f in pictures]
@@ -125,7 +130,7 @@ class FaceGenerator:
     def _picture(self, rendered, scenes, k: int, p: FaceParams, first_intrinsics):
         """(the face over its background as the sample's camera records it, its segmentation, the photo's
         warp field or None). A clip's frames share the background, shifted by the camera shake since
-        its first frame (``first_intrinsics``)."""
+        its first frame (``first_intrinsics``; None for stills)."""
         field = None
         if p.background[0] == PHOTO_BACKGROUND:
             field = self.composer.warp(int(p.background[1]), scenes.vertices[k], p.intrinsics)
@@ -134,7 +139,9 @@ class FaceGenerator:
                 rendered.normal[k], scenes.vertices[k], scenes.landmarks_2d[k], p,
                 rendered.normal_fine[k] if rendered.normal_fine is not None else None, field)  # none: the photo's relief out
         else:  # a fitted photo's background was in focus when it was taken; a made one is defocused
-            background = shifted(self._made_background(p), np.asarray(p.intrinsics[2:]) - first_intrinsics[2:])
+            background = self._made_background(p)
+            if first_intrinsics is not None:
+                background = shifted(background, np.asarray(p.intrinsics[2:]) - first_intrinsics[2:])
             picture = composite(rendered.colour[k], defocus_background(background, p.capture))
             segmentation = rendered.segmentation[k]
         return apply_capture(picture, p.capture, self.spec.seed, p.sample_index, p.frame), segmentation, field

@@ -52,6 +52,8 @@ class VideoSpec:
         require(self.shake_std <= 0.05, where, "shake_std", "must be <= 0.05 (a fraction of the image height)")
         check_range(self.expression_onset_s, where, "expression_onset_s", 0.0, 10.0)
         check_range(self.blink_duration_s, where, "blink_duration_s", 0.0, 2.0)
+        require(self.blink_rate_per_min / 60.0 * self.blink_duration_s[1] < 0.8, where, "blink_rate_per_min",
+                "leaves the eyes closed most of the time with these blink durations; lower it")
 
     @property
     def is_clip(self) -> bool:

@@ -179,15 +179,22 @@ def expression_path(draws: Draws, spec: JobSpec, model: MorphableModel, first: n
             _gaze(rng, lambda name, value: weights.__setitem__(index[name], value) if name in index else None)
             eyes.retarget(t, weights[gaze_mask], v.gaze_shift_s * fps)
         rng = draws.rng("blink", t)
-        if len(blink) and rng.uniform() < v.blink_rate_per_min / 60.0 / fps:
-            if blink_start is None or t - blink_start > blink_length:  # not during a blink
-                blink_start, blink_length = t, rng.uniform(*v.blink_duration_s) * fps
+        open_eyes = blink_start is None or t - blink_start > blink_length
+        if len(blink) and open_eyes and rng.uniform() < blink_hazard(v) / fps:
+            blink_start, blink_length = t, rng.uniform(*v.blink_duration_s) * fps
         frame = base.at(t)
         frame[gaze_mask] = eyes.at(t)
         if blink_start is not None:
             frame[blink] = np.maximum(frame[blink], blink_closure((t - blink_start) / max(blink_length, 1e-6)))
         out[t] = frame
     return out
+
+
+def blink_hazard(v) -> float:
+    """Blinks start at this rate (per second) while the eyes are open, so that counting the time spent
+    blinking too they come at ``blink_rate_per_min`` (a Poisson process with dead time)."""
+    rate = v.blink_rate_per_min / 60.0
+    return rate / max(1.0 - rate * np.mean(v.blink_duration_s), 1e-3)
 
 
 def blink_closure(phase) -> float:
