@@ -15,7 +15,12 @@ and the ratios between them; then
   6. the same with fine detail (jobs/details.toml's [sampling.detail]: pores, lines and creases,
      depth_fine and normal_fine) at the quickstart's size: the detail bank's one-off build per
      worker, the per-sample costs against the quickstart's, the shard bytes per sample, and end to
-     end with --workers (once).
+     end with --workers (once);
+  7. video clips ([video] frames = --frames, the quickstart's priors otherwise): the cost of a clip
+     against as many stills (one process; the flow is one more attribute of the ground-truth pass),
+     its parts (render with the neighbour frames' vertices, flow and occlusion on the host), and end
+     to end with --workers (once): frames/s, frame pairs/s, shard bytes per frame.
+     `--video` runs this item alone (with the still baseline it compares against).
 """
 
 from __future__ import annotations
@@ -98,6 +103,8 @@ def main():
     parser.add_argument("--workers", type=int, default=0, help="0 = one per core")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--model-dir", default=None)
+    parser.add_argument("--frames", type=int, default=8, help="frames per clip of item 7")
+    parser.add_argument("--video", action="store_true", help="run item 7 (video clips) alone")
     args = parser.parse_args()
 
     spec = with_overrides(load_default_spec(), num_samples=args.samples)
@@ -106,6 +113,14 @@ def main():
     print(f"quickstart job: {spec.num_samples} samples {spec.render.width}x{spec.render.height}, model "
           f"{model.name} ({model.num_vertices} vertices), {workers} workers, {os.cpu_count()} cores; "
           f"medians of {args.repeats} runs")
+    if args.video:
+        generator = FaceGenerator(spec, model)
+        indices = list(range(1000, 1032))
+        generator.generate(indices[:4])
+        t_total = timed(lambda: generator.generate(indices), args.repeats) / len(indices)
+        print(f"\nstills, one process: {1 / t_total:.1f} samples/s")
+        video_costs(spec, model, args.frames, args.repeats, t_total, workers, args.model_dir)
+        return
 
     # 1. end to end
     walls = []
@@ -158,6 +173,7 @@ def main():
           f"{t_numpy / t_single:.1f}x (one pass; numpy does depth + normals only)")
     realistic_costs(spec, model, renderer, indices, args.repeats, t_total)
     detail_costs(spec, model, indices, args.repeats, t_total, end_to_end, workers, args.model_dir)
+    video_costs(spec, model, args.frames, args.repeats, t_total, workers, args.model_dir)
 
 
 def without_libraries(spec):
@@ -223,6 +239,38 @@ def detail_costs(spec, model, indices, repeats, t_plain, end_to_end_plain, worke
     print(f"   end to end ({workers} workers, once each, the bank's build included): {rate:.1f} samples/s with detail, "
           f"{spec.num_samples / sizes['without'][1]:.1f} without (the median above: {end_to_end_plain:.1f}); shard bytes "
           f"per sample {sizes['with'][0] / 1024:.0f} KiB with, {sizes['without'][0] / 1024:.0f} KiB without")
+
+
+def video_costs(spec, model, frames, repeats, t_still, workers, model_dir):
+    from datagen.synth.flow import clip_flow, clip_motion
+
+    video = dataclasses.replace(spec, video=dataclasses.replace(spec.video, frames=frames),
+                                output=dataclasses.replace(spec.output, samples_per_shard=16 * frames))
+    generator = FaceGenerator(video, model)
+    clips = list(range(100, 104))
+    generator.generate(clips[:1])
+    t_clip = timed(lambda: generator.generate(clips), repeats) / len(clips)
+    params = [p for c in clips for p in generator.clip_params(c)]
+    scenes = [build_scenes(model, params[k * frames:(k + 1) * frames], topology=generator.renderer.topology)
+              for k in range(len(clips))]
+    renderer = generator.renderer
+    t_moving = timed(lambda: [renderer.render(s, clip_motion(s)) for s in scenes], repeats) / len(clips)
+    t_plain = timed(lambda: [renderer.render(s) for s in scenes], repeats) / len(clips)
+    rendered = renderer.render(scenes[0], clip_motion(scenes[0]))
+    zero = np.zeros((frames - 1, 2))
+    t_flow = timed(lambda: clip_flow(rendered, zero, zero), repeats) / (frames - 1)
+    print(f"\n7. video clips of {frames} frames (the quickstart's priors, [video] defaults), one process: "
+          f"{t_clip * 1e3:.0f} ms per clip = {t_clip / (frames * t_still):.2f}x {frames} stills; render "
+          f"{t_moving / frames * 1e3:.1f} ms per frame with the neighbour frames' vertices, {t_plain / frames * 1e3:.1f} "
+          f"ms without; flow + occlusion on the host {t_flow * 1e3:.1f} ms per pair (both directions)")
+    job = with_overrides(video, num_samples=max(2 * workers, 256 // frames))
+    with tempfile.TemporaryDirectory() as out:
+        summary = run_job(job, out, model_dir=model_dir, workers=workers, log=lambda m: None)
+        size = sum(f.stat().st_size for f in Path(out).glob("*.h5")) / (job.num_samples * frames)
+    clips_per_s = job.num_samples / summary.seconds
+    print(f"   end to end ({workers} workers, {job.num_samples} clips, once, cluster start included): "
+          f"{clips_per_s * frames:.1f} frames/s, {clips_per_s * (frames - 1):.1f} frame pairs/s; shard bytes per "
+          f"frame {size / 1024:.0f} KiB")
 
 
 if __name__ == "__main__":

@@ -36,24 +36,28 @@ FINE_DEFAULTS = {"size": 128, "width": 16, "batch_size": 16, "learning_rate": 1e
 @click.option("--fresh", is_flag=True, help="Start over instead of resuming from OUT/last.pt.")
 @click.option("--fine", is_flag=True, help="Train FineNet (the detail: depth_fine, normal_fine) on top of the "
               "CoarseNet given by --coarse; the data needs fine ground truth (jobs/details.toml).")
+@click.option("--tracker", is_flag=True, help="Train the tracking network on a video dataset's frame pairs "
+              "([video] frames > 1), from the CoarseNet given by --coarse.")
 @click.option("--coarse", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="With --fine: the CoarseNet checkpoint FineNet builds on (carried in FineNet's checkpoints).")
+              help="With --fine or --tracker: the CoarseNet checkpoint it builds on (carried in its checkpoints).")
 @MODEL_DIR
 def train(data, out, epochs, minutes, steps, batch_size, learning_rate, size, width, points, workers, fresh, fine,
-          coarse, model_dir):
-    """Train the reference CoarseNet (or, with --fine, FineNet) on a dataset's shards (resumes from OUT/last.pt)."""
+          tracker, coarse, model_dir):
+    """Train the reference CoarseNet (or, with --fine, FineNet; with --tracker, the tracking network) on a
+    dataset's shards (resumes from OUT/last.pt)."""
     from .reconstruction import require_torch
 
     require_torch()
     from .reconstruction.runner import train as run
     from .reconstruction.training import TrainConfig
 
-    if coarse and not fine:
-        raise click.UsageError("--coarse is FineNet's: give --fine too")
+    if coarse and not (fine or tracker):
+        raise click.UsageError("--coarse is FineNet's and the tracker's: give --fine or --tracker too")
     given = {"size": size, "width": width, "batch_size": batch_size, "learning_rate": learning_rate}
     chosen = {k: v if v is not None else (FINE_DEFAULTS if fine else COARSE_DEFAULTS)[k] for k, v in given.items()}
     config = TrainConfig(data=[str(d) for d in data] if len(data) > 1 else str(data[0]), out=str(out), epochs=epochs,
-                         minutes=minutes, steps=steps, points=points, workers=workers, fine=fine, coarse=coarse or "",
+                         minutes=minutes, steps=steps, points=points, workers=workers, fine=fine, tracker=tracker,
+                         coarse=coarse or "",
                          model_dir=str(model_dir) if model_dir else None, **chosen)
     final = run(config, log=click.echo, resume=not fresh)
     metric = lambda name: final.get(name, float("nan"))  # noqa: E731
@@ -79,10 +83,18 @@ def train(data, out, epochs, minutes, steps, batch_size, learning_rate, size, wi
               "picture <name>-detail.png; needs a checkpoint from 'datagen train --fine'.")
 @MODEL_DIR
 def reconstruct(photos, checkpoint, output, landmarks, all_faces, fine, model_dir):
-    """Reconstruct a 3D face from each photo: mesh (.obj with UVs, or .ply), parameters (.json), overlay (.png)."""
+    """Reconstruct a 3D face from each photo: mesh (.obj with UVs, or .ply), parameters (.json), overlay (.png).
+
+    With a tracker's checkpoint ('datagen train --tracker'), PHOTOS is one video file (extra [video]) or a
+    folder of frames, and -o the folder that gets a mesh and parameters per frame (frame-00000.obj, ...)."""
     from .reconstruction import require_torch
 
     require_torch()
+    from .reconstruction.inference import load_checkpoint
+
+    if load_checkpoint(checkpoint).get("kind") == "tracker":
+        _reconstruct_video(photos, checkpoint, output, landmarks, model_dir)
+        return
     from .reconstruction.fine_inference import FineReconstructor
     from .reconstruction.inference import Reconstructor, reconstruct_photos
 
@@ -106,13 +118,28 @@ def reconstruct(photos, checkpoint, output, landmarks, all_faces, fine, model_di
         sys.exit(1)
 
 
+def _reconstruct_video(sources, checkpoint, output, landmarks, model_dir):
+    from .photo.landmarks import read_pts
+    from .reconstruction.tracking_inference import Tracker, reconstruct_video
+
+    if len(sources) != 1:
+        raise click.UsageError("a tracker's checkpoint tracks one video file or frame folder at a time")
+    source = sources[0]
+    default = source.with_suffix("") if source.is_file() else source.parent / f"{source.name}-meshes"
+    out = output or default
+    result = reconstruct_video(source, Tracker(checkpoint, model_dir), out, read_pts(landmarks) if landmarks else None,
+                               log=click.echo)
+    click.echo(f"{source}: {result.frames} frames tracked -> {result.folder}/frame-*.obj, .json "
+               f"(an overlay every 10 frames) [first frame's landmarks: {result.landmark_source}]")
+
+
 @click.command()
 @click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--data", type=click.Path(exists=True, file_okay=False), default=None,
               help="Synthetic dataset: scored on its held-out split (the last 5% of samples).")
 @click.option("--photos", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Folder of photos with 68-point .pts annotations.")
-@click.option("--samples", type=int, default=1000, show_default=True, help="Held-out samples to score.")
+@click.option("--samples", type=int, default=1000, show_default=True, help="Held-out samples (of a video dataset, clips) to score.")
 @click.option("--benchmark", nargs=2, type=(click.Choice(["aflw2000"]), click.Path(exists=True, file_okay=False)),
               default=None, metavar="aflw2000 DIR", help="A benchmark and its folder: AFLW2000-3D (.jpg with .mat, "
               "or with .pts and yaw.csv), scored as 3DDFA/SynergyNet do.")
@@ -125,8 +152,9 @@ def reconstruct(photos, checkpoint, output, landmarks, all_faces, fine, model_di
 @MODEL_DIR
 def evaluate(checkpoint, data, photos, samples, benchmark, crop, csv_path, overlays, model_dir):
     """Score a checkpoint: dense vertex error and landmark NME on synthetic data (with a FineNet
-    checkpoint, also fine depth and normal errors), landmark NME on real photos, and a benchmark's
-    protocol (AFLW2000-3D)."""
+    checkpoint, also fine depth and normal errors; with a tracker's, on a video dataset's held-out clips:
+    per-frame errors and jitter next to its CoarseNet frame by frame), landmark NME on real photos, and a
+    benchmark's protocol (AFLW2000-3D)."""
     from .reconstruction import require_torch
 
     require_torch()
@@ -134,6 +162,13 @@ def evaluate(checkpoint, data, photos, samples, benchmark, crop, csv_path, overl
     from .reconstruction.inference import Reconstructor
 
     reconstructor = Reconstructor(checkpoint, model_dir)
+    if data and reconstructor.kind == "tracker":
+        from .reconstruction.tracking_evaluation import evaluate_tracking, tracking_report
+        from .reconstruction.tracking_inference import Tracker
+
+        click.echo("\n".join(tracking_report(evaluate_tracking(Tracker(checkpoint, model_dir), data, samples,
+                                                               log=click.echo))))
+        data = None
     if data:
         click.echo("\n".join(synthetic_report(evaluate_synthetic(reconstructor, data, samples))))
         if reconstructor.kind == "fine":

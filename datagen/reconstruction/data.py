@@ -142,29 +142,37 @@ class FaceTrainingSet:
     def __getitem__(self, i):
         sample = self.shards[int(self.positions[i])]
         rng = np.random.default_rng([self.seed, self.epoch, int(self.positions[i])])
-        image = sample["image"]
-        intrinsics = sample["params/intrinsics"].astype(np.float64).copy()
-        landmarks = sample["landmarks_2d"].astype(np.float64).copy()
-        x0, y0, side = face_crop_box(landmarks)
-        if self.augment:
-            centre = np.array([x0, y0]) + side / 2 + rng.uniform(-CROP_JITTER_SHIFT, CROP_JITTER_SHIFT, 2) * side
-            side *= np.exp(rng.uniform(-CROP_JITTER_SCALE, CROP_JITTER_SCALE))
-            x0, y0 = centre - side / 2
-        k = self.size / side
-        picture = Image.fromarray(crop_photo(image, (x0, y0, side), self.size))
-        intrinsics = crop_intrinsics(intrinsics, (x0, y0, side), self.size)
-        landmarks = (landmarks - [x0, y0]) * k
-        if self.augment:
-            picture = photometric_augmentation(picture, rng)
-        position, scale = camera_targets(sample["params/translation"].astype(np.float64), intrinsics, self.size)
-        return {
-            "image": network_input(np.asarray(picture)),
-            "identity": sample["params/identity"], "expression": sample["params/expression"],
-            "rotation": sample["params/rotation"], "position": position, "scale": np.float32(scale),
-            "light": sample["params/light_sh"].reshape(-1), "intrinsics": intrinsics.astype(np.float32),
-            "landmarks": landmarks.astype(np.float32), "visible": sample["landmark_visible"].astype(np.float32),
-            "index": sample["sample_index"],
-        }
+        box = face_crop_box(sample["landmarks_2d"].astype(np.float64))
+        return crop_item(sample, jittered_box(box, rng) if self.augment else box, self.size, rng if self.augment else None)
+
+
+def jittered_box(box, rng) -> tuple[float, float, float]:
+    """A training crop: ``box`` moved and scaled at random (``CROP_JITTER_SHIFT``, ``CROP_JITTER_SCALE``)."""
+    x0, y0, side = box
+    centre = np.array([x0, y0]) + side / 2 + rng.uniform(-CROP_JITTER_SHIFT, CROP_JITTER_SHIFT, 2) * side
+    side *= np.exp(rng.uniform(-CROP_JITTER_SCALE, CROP_JITTER_SCALE))
+    x0, y0 = centre - side / 2
+    return float(x0), float(y0), float(side)
+
+
+def crop_item(sample: dict, box, size: int, rng=None) -> dict:
+    """One sample (a still, or one frame of a clip) cropped to ``box`` at ``size`` pixels as the network
+    reads it, with its targets in the crop's camera; ``rng``: photometric augmentation (None: none)."""
+    x0, y0, side = box
+    intrinsics = crop_intrinsics(sample["params/intrinsics"].astype(np.float64), box, size)
+    landmarks = (sample["landmarks_2d"].astype(np.float64) - [x0, y0]) * (size / side)
+    picture = Image.fromarray(crop_photo(sample["image"], box, size))
+    if rng is not None:
+        picture = photometric_augmentation(picture, rng)
+    position, scale = camera_targets(sample["params/translation"].astype(np.float64), intrinsics, size)
+    return {
+        "image": network_input(np.asarray(picture)),
+        "identity": sample["params/identity"], "expression": sample["params/expression"],
+        "rotation": sample["params/rotation"], "position": position, "scale": np.float32(scale),
+        "light": sample["params/light_sh"].reshape(-1), "intrinsics": intrinsics.astype(np.float32),
+        "landmarks": landmarks.astype(np.float32), "visible": sample["landmark_visible"].astype(np.float32),
+        "index": sample["sample_index"],
+    }
 
 
 def photometric_augmentation(picture: Image.Image, rng) -> Image.Image:

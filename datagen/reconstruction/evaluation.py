@@ -106,7 +106,8 @@ def _evaluate_network(net, model, held_out, size, device, batch_size):
     columns = {}
     for batch in loader:
         batch = {k: v.to(device) for k, v in batch.items()}
-        regressed = {k: v.float() for k, v in net(batch["image"]).items()}
+        inputs = (batch["image"], batch["previous"]) if "previous" in batch else (batch["image"],)  # a tracker's too
+        regressed = {k: v.float() for k, v in net(*inputs).items()}
         p = final_parameters(regressed, batch["intrinsics"], size, point_decoder)
         truth = decoder(batch["identity"], batch["expression"]).cpu().numpy()
         faces = {"predicted": decoder(p["identity"], p["expression"]).cpu().numpy(),

@@ -68,15 +68,15 @@ def load_checkpoint(path: str | Path) -> dict:
 
 
 class Reconstructor:
-    """CoarseNet and its fit: photo crop -> parameters -> mesh. A FineNet checkpoint carries the
-    CoarseNet it was trained on, and serves as one too."""
+    """CoarseNet and its fit: photo crop -> parameters -> mesh. A FineNet or tracker checkpoint carries
+    the CoarseNet it was trained on, and serves as one too."""
 
     def __init__(self, checkpoint: str | Path, model_dir: str | None = None, device: str | None = None,
                  state: dict | None = None):
         path = Path(checkpoint)
         state = load_checkpoint(path) if state is None else state
-        self.kind = state.get("kind", "coarse")  # "fine": a FineNet checkpoint, whose CoarseNet this is
-        if self.kind == "fine":
+        self.kind = state.get("kind", "coarse")  # "fine" or "tracker": a FineNet's or tracker's checkpoint, whose CoarseNet this is
+        if self.kind in ("fine", "tracker"):
             state = state["coarse"]
         self.config = state["config"]
         model_name = state["model"].get("job_model") or state["model"]["name"]

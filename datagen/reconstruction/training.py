@@ -63,6 +63,7 @@ class TrainConfig:
     progress_seconds: float = 30.0  # a progress line within each epoch at most this often
     augment: bool = True  # crop jitter, colour, blur, noise and JPEG on the training crops (data.FaceTrainingSet)
     fine: bool = False  # train FineNet (fine_training.py) on top of the CoarseNet checkpoint ``coarse``
+    tracker: bool = False  # train the tracking network (tracking_training.py), from the CoarseNet ``coarse``
     coarse: str = ""
 
 

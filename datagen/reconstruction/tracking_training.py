@@ -1,0 +1,90 @@
+"""Train the tracking network (``tracking.TrackerNet``) on a video dataset's frame pairs:
+``datagen train --tracker --coarse RUN/best.pt``. The CoarseNet checkpoint initialises its encoder,
+reconstructs each clip's first frame when tracking, and rides along in the tracker's checkpoints.
+
+Loss: CoarseNet's (parameters, dense vertices, landmark reprojection; no dense points). Held-out
+metrics per epoch: those of CoarseNet's evaluation on held-out pairs (each from a disturbed previous
+frame); ``datagen evaluate`` tracks whole held-out clips (``tracking_evaluation``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DatagenError
+from .evaluation import evaluate_network
+from .inference import load_checkpoint
+from .network import FaceDecoder
+from .tracking import TrackerNet, TrackingPairs
+from .training import LOSS_WEIGHTS, Trainer, face_vertex_ids
+
+
+class TrackerTrainer(Trainer):
+    KIND = "tracker"
+
+    def __init__(self, config, log=print):
+        if not isinstance(config.data, (str, Path)):
+            raise DatagenError("the tracker trains on one video dataset (one --data)")
+        super().__init__(config, log)
+
+    def build(self, train_ids, held_ids) -> None:
+        config = self.config
+        if not config.coarse:
+            config = self.config = dataclasses.replace(config, coarse=self.resumed_coarse())
+        state = load_checkpoint(config.coarse)
+        if state.get("kind", "coarse") != "coarse":
+            raise DatagenError(f"{config.coarse} is a {state.get('kind')} checkpoint: the tracker builds on a CoarseNet's")
+        if state["model"]["checksum"] != self.model.checksum:
+            raise DatagenError(f"{config.coarse} was trained on model '{state['model']['name']}', the data uses "
+                               f"'{self.model.name}' (or another version of it)")
+        self.coarse_state = {k: v for k, v in state.items() if k != "optimiser"}
+        coarse_config = state["config"]
+        # the split is by clip (a sample is a clip): a held-out clip's pairs are all held out
+        self.train_set = TrackingPairs(config.data, train_ids, coarse_config["size"], config.augment, config.seed)
+        self.held_out = TrackingPairs(config.data, held_ids if len(held_ids) else train_ids[-1:], coarse_config["size"],
+                                      augment=False, seed=config.seed)
+        self.size = coarse_config["size"]
+        self.net = TrackerNet(self.model.num_identity, self.model.num_expression, coarse_config["width"])
+        encoder = {k[len("encoder."):]: v for k, v in state["net"].items() if k.startswith("encoder.")}
+        self.net.encoder.load_state_dict(encoder)
+        self.net = self.net.to(self.device, memory_format=torch.channels_last)
+        self.ids = face_vertex_ids(self.model)
+        self.decoder = FaceDecoder(self.model, self.ids).to(self.device)
+        self.point_ids = np.zeros(0, int)
+        self.landmark_rows = torch.from_numpy(np.searchsorted(self.ids, self.model.landmark_ids)).to(self.device)
+        if len(self.train_set) < config.batch_size:
+            raise DatagenError(f"{config.data}: {len(self.train_set)} training pairs, fewer than one batch")
+
+    def resumed_coarse(self) -> str:
+        last = Path(self.config.out) / "last.pt"
+        coarse = load_checkpoint(last)["config"].get("coarse", "") if last.exists() else ""
+        if not coarse:
+            raise DatagenError("the tracker builds on a CoarseNet: give its checkpoint (--coarse RUN/best.pt)")
+        if not Path(coarse).exists():
+            raise DatagenError(f"{last} was trained on the CoarseNet {coarse}, which is gone: give it again with --coarse")
+        return coarse
+
+    def extra_state(self) -> dict:
+        return {"kind": "tracker", "coarse": self.coarse_state}
+
+    def losses(self, batch, predicted):
+        config = self.config
+        self.config = dataclasses.replace(config, size=self.size)  # the crops are the CoarseNet's size
+        try:
+            return super().losses(batch, predicted)
+        finally:
+            self.config = config
+
+    def total_loss(self, batch) -> torch.Tensor:
+        image = batch["image"].contiguous(memory_format=torch.channels_last)
+        predicted = {k: v.float() for k, v in self.net(image, batch["previous"]).items()}
+        parts = self.losses(batch, predicted)
+        return sum(LOSS_WEIGHTS[k] * v for k, v in parts.items())
+
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        return evaluate_network(self.net, self.model, self.held_out, self.size, self.device)
