@@ -57,7 +57,8 @@ class TrackerTrainer(Trainer):
         self.point_ids = np.zeros(0, int)
         self.landmark_rows = torch.from_numpy(np.searchsorted(self.ids, self.model.landmark_ids)).to(self.device)
         if len(self.train_set) < config.batch_size:
-            raise DatagenError(f"{config.data}: {len(self.train_set)} training pairs, fewer than one batch")
+            raise DatagenError(f"{config.data}: {len(self.train_set)} training frame pairs, fewer than one batch of "
+                               f"{config.batch_size}")
 
     def resumed_coarse(self) -> str:
         last = Path(self.config.out) / "last.pt"

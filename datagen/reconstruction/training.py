@@ -115,7 +115,7 @@ class Trainer:
         self.model = self.dataset.model()
         self.device = device()
         train_ids, held_ids = mix.split(config.held_out)
-        if len(train_ids) < config.batch_size:
+        if len(train_ids) < config.batch_size and not config.tracker:  # the tracker's batches are of frame pairs
             raise DatagenError(f"{', '.join(data_paths(config.data))}: {len(train_ids)} training samples, fewer "
                                f"than one batch of {config.batch_size}")
         self.out = Path(config.out)
