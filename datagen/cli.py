@@ -110,13 +110,19 @@ def generate(job, out, workers, scheduler, cluster_kind, jobs, samples, force, m
 
     spec = _spec(job, samples)
     out = out or default_output(spec)
-    click.echo(f"{spec.name}: {spec.num_samples} samples, {spec.num_shards} shards -> {out}")
+    clips = f" (clips of {spec.video.frames} frames)" if spec.video.is_clip else ""
+    click.echo(f"{spec.name}: {spec.num_samples} samples{clips}, {spec.num_shards} shards -> {out}")
     with Progress(spec.num_samples, "generated", stream=click.get_text_stream("stdout")) as bar:
         summary = run_job(spec, out, model_dir=model_dir, workers=workers, scheduler=scheduler, force=force,
                           progress=bar, log=bar.message, cluster_kind=cluster_kind, jobs=jobs)
     click.echo(f"done: {summary.samples} samples, {summary.shards} shards ({summary.generated} generated, "
                f"{summary.skipped} kept), {summary.bytes / 2**20:.1f} MiB, {summary.seconds:.1f} s, "
-               f"{summary.samples_per_second:.1f} samples/s, {summary.retries} retries; in {out}")
+               f"{summary.samples_per_second:.1f} samples/s{_frame_rate(spec, summary)}, {summary.retries} retries; in {out}")
+
+
+def _frame_rate(spec, summary) -> str:
+    """A video job's rate in frames too (a sample is a clip)."""
+    return f" ({summary.samples_per_second * spec.video.frames:.1f} frames/s)" if spec.video.is_clip else ""
 
 
 @cli.command()
@@ -194,8 +200,8 @@ def mesh(path, indices, output, ply, model_dir):
     from .data.meshes import write_sample_meshes
 
     dataset = ShardedDataset(path, model_dir=str(model_dir) if model_dir else None)
-    for index, written in zip(indices, write_sample_meshes(dataset, indices, output, ply)):
-        click.echo(f"{written}: sample {index} of {path}")
+    for written in write_sample_meshes(dataset, indices, output, ply):
+        click.echo(f"{written}: from {path}")
 
 
 @cli.command()

@@ -166,8 +166,9 @@ def evaluate(checkpoint, data, photos, samples, benchmark, crop, csv_path, overl
         from .reconstruction.tracking_evaluation import evaluate_tracking, tracking_report
         from .reconstruction.tracking_inference import Tracker
 
-        click.echo("\n".join(tracking_report(evaluate_tracking(Tracker(checkpoint, model_dir), data, samples,
-                                                               log=click.echo))))
+        result = evaluate_tracking(Tracker(checkpoint, model_dir), data, samples, log=click.echo,
+                                   model_dir=str(model_dir) if model_dir else None)
+        click.echo("\n".join(tracking_report(result)))
         data = None
     if data:
         click.echo("\n".join(synthetic_report(evaluate_synthetic(reconstructor, data, samples))))

@@ -301,3 +301,46 @@ def test_a_photos_iris_colour_is_its_samples_procedural_iris_where_the_photo_sho
         expected = iris_appearance(photos[int(p.background[1])].iris)
         got = (p.appearance[APPEARANCE_NAMES.index("iris_hue")], p.appearance[APPEARANCE_NAMES.index("iris_darkness")])
         np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+def test_a_photo_realistic_clip_moves_the_photo_with_the_head_and_its_flow_says_how(library, ict_model, ctx):
+    """[photoreal] with [video]: frame 0 is the still sample; the photo's own background follows its warp,
+    so warping frame t+1 back by the stored flow reproduces frame t there, as on the face."""
+    from scipy.ndimage import binary_erosion, map_coordinates
+
+    from datagen.run.generator import FaceGenerator
+    from datagen.spec import parse_spec
+
+    def spec(frames):
+        return parse_spec(f'''name = "photoreal-clip"
+[render]
+width = {SIZE}
+height = {SIZE}
+[photoreal]
+library = "{library}"
+[video]
+frames = {frames}
+head_speed_std_deg = [40.0, 20.0, 10.0]
+light_turn_std_deg = 0.0
+light_gain_std = 0.0
+''', "<photoreal-clip>")
+
+    clip = FaceGenerator(spec(3), ict_model, Renderer(ict_model, SIZE, SIZE, ctx=ctx, flow=True)).generate([1])
+    still = FaceGenerator(spec(1), ict_model, Renderer(ict_model, SIZE, SIZE, ctx=ctx)).generate([1])
+    np.testing.assert_array_equal(clip["image"][0, 0], still["image"][0])
+    assert clip["params/background"][0, 0] == 2  # the fitted photo
+    for region in ("face", "photo"):
+        warped_errors, unwarped_errors = [], []
+        for t in range(2):
+            flow = clip["flow_forward"][0, t].astype(np.float32)
+            ys, xs = np.mgrid[0:SIZE, 0:SIZE] + 0.5
+            image, after = clip["image"][0, t].astype(np.float32), clip["image"][0, t + 1].astype(np.float32)
+            warped = np.stack([map_coordinates(after[..., c], [ys + flow[..., 1] - 0.5, xs + flow[..., 0] - 0.5], order=1)
+                               for c in range(3)], -1)
+            drawn = clip["depth"][0, t] > 0
+            where = (drawn if region == "face" else ~drawn) & ~clip["occluded_forward"][0, t]
+            where = binary_erosion(where, iterations=2)
+            warped_errors.append(np.abs(warped - image).mean(-1)[where].mean())
+            unwarped_errors.append(np.abs(after - image).mean(-1)[where].mean())
+        print(f"{region}: warped {np.mean(warped_errors):.2f} levels, not warped {np.mean(unwarped_errors):.2f}")
+        assert np.mean(warped_errors) < 0.75 * np.mean(unwarped_errors)

@@ -207,6 +207,7 @@ def test_options_at_their_neutral_values_keep_a_jobs_fingerprint():
         old.pop(key)
     for table in ("capture", "hair", "clothing", "occluders"):
         old["sampling"].pop(table)
+    old.pop("video")
     del old["sampling"]["background"]["texture_libraries"], old["sampling"]["appearance"]["skin_tones"]
     del old["sampling"]["lighting"]["texture_libraries"], old["sampling"]["lighting"]["library_probability"]
     import hashlib
@@ -214,7 +215,8 @@ def test_options_at_their_neutral_values_keep_a_jobs_fingerprint():
     assert spec_fingerprint(parse_spec('name = "x"')) != spec_fingerprint(spec)  # balanced tones by default: new samples
     for table in ('[sampling.capture]\nprobability = 0.5', '[sampling.appearance]\nskin_tones = "balanced"',
                   '[sampling.lighting]\ntexture_libraries = ["lib"]', '[sampling.hair]\nprobability = 0.5',
-                  '[sampling.clothing]\nprobability = 0.5', '[sampling.occluders]\nhand_probability = 0.5'):
+                  '[sampling.clothing]\nprobability = 0.5', '[sampling.occluders]\nhand_probability = 0.5',
+                  '[video]\nframes = 4'):
         assert spec_fingerprint(parse_spec(f'name = "x"\n{table}')) != spec_fingerprint(spec), table
 
 

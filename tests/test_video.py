@@ -265,6 +265,9 @@ def test_a_video_job_writes_clips_that_inspect_validates_and_pairs_read(tmp_path
     result = CliRunner().invoke(cli, ["preview", str(job), "-n", "2", "-o", str(tmp_path / "clips.webp"),
                                       "--model-dir", str(real_model_dir)])
     assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(cli, ["mesh", str(tmp_path / "out"), "1", "-o", str(tmp_path / "clip.obj"),
+                                      "--model-dir", str(real_model_dir)])
+    assert result.exit_code == 0 and [(tmp_path / f"clip-frame{t:02d}.obj").exists() for t in range(3)] == [True] * 3
     animation = Image.open(tmp_path / "clips.webp")
     assert animation.n_frames == 3 and (tmp_path / "clips-flow.png").exists() and (tmp_path / "clips-strip.png").exists()
 

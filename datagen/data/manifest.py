@@ -34,6 +34,7 @@ NEUTRAL_ADDITIONS = {
                                              or table.get("brow_relief_probability")),
     ("sampling", "clothing"): lambda table: table["probability"] == 0,
     ("sampling", "occluders"): lambda table: table["glasses_probability"] == 0 and table["hand_probability"] == 0,
+    ("video",): lambda table: table["frames"] == 1,  # stills: no other [video] key changes them
 }
 
 

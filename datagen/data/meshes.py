@@ -51,16 +51,24 @@ def write_mesh(path: str | Path, vertices: np.ndarray, model, comment: str = "da
     write_text_or_fail(path, text, "mesh")
 
 
-def write_sample_mesh(dataset, index: int, path: str | Path) -> Path:
+def write_sample_mesh(dataset, index: int, path: str | Path) -> list[Path]:
     """The face of sample ``index`` of a ``ShardedDataset`` as a mesh file (the stored vertices, else the
-    ones its parameters give); returns the path."""
-    write_mesh(path, dataset.vertices(index), dataset.model(), comment=f"datagen sample {index} of {dataset.path}")
-    return Path(path)
+    ones its parameters give); a clip's as one file per frame, ``<name>-frame<t>``; returns the paths."""
+    vertices, path = dataset.vertices(index), Path(path)
+    comment = f"datagen sample {index} of {dataset.path}"
+    if vertices.ndim == 2:
+        write_mesh(path, vertices, dataset.model(), comment=comment)
+        return [path]
+    paths = [path.with_name(f"{path.stem}-frame{t:02d}{path.suffix}") for t in range(len(vertices))]
+    for t, (frame, frame_path) in enumerate(zip(vertices, paths)):
+        write_mesh(frame_path, frame, dataset.model(), comment=f"{comment}, frame {t}")
+    return paths
 
 
 def write_sample_meshes(dataset, indices, output: str | Path | None = None, ply: bool = False) -> list[Path]:
     """Meshes of several samples (``datagen mesh``): to ``output`` if it names one mesh file (one
-    index), else ``sample-<index>.obj`` (``.ply`` with ``ply``) in the folder ``output`` (default: here)."""
+    index), else ``sample-<index>.obj`` (``.ply`` with ``ply``) in the folder ``output`` (default: here);
+    a clip's, one per frame (``write_sample_mesh``). Returns the paths written."""
     indices = [int(i) for i in indices]
     output = Path(output) if output is not None else None
     named = output is not None and output.suffix.lower() in MESH_SUFFIXES
@@ -70,5 +78,5 @@ def write_sample_meshes(dataset, indices, output: str | Path | None = None, ply:
         if not 0 <= index < len(dataset):
             raise DatagenError(f"sample {index}: the dataset has {len(dataset)} samples")
     folder = output if output is not None and not named else Path(".")
-    return [write_sample_mesh(dataset, index, output if named else folder / f"sample-{index}{'.ply' if ply else '.obj'}")
-            for index in indices]
+    return [path for index in indices for path in
+            write_sample_mesh(dataset, index, output if named else folder / f"sample-{index}{'.ply' if ply else '.obj'}")]

@@ -132,6 +132,10 @@ class FaceTrainingSet:
 
     def __init__(self, data, positions, size: int = 128, augment: bool = True, seed: int = 0):
         self.shards = DatasetMix(data, fields=FIELDS)
+        clips = [str(part.path) for part in self.shards.parts if part.frames > 1]
+        if clips:
+            raise DatagenError(f"{', '.join(clips)}: a video dataset (clips); CoarseNet trains and is scored on stills "
+                               "(the tracker on clips: --tracker)")
         self.positions = np.asarray(positions)
         self.size, self.augment, self.seed = size, augment, seed
         self.epoch = 0

@@ -14,14 +14,21 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.dataset import ShardedDataset
+from ..errors import DatagenError
 from .data import split_indices
 from .evaluation import landmark_nme, vertex_error
 from .tracking import frame_of
 
 
-def evaluate_tracking(tracker, data, clips: int = 100, log=None) -> dict:
+FIELDS = ["image", "landmarks_2d", "landmark_visible", "params/identity", "params/expression", "params/rotation",
+          "params/translation", "params/intrinsics"]
+
+
+def evaluate_tracking(tracker, data, clips: int = 100, log=None, model_dir: str | None = None) -> dict:
     """{"clips", "frames", "tracker": metrics, "coarse": metrics} over the first ``clips`` held-out clips."""
-    dataset = ShardedDataset(data)
+    dataset = ShardedDataset(data, fields=FIELDS, model_dir=model_dir)
+    if dataset.frames < 2:
+        raise DatagenError(f"{data} holds stills: a tracker is scored on a video dataset's clips")
     _, held = split_indices(len(dataset))
     model = tracker.model
     face = np.flatnonzero(model.region_vertices("face")) if "face" in model.region_names else np.arange(model.num_vertices)

@@ -43,10 +43,11 @@ class TrackerTrainer(Trainer):
                                f"'{self.model.name}' (or another version of it)")
         self.coarse_state = {k: v for k, v in state.items() if k != "optimiser"}
         coarse_config = state["config"]
-        # the split is by clip (a sample is a clip): a held-out clip's pairs are all held out
+        # the split is by clip (a sample is a clip): a held-out clip's pairs are all held out; evaluate_samples counts pairs
+        frames = max(2, self.dataset.frames)
         self.train_set = TrackingPairs(config.data, train_ids, coarse_config["size"], config.augment, config.seed)
-        self.held_out = TrackingPairs(config.data, held_ids if len(held_ids) else train_ids[-1:], coarse_config["size"],
-                                      augment=False, seed=config.seed)
+        held_clips = (held_ids if len(held_ids) else train_ids[-1:])[:max(1, config.evaluate_samples // (frames - 1))]
+        self.held_out = TrackingPairs(config.data, held_clips, coarse_config["size"], augment=False, seed=config.seed)
         self.size = coarse_config["size"]
         self.net = TrackerNet(self.model.num_identity, self.model.num_expression, coarse_config["width"])
         encoder = {k[len("encoder."):]: v for k, v in state["net"].items() if k.startswith("encoder.")}

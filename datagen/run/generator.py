@@ -52,7 +52,7 @@ class FaceGenerator:
         self.composer = PhotoComposer(self.photos, model, self.renderer) if spec.photoreal.library else None
         self.fields = shard_fields(spec, model)
         self.frame_fields = frame_fields(spec, model, pairs=False)
-        self._background = (None, None)  # (sample index, its made background): a clip's frames share it
+        self._background = (None, None)  # ((sample index, background choice), its image): a clip's frames share it
 
     @property
     def device(self) -> str:
@@ -147,11 +147,11 @@ class FaceGenerator:
         return apply_capture(picture, p.capture, self.spec.seed, p.sample_index, p.frame), segmentation, field
 
     def _made_background(self, p: FaceParams) -> np.ndarray:
-        index, image = self._background
-        if index != p.sample_index:
+        key, image = self._background
+        if key != (p.sample_index, tuple(p.background)):
             image = make_background(self.spec.seed, p.sample_index, p.background, self.background_images,
                                     self.spec.render.width, self.spec.render.height)
-            self._background = (p.sample_index, image)
+            self._background = ((p.sample_index, tuple(p.background)), image)
         return image
 
 

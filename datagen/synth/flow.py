@@ -10,7 +10,8 @@ is the background's own motion: the camera shake's shift, or a photo-realistic c
 
 A pixel is *occluded* when its point cannot be seen in the other frame: it leaves the image, its
 triangle turns away from the camera, or something drawn there lies nearer than it by more than
-``OCCLUSION_MM`` plus the depth's local slope (the pixel grid's half-pixel offset on a steep surface).
+``OCCLUSION_MM`` plus the depth's local slope (the pixel grid's half-pixel offset on a steep surface;
+at most ``MAX_SLOPE_MM``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .geometry import SceneBatch
 from .render import RenderOutput, SceneMotion
 
 OCCLUSION_MM = 2.0
+MAX_SLOPE_MM = 10.0  # per pixel: steeper is a silhouette or a thin occluder, not one surface
 
 
 def clip_motion(scenes: SceneBatch) -> SceneMotion:
@@ -71,7 +73,8 @@ def pair_flow(seen: np.ndarray, depth: np.ndarray, depth_there: np.ndarray, back
     inside = (col >= 0) & (col < w) & (row >= 0) & (row < h)
     r, c = np.clip(row, 0, h - 1), np.clip(col, 0, w - 1)
     found = depth_there[r, c]
-    tolerance = OCCLUSION_MM + depth_slope(depth_there)[r, c]
+    # the slope allowance is capped: beside a thin occluder (a strand, a lash) both one-sided slopes are its step
+    tolerance = OCCLUSION_MM + np.minimum(depth_slope(depth_there)[r, c], MAX_SLOPE_MM)
     hidden = (found > 0) & (found < seen[..., 2] - tolerance)
     occluded = np.where(drawn, ~inside | (seen[..., 3] < 0) | hidden,
                         ~inside | (found > 0))  # the background behind whatever is drawn there

@@ -8,8 +8,9 @@ source or says it is an assumption):
   the pose prior's ranges (a photo-realistic clip's: the fitted pose plus ``[photoreal]``'s change ranges);
 - camera: the distance scaled by exp(OU) (the face keeps its place in the image and changes size),
   and shake, an OU offset of the principal point (the whole picture, background included, shifts);
-- expression: new targets from ``[sampling.expression]`` at a Poisson rate, each reached over an
-  onset time along a smoothstep (onset, hold until the next target; a neutral target is the offset);
+- expression: new targets from ``[sampling.expression]`` at a Poisson rate (their eyeBlink weights
+  zeroed: blinks are the blink process's), each reached over an onset time along a smoothstep (onset,
+  hold until the next target; a neutral target is the offset);
 - blinks: Poisson events, each closing in a third of its duration and reopening in two thirds;
 - gaze: saccades to new directions at a Poisson rate, each over ``gaze_shift_s``;
 - light: turns about the camera's vertical axis (OU angular velocity) and its brightness drifts (exp(OU)).
@@ -92,9 +93,14 @@ def ou_states(draws: Draws, stream: str, column: int, std: float, tau: float, dt
 
 
 def ou_offsets(draws, stream, column, std, tau, dt, size: int = 1) -> np.ndarray:
-    """``ou_states`` minus its start: a drift that begins at 0 (frame 0 is the still)."""
-    x = ou_states(draws, stream, column, std, tau, dt, size)
-    return x - x[0]
+    """An Ornstein-Uhlenbeck drift that starts at 0 (frame 0 is the still) and tends to N(0, std²):
+    ``ou_states``' steps from x0 = 0."""
+    a = np.exp(-dt / tau)
+    z = np.stack([draws.normals(stream, t)[column * size:(column + 1) * size] for t in range(draws.frames)])
+    x = np.zeros_like(z)
+    for t in range(1, len(z)):
+        x[t] = a * x[t - 1] + std * np.sqrt(1 - a * a) * z[t]
+    return x if size > 1 else x[:, 0]
 
 
 def pose_bounds(spec: JobSpec, first: FaceParams, photos) -> np.ndarray:
@@ -171,6 +177,7 @@ def expression_path(draws: Draws, spec: JobSpec, model: MorphableModel, first: n
         rng = draws.rng("expression_motion", t)
         if rng.uniform() < v.expression_rate_hz / fps:
             target = sample_expression(rng, spec.sampling, model).astype(np.float64)
+            target[blink] = 0.0  # eyes close by the blink process, not held shut by an expression for seconds
             base.retarget(t, np.where(gaze_mask, 0.0, target), rng.uniform(*v.expression_onset_s) * fps)
         rng = draws.rng("gaze", t)
         if len(gaze) and rng.uniform() < v.gaze_shift_rate_hz / fps:

@@ -315,7 +315,7 @@ class Renderer:
                                for _, key, _ in PROP_LAYOUT], 1)
         if len(props) > self._prop_vertices or self._prop_count > self._prop_indices:
             if self.prop_vao is not None:
-                for thing in (self.prop_vao, self.prop_buffer, self.prop_index):
+                for thing in (self.prop_vao, self.prop_buffer, self.prop_index) + ((self.prop_motion,) if self.flow else ()):
                     thing.release()
             self._prop_vertices = max(int(1.5 * len(props)), self._prop_vertices)
             self._prop_indices = max(int(1.5 * self._prop_count), self._prop_indices)
