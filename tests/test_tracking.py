@@ -63,14 +63,15 @@ def runs(video_data, tiny_model_dir, tmp_path_factory, tiny_model):
     return root / "coarse", root / "track", final, log
 
 
-def test_an_untrained_tracker_repeats_the_previous_frame(tiny_model):
+def test_an_untrained_tracker_averages_coarsenet_with_the_previous_frame(tiny_model):
     net = TrackerNet(tiny_model.num_identity, tiny_model.num_expression, width=8).eval()
-    previous = torch.randn(2, tiny_model.num_identity + tiny_model.num_expression + 6)
-    out = net(torch.randn(2, 3, SIZE, SIZE), previous)
     k, e = tiny_model.num_identity, tiny_model.num_expression
-    torch.testing.assert_close(out["identity"], previous[:, :k], rtol=0, atol=0)
-    torch.testing.assert_close(out["rotation"], previous[:, k + e:k + e + 3], rtol=0, atol=0)
-    torch.testing.assert_close(out["scale"], previous[:, -1], rtol=0, atol=0)
+    previous, image = torch.randn(2, k + e + 6), torch.randn(2, 3, SIZE, SIZE)
+    out = net(image, previous)
+    coarse = net.head(net.encoder(image))
+    torch.testing.assert_close(out["identity"], previous[:, :k], rtol=0, atol=0)  # the clip's, carried
+    torch.testing.assert_close(out["rotation"], (coarse[:, k + e:k + e + 3] + previous[:, k + e:k + e + 3]) / 2)
+    torch.testing.assert_close(out["expression"], (torch.sigmoid(coarse[:, k:k + e]) + previous[:, k:k + e]) / 2)
 
 
 def test_the_previous_parameters_are_read_in_the_crops_camera():

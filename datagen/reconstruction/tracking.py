@@ -3,8 +3,9 @@ previous frame's reconstruction in, the parameter update out. Trained on a video
 
 Input: the current frame cropped around the previous reconstruction's landmarks (as a tracker sees
 it: no detector after the first frame) and the previous parameters expressed in that crop's camera
-(identity, expression, rotation, position, scale: ``previous_vector``). Output: their change to this
-frame (zero-initialised, so an untrained tracker repeats the previous frame) and the light.
+(identity, expression, rotation, position, scale: ``previous_vector``). Output: this frame's parameters,
+CoarseNet's estimate of the frame blended with the previous ones by a learnt gate (``TrackerNet``);
+the identity is the clip's, carried from its first frame's reconstruction.
 Training pairs take frame t's true parameters disturbed by ``PREVIOUS_NOISE`` (a tracker's own
 error, so that it learns to correct it rather than trust it) and frame t's landmarks, jittered, for
 the crop of frame t+1.
@@ -32,27 +33,43 @@ def previous_size(num_identity: int, num_expression: int) -> int:
 
 
 class TrackerNet(nn.Module):
-    """CoarseNet's encoder (initialised from a CoarseNet checkpoint) and a head that reads its features
-    with the previous parameters; ``forward(image, previous)`` -> CoarseNet's outputs (no dense points)."""
+    """CoarseNet (encoder and head, initialised from a CoarseNet checkpoint: ``load_coarse``) estimates this
+    frame; a gate network reads its features, that estimate and the previous parameters and blends the
+    two per parameter (a learnt, Kalman-like filter), plus a small correction:
+    ``updated = estimate + sigmoid(gate) * (previous - estimate) + correction``. Zero-initialised, the gate
+    is one half and the correction none: an untrained tracker averages CoarseNet with the previous frame.
+    ``forward(image, previous)`` -> CoarseNet's outputs (no dense points); the identity is the previous one."""
 
     def __init__(self, num_identity: int, num_expression: int, width: int = 32, blocks=(2, 2, 2, 2)):
         super().__init__()
         self.num_identity, self.num_expression, self.num_points = num_identity, num_expression, 0
         self.register_buffer("point_ids", torch.zeros(0, dtype=torch.long), persistent=False)
-        self.encoder = CoarseNet(num_identity, num_expression, width, blocks).encoder
+        coarse = CoarseNet(num_identity, num_expression, width, blocks)
+        self.encoder, self.head = coarse.encoder, coarse.head
         features = width * 2 ** (len(blocks) - 1) * GRID * GRID
-        size = previous_size(num_identity, num_expression)
-        self.head = nn.Sequential(nn.Linear(features + size, 512), nn.ReLU(inplace=True), nn.Linear(512, size + 27))
-        nn.init.zeros_(self.head[-1].weight)  # no change until trained: the previous frame's parameters
-        nn.init.zeros_(self.head[-1].bias)
+        moving = num_expression + 6  # expression, rotation, position, scale: what the tracker updates
+        self.gate = nn.Sequential(nn.Linear(features + 2 * moving, 256), nn.ReLU(inplace=True), nn.Linear(256, 2 * moving))
+        nn.init.zeros_(self.gate[-1].weight)
+        nn.init.zeros_(self.gate[-1].bias)
+
+    def load_coarse(self, state: dict) -> None:
+        """A CoarseNet checkpoint's encoder and head (its dense points' outputs left out)."""
+        self.encoder.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("encoder.")})
+        rows = self.head[-1].out_features
+        head = {k[5:]: v for k, v in state.items() if k.startswith("head.")}
+        head["2.weight"], head["2.bias"] = head["2.weight"][:rows], head["2.bias"][:rows]
+        self.head.load_state_dict(head)
 
     def forward(self, image: torch.Tensor, previous: torch.Tensor) -> dict[str, torch.Tensor]:
-        change = self.head(torch.cat([self.encoder(image), previous], 1))
-        updated = previous + change[:, :previous.shape[1]]
+        features = self.encoder(image)
+        out = self.head(features)
         k, e = self.num_identity, self.num_expression
-        return {"identity": updated[:, :k], "expression": updated[:, k:k + e], "rotation": updated[:, k + e:k + e + 3],
-                "position": updated[:, k + e + 3:k + e + 5], "scale": updated[:, k + e + 5],
-                "light": change[:, previous.shape[1]:]}
+        estimate = torch.cat([torch.sigmoid(out[:, k:k + e]), out[:, k + e:k + e + 6]], 1)
+        gap = previous[:, k:] - estimate
+        gate, correction = self.gate(torch.cat([features, estimate, gap], 1)).chunk(2, dim=1)
+        updated = estimate + torch.sigmoid(gate) * gap + correction
+        return {"identity": previous[:, :k], "expression": updated[:, :e], "rotation": updated[:, e:e + 3],
+                "position": updated[:, e + 3:e + 5], "scale": updated[:, e + 5], "light": out[:, k + e + 6:k + e + 33]}
 
 
 def previous_vector(identity, expression, rotation, translation, intrinsics, size: int) -> np.ndarray:

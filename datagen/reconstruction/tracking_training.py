@@ -50,8 +50,7 @@ class TrackerTrainer(Trainer):
         self.held_out = TrackingPairs(config.data, held_clips, coarse_config["size"], augment=False, seed=config.seed)
         self.size = coarse_config["size"]
         self.net = TrackerNet(self.model.num_identity, self.model.num_expression, coarse_config["width"])
-        encoder = {k[len("encoder."):]: v for k, v in state["net"].items() if k.startswith("encoder.")}
-        self.net.encoder.load_state_dict(encoder)
+        self.net.load_coarse(state["net"])
         self.net = self.net.to(self.device, memory_format=torch.channels_last)
         self.ids = face_vertex_ids(self.model)
         self.decoder = FaceDecoder(self.model, self.ids).to(self.device)
@@ -85,6 +84,7 @@ class TrackerTrainer(Trainer):
         image = batch["image"].contiguous(memory_format=torch.channels_last)
         predicted = {k: v.float() for k, v in self.net(image, batch["previous"]).items()}
         parts = self.losses(batch, predicted)
+        parts.pop("identity")  # carried, not predicted: its error is the first frame's
         return sum(LOSS_WEIGHTS[k] * v for k, v in parts.items())
 
     @torch.no_grad()
