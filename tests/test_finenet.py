@@ -265,7 +265,7 @@ def test_fine_commands_given_the_wrong_inputs_say_so_once(fine_run, tiny_data_wi
     assert result.exit_code == 1 and "a CoarseNet checkpoint; the detail needs a FineNet one" in result.output
     result = CliRunner().invoke(cli, ["train", "--data", str(tiny_data_without_detail), "--out", str(tmp_path / "r"),
                                       "--coarse", str(coarse)])
-    assert result.exit_code == 2 and "--coarse is FineNet's: give --fine too" in result.output
+    assert result.exit_code == 2 and "--coarse is FineNet's and the tracker's: give --fine or --tracker too" in result.output
     with pytest.raises(DatagenError, match="builds on a CoarseNet"):
         train(TrainConfig(data=str(tiny_data_without_detail), out=str(tmp_path / "r"), fine=True, batch_size=4))
     with pytest.raises(DatagenError, match="has no fine ground truth"):  # said before any reconstruction

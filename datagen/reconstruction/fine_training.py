@@ -28,6 +28,7 @@ COARSE_INPUTS = "coarse-inputs"  # in the run folder: the coarse reconstructions
 
 class FineTrainer(Trainer):
     KIND = "fine"
+    NAME = "FineNet"
     BEST_METRIC = "fine_depth_error_mm"
     CURVES = (("fine_depth_error_mm", "fine depth error, mm"), ("coarse_depth_error_mm", "coarse depth error, mm"))
 
@@ -51,16 +52,6 @@ class FineTrainer(Trainer):
         self.train_set = FineTrainingSet(config.data, train_ids, maps, config.size, augment=config.augment, seed=config.seed)
         self.held_out = FineTrainingSet(config.data, held_ids, maps, config.size, augment=False)
         self.net = FineNet(config.width).to(self.device, memory_format=torch.channels_last)
-
-    def resumed_coarse(self) -> str:
-        """The CoarseNet of the run being resumed (its config names it), else one clear error."""
-        last = Path(self.config.out) / "last.pt"
-        coarse = load_checkpoint(last)["config"].get("coarse", "") if last.exists() else ""
-        if not coarse:
-            raise DatagenError("FineNet builds on a CoarseNet: give its checkpoint (--coarse RUN/best.pt)")
-        if not Path(coarse).exists():
-            raise DatagenError(f"{last} was trained on the CoarseNet {coarse}, which is gone: give it again with --coarse")
-        return coarse
 
     def coarse_maps(self, reconstructor, key: str, positions):
         folder = Path(self.config.out) / COARSE_INPUTS

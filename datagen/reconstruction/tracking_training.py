@@ -25,6 +25,7 @@ from .training import LOSS_WEIGHTS, Trainer, face_vertex_ids
 
 class TrackerTrainer(Trainer):
     KIND = "tracker"
+    NAME = "the tracker"
 
     def __init__(self, config, log=print):
         if not isinstance(config.data, (str, Path)):
@@ -59,15 +60,6 @@ class TrackerTrainer(Trainer):
         if len(self.train_set) < config.batch_size:
             raise DatagenError(f"{config.data}: {len(self.train_set)} training frame pairs, fewer than one batch of "
                                f"{config.batch_size}")
-
-    def resumed_coarse(self) -> str:
-        last = Path(self.config.out) / "last.pt"
-        coarse = load_checkpoint(last)["config"].get("coarse", "") if last.exists() else ""
-        if not coarse:
-            raise DatagenError("the tracker builds on a CoarseNet: give its checkpoint (--coarse RUN/best.pt)")
-        if not Path(coarse).exists():
-            raise DatagenError(f"{last} was trained on the CoarseNet {coarse}, which is gone: give it again with --coarse")
-        return coarse
 
     def extra_state(self) -> dict:
         return {"kind": "tracker", "coarse": self.coarse_state}

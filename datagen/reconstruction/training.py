@@ -103,6 +103,7 @@ def face_vertex_ids(model, count: int = 2000) -> np.ndarray:
 
 
 class Trainer:
+    NAME = "CoarseNet"
     KIND = "coarse"  # the network a run folder's checkpoints hold ("kind" in them; older ones: coarse)
     BEST_METRIC = "vertex_error_mm"  # best.pt: the lowest held-out value of this
     CURVES = (("error_ratio", "vertex error / mean face"), ("landmark_nme", "landmark NME"))
@@ -158,6 +159,17 @@ class Trainer:
     def extra_state(self) -> dict:
         """What a checkpoint of this kind of network carries besides the common state."""
         return {}
+
+    def resumed_coarse(self) -> str:
+        """The CoarseNet of the run being resumed (its config names it), for a network built on one
+        (FineNet, the tracker); else one clear error."""
+        last = Path(self.config.out) / "last.pt"
+        coarse = torch.load(last, map_location="cpu", weights_only=False)["config"].get("coarse", "") if last.exists() else ""
+        if not coarse:
+            raise DatagenError(f"{self.NAME} builds on a CoarseNet: give its checkpoint (--coarse RUN/best.pt)")
+        if not Path(coarse).exists():
+            raise DatagenError(f"{last} was trained on the CoarseNet {coarse}, which is gone: give it again with --coarse")
+        return coarse
 
     def resume(self) -> bool:
         path = self.out / "last.pt"
