@@ -77,3 +77,26 @@ def test_truncated_and_tampered_shards_are_detected(tmp_path, setup):
         f["landmarks_2d"][0, 0, 0] += 1
     with pytest.raises(ShardError, match="content checksum mismatch"):
         validate_shard(path, w.checksum)
+
+
+FILTER_IDS = {"gzip": "gzip", "lz4": "32004", "zstd": "32015", "blosc2": "32026"}  # HDF5's registered filter ids
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip", "lz4", "zstd", "blosc2"])
+def test_every_compression_round_trips_and_inspect_validates_it(tmp_path, tiny_model, tiny_model_dir, ctx, compression):
+    from datagen.data.dataset import ShardedDataset
+    from datagen.data.inspection import inspect_dataset
+    from datagen.run.job import run_job
+
+    spec = tiny_spec(tiny_model_dir, num_samples=6, samples_per_shard=3, size=32,
+                     output=f'compression = "{compression}"\ncompression_level = 3')
+    run_job(spec, tmp_path / "out", workers=1, log=lambda m: None)
+    report = inspect_dataset(tmp_path / "out")
+    assert report.ok, report.problems
+    expected = FaceGenerator(spec, tiny_model, Renderer(tiny_model, 32, 32, ctx=ctx)).generate([4])
+    sample = ShardedDataset(tmp_path / "out")[4]
+    for name, array in expected.items():
+        np.testing.assert_array_equal(sample[name], array[0], err_msg=name)
+    with h5py.File(tmp_path / "out" / "shard-00001.h5") as f:
+        filters = set(f["image"]._filters)
+    assert filters == {"fletcher32"} | ({FILTER_IDS[compression]} if compression != "none" else set()), filters

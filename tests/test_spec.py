@@ -43,7 +43,7 @@ def test_shard_ranges_cover_every_sample_once():
     ('name = "x"\n[sampling.camera]\nfov_deg = [40, 10]',
      "job.toml: line 3: sampling.camera.fov_deg: must be [low, high] with 1 <= low <= high <= 150, got [40.0, 10.0]"),
     ('name = "x"\n[output]\ncompression = "zip"',
-     'job.toml: line 3: output.compression: must be "none", "lzf" or "gzip", got "zip"'),
+     'job.toml: line 3: output.compression: must be one of none, lzf, gzip, lz4, zstd, blosc2, got "zip"'),
     ('name = "x"\n[sampling.background]\nkind = "images"',
      'job.toml: line 2: sampling.background.images_dir: (or texture_libraries) is required when kind = "images"'),
     ('seed = 1', "job.toml: name: is required"),

@@ -30,6 +30,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from . import compression  # noqa: F401  (registers hdf5plugin's filters: shards may use them)
 from ..errors import ShardError
 from .manifest import read_manifest, unlisted_shards
 

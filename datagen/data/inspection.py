@@ -11,6 +11,7 @@ import numpy as np
 
 from ..camera import SH_NORM
 from ..errors import ShardError
+from . import compression  # noqa: F401  (hdf5plugin's filters)
 from .fields import LABELS
 from .manifest import read_manifest, unlisted_shards
 from .skin_tone import ITA_CATEGORIES, ita_category, skin_tones

@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import DatagenError, ShardError
+from .compression import compression_options
 from .fields import required_names, shard_fields
 from ..files import drop_cached_pages, partial_path, replace_durably, write_error
 from .manifest import spec_fingerprint
@@ -79,10 +80,7 @@ class ShardWriter:
         self._file = None
         self._out = None  # the .partial file, claimed (and the folder's writability checked) up front
         self._datasets: dict = {}
-        compression = None if spec.output.compression == "none" else spec.output.compression
-        self._options = {"compression": compression}
-        if compression == "gzip":
-            self._options["compression_opts"] = spec.output.compression_level
+        self._options = compression_options(spec.output.compression, spec.output.compression_level)
         self._attrs = {
             "schema_version": SCHEMA_VERSION,
             "datagen_version": __version__,

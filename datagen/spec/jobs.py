@@ -17,6 +17,8 @@ from .checks import Where, check_range, require
 from .priors import Range, SamplingSpec
 from .video import VideoSpec
 
+COMPRESSIONS = ("none", "lzf", "gzip", "lz4", "zstd", "blosc2")  # data/compression.py maps them to filters
+
 
 # --- everything else
 
@@ -70,14 +72,14 @@ class RenderSpec:
 @dataclass(frozen=True)
 class OutputSpec:
     samples_per_shard: int = 64
-    compression: str = "lzf"  # "none", "lzf" or "gzip"
-    compression_level: int = 4  # gzip only
+    compression: str = "lzf"  # one of COMPRESSIONS (data/compression.py); lz4, zstd, blosc2 through hdf5plugin
+    compression_level: int = 4  # gzip, zstd and blosc2
     store_vertices: bool = False  # also write the dense (N, V, 3) camera-space vertices
 
     def check(self, where):
         require(self.samples_per_shard >= 1, where, "samples_per_shard", "must be >= 1")
-        require(self.compression in ("none", "lzf", "gzip"), where, "compression",
-                 f'must be "none", "lzf" or "gzip", got "{self.compression}"')
+        require(self.compression in COMPRESSIONS, where, "compression",
+                f'must be one of {", ".join(COMPRESSIONS)}, got "{self.compression}"')
         require(0 <= self.compression_level <= 9, where, "compression_level", "must be in [0, 9]")
 
 
