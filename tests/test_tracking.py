@@ -153,3 +153,4 @@ def test_reconstruct_tracks_a_frame_folder_and_a_video_file(runs, video_data, tm
     result = CliRunner().invoke(cli, ["reconstruct", str(broken), "--checkpoint", str(track / "best.pt"),
                                       "--landmarks", str(pts), "-o", str(tmp_path / "x")])
     assert result.exit_code != 0 and "unreadable video" in result.output
+    assert not (tmp_path / "x").exists()  # nothing written for a video that cannot be read

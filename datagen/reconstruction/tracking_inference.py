@@ -129,10 +129,9 @@ def reconstruct_video(source, tracker: Tracker, output: str | Path, landmarks: n
     from .inference import write_params
 
     out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
     frames = read_frames(source)
     try:
-        first = next(frames)
+        first = next(frames)  # an unreadable source fails here, before anything is written
     except StopIteration:
         raise DatagenError(f"{source}: no frames") from None
     source_of_landmarks = "given"
@@ -143,6 +142,7 @@ def reconstruct_video(source, tracker: Tracker, output: str | Path, landmarks: n
         if not faces:
             raise DatagenError(f"{source}: no face found in the first frame (give its landmarks with --landmarks)")
         landmarks, source_of_landmarks = faces[0], "detected"
+    out.mkdir(parents=True, exist_ok=True)
     count = 0
     for t, result in enumerate(tracker.track(_chain(first, frames), landmarks)):
         stem = out / f"frame-{t:05d}"
