@@ -17,7 +17,7 @@ SHARED = Path(os.environ.get("DATAGEN_SHARED", REPO.parent / "shared"))
 
 @pytest.fixture(scope="session")
 def ctx():
-    from datagen.synth.render import create_context
+    from datagen.synth.gpus import create_context
 
     return create_context()
 

@@ -1,5 +1,7 @@
 """Ground truth must be exactly consistent with the image: these check it on the real ICT model."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -18,10 +20,12 @@ height = 160
 ''')
 
 
-@pytest.fixture(scope="module")
-def generator(ict_model, ctx):
-    r = SPEC.render
-    return FaceGenerator(SPEC, ict_model, Renderer(ict_model, r.width, r.height, r.msaa, r.supersample, ctx=ctx))
+@pytest.fixture(scope="module", params=["host", "device"])
+def generator(ict_model, ctx, request):
+    """Every ground-truth test below runs on both geometry paths (numpy's and the compute shaders')."""
+    spec = dataclasses.replace(SPEC, render=dataclasses.replace(SPEC.render, geometry=request.param))
+    r = spec.render
+    return FaceGenerator(spec, ict_model, Renderer(ict_model, r.width, r.height, r.msaa, r.supersample, ctx=ctx))
 
 
 @pytest.fixture(scope="module")

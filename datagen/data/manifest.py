@@ -43,6 +43,7 @@ def spec_fingerprint(spec) -> str:
     content = dataclasses.asdict(spec)
     for key in ("cluster", "source_text", "source_path", "base_dir"):
         content.pop(key)
+    content["render"].pop("geometry")  # where the mesh is computed: the same samples (up to rounding, README)
     for path, neutral in NEUTRAL_ADDITIONS.items():
         *tables, key = path
         table = functools.reduce(dict.get, tables, content)

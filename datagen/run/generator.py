@@ -26,7 +26,9 @@ from ..data.fields import SampleBatch, frame_fields, shard_fields
 from ..synth.geometry import build_scenes, check_props
 from ..models.registry import resolve_model
 from ..models.morphable_model import MorphableModel
-from ..synth.render import Renderer, describe_context
+from ..synth.device_geometry import geometry_on_device
+from ..synth.gpus import create_context, describe_context
+from ..synth.render import Renderer
 from ..photo.photoreal import PhotoComposer
 from ..photo.library import load_photos
 from ..photo.library_sources import library_lights, photo_backgrounds
@@ -40,9 +42,13 @@ class FaceGenerator:
         r = spec.render
         check_props(spec, model)
         detail = spec.sampling.detail
-        self.renderer = renderer or Renderer(model, r.width, r.height, r.msaa, r.supersample,
+        ctx = renderer.ctx if renderer is not None else create_context()
+        self.on_device = geometry_on_device(r.geometry, ctx, host_mesh_needed(spec))
+        self.renderer = renderer or Renderer(model, r.width, r.height, r.msaa, r.supersample, ctx=ctx,
                                              detail_size=detail.resolution if detail.probability > 0 else 0,
-                                             flow=spec.video.is_clip)
+                                             flow=spec.video.is_clip, geometry_on_device=self.on_device)
+        if self.on_device:
+            self.renderer.use_device_geometry()
         self.background_images = background_images(spec)
         libraries = [path for _, path in spec.texture_libraries()]
         self.photos = load_photos(libraries, model)  # pictures read when a sample uses them
@@ -59,7 +65,8 @@ class FaceGenerator:
         """What this generator renders on, in words (GL renderer, and how the EGL device was chosen)."""
         from ..synth.gpus import egl_device
 
-        return f"{describe_context(self.renderer.ctx)}; {egl_device().how}"
+        where = "on the device" if self.on_device else "with numpy"
+        return f"{describe_context(self.renderer.ctx)}; {egl_device().how}; geometry {where}"
 
     def sample_params(self, index: int) -> FaceParams:
         return sample_face(self.spec, self.model, index, len(self.background_images), self.photos, self.lights,
@@ -70,10 +77,24 @@ class FaceGenerator:
         return dict(self.samples(indices, batch_size))
 
     def samples(self, indices, batch_size: int | None = None) -> SampleBatch:
-        """Samples ``indices`` as the annotate stage's ``SampleBatch`` (checked against ``fields``)."""
+        """Samples ``indices`` as the annotate stage's ``SampleBatch`` (checked against ``fields``).
+
+        Batches are pipelined: batch b + 1 is drawn (and its read-back queued) before batch b is
+        composited and annotated, so a GPU draws while the host works (synth/readback.py); each
+        sample's arrays are the same in any batch."""
         indices = list(indices)
         batch_size = batch_size or self.spec.cluster.batch_size
-        parts = [self._batch(indices[i:i + batch_size]) for i in range(0, len(indices), batch_size)]
+        chunks = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
+        if self.spec.video.is_clip:
+            parts = [self._clips(chunk) for chunk in chunks]
+        else:
+            parts, waiting = [], None
+            for chunk in chunks:
+                submitted = self._submit([self.sample_params(i) for i in chunk])
+                if waiting is not None:
+                    parts.append(self._annotated(*waiting))
+                waiting = submitted
+            parts.append(self._annotated(*waiting))
         if len(parts) == 1:
             return parts[0]
         return SampleBatch({key: np.concatenate([p[key] for p in parts]) for key in parts[0]})
@@ -82,15 +103,16 @@ class FaceGenerator:
         """The frames of clip ``index`` (a still job's: ``[sample_params(index)]``)."""
         return clip_params(self.spec, self.model, self.sample_params(index), self.photos)
 
-    def _batch(self, indices) -> SampleBatch:
-        if self.spec.video.is_clip:
-            clips = [self.render_clip(self.clip_params(i)) for i in indices]
-            return SampleBatch({key: np.concatenate([c[key] for c in clips]) for key in clips[0]})
-        return self.render_params([self.sample_params(i) for i in indices])
+    def _clips(self, indices) -> SampleBatch:
+        clips = [self.render_clip(self.clip_params(i)) for i in indices]
+        return SampleBatch({key: np.concatenate([c[key] for c in clips]) for key in clips[0]})
 
     def render_params(self, params: list[FaceParams]) -> SampleBatch:
         """The samples of these parameters (``sample_params``' or changed ones, as the detail preview's)."""
-        scenes, rendered, images, _ = self._render(params)
+        return self._annotated(*self._submit(params))
+
+    def _annotated(self, params, scenes, pending) -> SampleBatch:
+        scenes, rendered, images, _ = self._pictures(params, scenes, pending.result())
         return annotate(params, scenes, rendered, images, self.fields)
 
     def render_clip(self, frames: list[FaceParams]) -> SampleBatch:
@@ -111,10 +133,18 @@ class FaceGenerator:
 
     def _render(self, params: list[FaceParams], clip: bool = False):
         """(scenes, rendered, images, photo warp fields or Nones) of samples, or of one clip's frames."""
+        params, scenes, pending = self._submit(params, clip)
+        return self._pictures(params, scenes, pending.result(), clip)
+
+    def _submit(self, params: list[FaceParams], clip: bool = False):
+        """(params, scenes, the renderer's pending batch): the scenes built and drawn, their pixels on the way."""
         albedo_maps = [self.photos.load(p.albedo_source).albedo if p.albedo_source >= 0 else None for p in params]
         detail_maps = [self._photo_detail(p.detail.photo) if p.detail.photo >= 0 else None for p in params]
-        scenes = build_scenes(self.model, params, albedo_maps, self.renderer.topology, detail_maps)
-        rendered = self.renderer.render(scenes, clip_motion(scenes) if clip else None)
+        scenes = build_scenes(self.model, params, albedo_maps, self.renderer.topology, detail_maps, self.on_device)
+        return params, scenes, self.renderer.submit(scenes, clip_motion(scenes) if clip else None)
+
+    def _pictures(self, params, scenes, rendered, clip: bool = False):
+        """(scenes, rendered, images, photo warp fields or Nones): the rendered faces over their backgrounds."""
         first = params[0].intrinsics if clip else None
         pictures = [self._picture(rendered, scenes, k, p, first) for k, p in enumerate(params)]
         # a photo-realistic picture keeps the photo's hair or glasses over the face: relabelled
@@ -163,6 +193,21 @@ def shifted(image: np.ndarray, shift: np.ndarray) -> np.ndarray:
 
     return np.stack([move(image[..., c].astype(np.float32), (shift[1], shift[0]), order=1, mode="nearest")
                      for c in range(3)], -1).round().clip(0, 255).astype(np.uint8)
+
+
+def host_mesh_needed(spec: JobSpec) -> str | None:
+    """Why a job's samples need their dense mesh on the host (so not on the device), or None."""
+    s = spec.sampling
+    if s.hair.probability or s.hair.eyelash_probability or s.hair.brow_relief_probability or s.clothing.probability \
+            or s.occluders.glasses_probability or s.occluders.hand_probability:
+        return "props (hair, lashes, clothing, glasses, hands) are built around the mesh on the host"
+    if spec.photoreal.library:
+        return "photo-realistic samples warp their photo with the mesh on the host"
+    if spec.output.store_vertices:
+        return "output.store_vertices writes the mesh"
+    if spec.video.is_clip:
+        return "video clips give the renderer every frame's neighbours from the host"
+    return None
 
 
 def background_images(spec: JobSpec) -> list:

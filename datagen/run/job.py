@@ -23,7 +23,7 @@ from ..spec import JobSpec, with_cluster
 from .generator import background_images, cached_generator
 from ..photo.library_sources import libraries_without_detail
 from ..synth.geometry import check_props
-from ..synth.render import is_software
+from ..synth.gpus import is_software
 from .cluster import WorkerSetup, check_batch_system, connect
 from .locking import OutputLock
 from .output import prepare_output

@@ -54,6 +54,11 @@ class ModelSpec:
         require(bool(self.name), where, "name", "must name a model, e.g. \"ict-facekit\"")
 
 
+# "auto": the GL device's compute shaders on a GPU, numpy on a software renderer (faster there:
+# bench/throughput.py); "host": numpy always; "device": compute shaders always (GL 4.3).
+GEOMETRY_PLACES = ("auto", "host", "device")
+
+
 @dataclass(frozen=True)
 class RenderSpec:
     width: int = 224
@@ -61,8 +66,11 @@ class RenderSpec:
     msaa: int = 0  # multisample anti-aliasing of the image (samples per pixel); cheap on GPUs
     supersample: int = 2  # else: draw the image at this many times the size and box-filter it down
     # Ground truth (depth, normals, segmentation, landmarks) is never anti-aliased.
+    geometry: str = "auto"  # GEOMETRY_PLACES: where the dense mesh is computed (synth/device_geometry.py)
 
     def check(self, where):
+        require(self.geometry in GEOMETRY_PLACES, where, "geometry",
+                f'must be one of {", ".join(GEOMETRY_PLACES)}, got "{self.geometry}"')
         require(16 <= self.width <= 4096, where, "width", "must be in [16, 4096]")
         require(16 <= self.height <= 4096, where, "height", "must be in [16, 4096]")
         require(self.msaa in (0, 1, 2, 4, 8, 16), where, "msaa", "must be one of 0, 1, 2, 4, 8, 16")

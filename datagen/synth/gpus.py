@@ -190,3 +190,36 @@ def load_llvm_users_first() -> None:
                 importlib.import_module(name)
         except Exception:  # a broken install of an optional package: it cannot be imported later either
             pass
+
+
+def create_context(device_index: int | None = None):
+    """A headless EGL context: the only place datagen makes one.
+
+    ``device_index`` (default: this process's binding, see ``gpus.egl_device``: ``$DATAGEN_EGL_DEVICE``,
+    else a GPU no other worker on this node holds, else llvmpipe) picks the EGL device.
+    """
+    import moderngl
+
+    load_llvm_users_first()
+    if device_index is None:
+        device_index = egl_device().device
+    try:
+        return moderngl.create_context(standalone=True, backend="egl", require=330, device_index=device_index)
+    except Exception as e:  # moderngl raises plain Exceptions for every EGL failure
+        from ..errors import RenderError
+
+        raise RenderError(
+            f"cannot create a headless OpenGL (EGL) context on device {device_index}: {e}. "
+            "Install an EGL driver: on NVIDIA nodes the driver's libEGL_nvidia; elsewhere Mesa "
+            "(Debian/Ubuntu: apt-get install libegl1 libgl1-mesa-dri)") from None
+
+
+def describe_context(ctx) -> str:
+    with ctx:
+        return f"{ctx.info['GL_RENDERER']} ({ctx.info['GL_VERSION']})"
+
+
+def is_software(ctx) -> bool:
+    with ctx:
+        renderer = ctx.info["GL_RENDERER"].lower()
+    return any(name in renderer for name in ("llvmpipe", "softpipe", "swrast", "lavapipe"))

@@ -24,10 +24,12 @@ import numpy as np
 
 from ..camera import glsl_sh_constants, projection_matrix
 from ..data.fields import APPEARANCE_NAMES
-from ..errors import RenderError
 from .geometry import MeshTopology, SceneBatch, mesh_topology
 from .detail_bank import detail_bank
 from .detail_textures import DetailTextures
+from .device_geometry import MAX_BATCH, DeviceGeometry
+from .gpus import create_context
+from .readback import BoxFilter, Output, Readback
 from .skin import glsl_skin_constants
 from ..models.morphable_model import MorphableModel
 
@@ -99,39 +101,6 @@ class SceneMotion:
     next_intrinsics: np.ndarray
 
 
-def create_context(device_index: int | None = None):
-    """A headless EGL context: the only place datagen makes one.
-
-    ``device_index`` (default: this process's binding, see ``gpus.egl_device``: ``$DATAGEN_EGL_DEVICE``,
-    else a GPU no other worker on this node holds, else llvmpipe) picks the EGL device.
-    """
-    import moderngl
-
-    from .gpus import egl_device, load_llvm_users_first
-
-    load_llvm_users_first()
-    if device_index is None:
-        device_index = egl_device().device
-    try:
-        return moderngl.create_context(standalone=True, backend="egl", require=330, device_index=device_index)
-    except Exception as e:  # moderngl raises plain Exceptions for every EGL failure
-        raise RenderError(
-            f"cannot create a headless OpenGL (EGL) context on device {device_index}: {e}. "
-            "Install an EGL driver: on NVIDIA nodes the driver's libEGL_nvidia; elsewhere Mesa "
-            "(Debian/Ubuntu: apt-get install libegl1 libgl1-mesa-dri)") from None
-
-
-def describe_context(ctx) -> str:
-    with ctx:
-        return f"{ctx.info['GL_RENDERER']} ({ctx.info['GL_VERSION']})"
-
-
-def is_software(ctx) -> bool:
-    with ctx:
-        renderer = ctx.info["GL_RENDERER"].lower()
-    return any(name in renderer for name in ("llvmpipe", "softpipe", "swrast", "lavapipe"))
-
-
 def shader_source(name: str, outputs: tuple = ()) -> str:
     """A shader of shaders/, with the constants it takes from Python (the SH basis, the skin's pigments,
     the material size); ``outputs``: the optional outputs of the ground-truth pass this renderer attaches
@@ -154,9 +123,12 @@ class Renderer:
     """Draws batches of one model's faces into fixed-size images."""
 
     def __init__(self, model: MorphableModel, width: int, height: int, msaa: int = 0, supersample: int = 2, ctx=None,
-                 topology: MeshTopology | None = None, detail_size: int = 0, flow: bool = False):
+                 topology: MeshTopology | None = None, detail_size: int = 0, flow: bool = False,
+                 geometry_on_device: bool = False):
         """``detail_size``: texels per UV tile of the fine detail's maps; 0 = no detail (no fine outputs).
-        ``flow``: render takes a ``SceneMotion`` and gives ``seen_next`` / ``seen_prev`` (video clips)."""
+        ``flow``: render takes a ``SceneMotion`` and gives ``seen_next`` / ``seen_prev`` (video clips).
+        ``geometry_on_device``: render also takes scenes whose mesh is left to the device (``SceneBatch.shape``):
+        compute shaders blend and pose it and make its normals (device_geometry.py; GL 4.3)."""
         self.ctx = ctx or create_context()
         self.model, self.width, self.height = model, width, height
         self.msaa = msaa if msaa > 1 else 0
@@ -184,9 +156,17 @@ class Renderer:
             self.program["u_detail_tiles"] = 1.0
             self.detail_textures = DetailTextures(self.ctx, self.program, self.detail) if self.detail else None
             self._build_framebuffers()
+            self.device_geometry = None
+        if geometry_on_device:
+            self.use_device_geometry()
         self.prop_vao, self._prop_vertices, self._prop_indices, self._prop_count = None, 0, 0, 0
 
     # --- set-up (once per process)
+
+    def use_device_geometry(self) -> None:
+        """Take scenes whose mesh is left to the device from now on (device_geometry.py)."""
+        if self.device_geometry is None:
+            self.device_geometry = DeviceGeometry(self.ctx, self.model, self.topology)
 
     def _build_buffers(self):
         """The index and per-model buffers from the topology, and room for a sample's vertices."""
@@ -232,38 +212,49 @@ class Renderer:
         self.gt_fbo = ctx.framebuffer(
             color_attachments=[ctx.texture(size, 4), ctx.texture(size, 4, dtype="f4"), ctx.texture(size, 1)] + optional,
             depth_attachment=ctx.depth_renderbuffer(size))
+        outputs = [Output("geometry", self.gt_fbo, 1, 4, "f4"), Output("segmentation", self.gt_fbo, 2, 1, "f1")]
+        outputs += [Output(name, self.gt_fbo, 3 + k, 4, "f4") for k, name in enumerate(self.outputs)]
+        colour = self.gt_fbo
         if self.msaa:
             self.msaa_fbo = ctx.framebuffer(color_attachments=[ctx.renderbuffer(size, 4, samples=self.msaa)],
                                             depth_attachment=ctx.depth_renderbuffer(size, samples=self.msaa))
-            self.resolve_fbo = ctx.framebuffer(color_attachments=[ctx.texture(size, 4)])
-        if self.supersample > 1:
+            colour = self.resolve_fbo = ctx.framebuffer(color_attachments=[ctx.texture(size, 4)])
+        elif self.supersample > 1:
             big = (self.width * self.supersample, self.height * self.supersample)
             self.super_fbo = ctx.framebuffer(color_attachments=[ctx.texture(big, 4)],
                                              depth_attachment=ctx.depth_renderbuffer(big))
+            self.box_filter = BoxFilter(ctx, self.supersample, size)
+            colour = self.box_filter.fbo
+        self.readback = Readback(ctx, outputs + [Output("colour", colour, 0, 4, "f1")], self.width, self.height, 1)
 
     # --- per sample
 
     def render(self, scenes: SceneBatch, motion: SceneMotion | None = None) -> RenderOutput:
         """Draw every sample of the batch with its own light and material (an albedo map, else the
         procedural appearance); with ``motion`` (a ``flow`` renderer) also where each pixel's point goes."""
-        b, h, w = len(scenes), self.height, self.width
-        fine = self.detail is not None
+        return self.submit(scenes, motion).result()
+
+    def submit(self, scenes: SceneBatch, motion: SceneMotion | None = None) -> "PendingRender":
+        """``render`` in two halves: draw the batch and queue its read-back now, wait for the pixels in
+        ``result()``; a second batch may be submitted before the first's result is taken (readback.py)."""
         if motion is not None and not self.flow:
             raise ValueError("this Renderer was made without flow=True: it cannot render a SceneMotion")
-        seen = (lambda: np.empty((b, h, w, 4), np.float32)) if motion is not None else (lambda: None)  # noqa: E731
-        out = RenderOutput(colour=np.empty((b, h, w, 4), np.uint8), depth=np.empty((b, h, w), np.float32),
-                           normal=np.empty((b, h, w, 3), np.float32), segmentation=np.empty((b, h, w), np.uint8),
-                           depth_fine=np.empty((b, h, w), np.float32) if fine else None,
-                           normal_fine=np.empty((b, h, w, 3), np.float32) if fine else None,
-                           seen_next=seen(), seen_prev=seen())
+        if scenes.shape is not None and self.device_geometry is None:
+            raise ValueError("these scenes leave their mesh to the device: make the Renderer with geometry_on_device=True")
+        names = ("geometry", "segmentation", "colour") + (("fine",) if self.detail else ()) + \
+            (("next", "prev") if motion is not None else ())
         with self.ctx:  # current in this thread (see __init__)
-            for i in range(b):
+            pending = self.readback.begin(len(scenes))
+            for i in range(len(scenes)):
+                if scenes.shape is not None and i % MAX_BATCH == 0:
+                    self.device_geometry.run(scenes.shape[i:i + MAX_BATCH])
                 self._use_albedo_map(scenes.albedo_maps[i])
-                if fine:
+                if self.detail:
                     self.detail_textures.use(scenes.details[i] if scenes.details else None)
                 self._use_motion(motion, i)
-                self._draw(scenes, i, out, motion)
-        return out
+                self._draw(scenes, i, motion)
+                pending.queue(i, names)
+        return PendingRender(pending, names)
 
     def _use_motion(self, motion: SceneMotion | None, i: int) -> None:
         """Frame i's vertices in its neighbour frames (face: the motion buffer; props: ``_upload_props``)."""
@@ -299,7 +290,13 @@ class Renderer:
         self._albedo_texture.use(1)
 
     def upload(self, scenes: SceneBatch, i: int) -> None:
-        """Put sample i's camera-space vertices and normals in the vertex buffer (shared with texture.UVRasteriser)."""
+        """Put sample i's camera-space vertices and normals in the vertex buffer (shared with texture.UVRasteriser);
+        a scene whose mesh is the device's: copied there from the compute shaders' output (on the device)."""
+        if scenes.vertices is None:
+            geometry = self.device_geometry
+            size = geometry.sample_bytes
+            self.ctx.copy_buffer(self.dynamic, geometry.output, size, read_offset=(i % MAX_BATCH) * size)
+            return
         ids = self.topology.render_to_model  # DYNAMIC_LAYOUT: position, then normal
         self._upload[:, :3] = scenes.vertices[i][ids]
         self._upload[:, 3:] = scenes.normals[i][ids]
@@ -339,17 +336,13 @@ class Renderer:
         if self._prop_count:
             self.prop_vao.render(vertices=self._prop_count)
 
-    def _draw(self, scenes: SceneBatch, i: int, out: RenderOutput, motion: SceneMotion | None = None) -> None:
+    def _draw(self, scenes: SceneBatch, i: int, motion: SceneMotion | None = None) -> None:
         ctx = self.ctx
-        vertices = scenes.vertices[i]
         self.upload(scenes, i)
         props = scenes.props[i] if scenes.props else None
         self._upload_props(props, *((motion.prev_props[i], motion.next_props[i]) if motion is not None else ()))
-        if props is not None:
-            vertices = np.concatenate([vertices, props.positions])
-        depth = -vertices[:, 2]
-        near = max(float(depth.min()) * 0.5, 1.0)
-        far = float(depth.max()) * 1.5 + 1.0
+        nearest, farthest = (float(d) for d in scenes.depth_range[i])
+        near, far = max(nearest * 0.5, 1.0), farthest * 1.5 + 1.0
         proj = projection_matrix(scenes.intrinsics[i], self.width, self.height, near, far)
         self.program["u_projection"].write(np.ascontiguousarray(proj.T).tobytes())
         self.program["u_sh"].write(np.ascontiguousarray(scenes.light_sh[i], np.float32).tobytes())
@@ -363,44 +356,34 @@ class Renderer:
         self.gt_fbo.use()
         self.gt_fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
         self._draw_scene()
-        geometry = self._read(self.gt_fbo, 1, 4, "f4")
-        out.depth[i] = geometry[..., 0]
-        out.normal[i] = geometry[..., 1:]
-        out.segmentation[i] = self._read(self.gt_fbo, 2, 1, "f1")[..., 0]
-        if out.depth_fine is not None:
-            fine = self._read(self.gt_fbo, 3 + self.outputs.index("fine"), 4, "f4")
-            out.depth_fine[i] = fine[..., 0]
-            out.normal_fine[i] = fine[..., 1:]
-        if out.seen_next is not None:
-            out.seen_next[i] = self._read(self.gt_fbo, 3 + self.outputs.index("next"), 4, "f4")
-            out.seen_prev[i] = self._read(self.gt_fbo, 3 + self.outputs.index("prev"), 4, "f4")
         if self.msaa:
             self.program["u_shade"] = True
             self.msaa_fbo.use()
             self.msaa_fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
             self._draw_scene()
             ctx.copy_framebuffer(self.resolve_fbo, self.msaa_fbo)
-            out.colour[i] = self._read(self.resolve_fbo, 0, 4, "f1")
         elif self.supersample > 1:
             self.program["u_shade"] = True
             self.program["u_lod_bias"] = float(np.log2(self.supersample))
             self.super_fbo.use()
             self.super_fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
             self._draw_scene()
-            s = self.supersample
-            big = np.frombuffer(self.super_fbo.read(components=4), np.uint8)
-            # Each output pixel averages the s x s block centred on it (same pixel centre as pass 1).
-            big = big.reshape(self.height, s, self.width, s, 4)
-            rows = sum(big[:, k].astype(np.uint16) for k in range(s))  # explicit adds: far faster than .sum(axes)
-            block = sum(rows[:, :, k] for k in range(s))
-            out.colour[i] = ((block + s * s // 2) // (s * s)).astype(np.uint8)[::-1]
-        else:
-            out.colour[i] = self._read(self.gt_fbo, 0, 4, "f1")
-
-    def _read(self, fbo, attachment: int, components: int, dtype: str) -> np.ndarray:
-        data = fbo.read(attachment=attachment, components=components, dtype=dtype)
-        array = np.frombuffer(data, np.float32 if dtype == "f4" else np.uint8)
-        return array.reshape(self.height, self.width, components)[::-1]
+            self.box_filter.run(self.super_fbo.color_attachments[0])  # each pixel: the s x s block centred on it
 
     def release(self) -> None:
         self.ctx.release()
+
+
+class PendingRender:
+    """A submitted batch (``Renderer.submit``): ``result()`` waits for its pixels and returns them."""
+
+    def __init__(self, pending, names: tuple):
+        self.pending, self.names = pending, names
+
+    def result(self) -> RenderOutput:
+        arrays = self.pending.result(self.names)
+        part = lambda name, channels: np.ascontiguousarray(arrays[name][..., channels]) if name in arrays else None  # noqa: E731
+        return RenderOutput(colour=part("colour", slice(None)), depth=part("geometry", 0),
+                            normal=part("geometry", slice(1, 4)), segmentation=part("segmentation", 0),
+                            depth_fine=part("fine", 0), normal_fine=part("fine", slice(1, 4)),
+                            seen_next=part("next", slice(None)), seen_prev=part("prev", slice(None)))

@@ -1,0 +1,125 @@
+"""Getting a batch's pixels off the device: the supersampled image box-filtered there, and every output
+read into pixel buffer objects, mapped once per batch.
+
+Each sample is drawn into the same framebuffers (so a sample's pixels do not depend on its batch);
+after it, each of its outputs is queued with ``glReadPixels`` into its slot of a pixel buffer object.
+On a GPU that copy runs on the device while the host goes on (the next sample's draw waits only for
+the framebuffer, not for the host), and the host waits once, when it maps the batch's buffers
+(``Pending.result``). Two sets of buffers alternate, so the device can draw batch b + 1 while the
+host annotates batch b (run/generator.py). On llvmpipe every read is a copy on the host anyway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Box filter of a supersampled image (s x s texels per pixel), exactly as integer arithmetic on the
+# 8-bit values: (sum + s*s/2) / (s*s), rounded down; the same pixel centres as the ground truth.
+BOX_FILTER = """
+#version 330
+uniform sampler2D u_image;
+uniform int u_factor;
+out vec4 f_colour;
+void main() {
+    ivec2 corner = ivec2(gl_FragCoord.xy) * u_factor;
+    vec4 sum = vec4(0.0);
+    for (int dy = 0; dy < u_factor; ++dy)
+        for (int dx = 0; dx < u_factor; ++dx)
+            sum += round(texelFetch(u_image, corner + ivec2(dx, dy), 0) * 255.0);
+    float area = float(u_factor * u_factor);
+    f_colour = floor((sum + floor(area / 2.0)) / area) / 255.0;
+}
+"""
+FULL_SCREEN = """
+#version 330
+void main() {
+    vec2 corner = vec2(float((gl_VertexID & 1) << 2), float((gl_VertexID & 2) << 1)) - 1.0;
+    gl_Position = vec4(corner, 0.0, 1.0);
+}
+"""
+
+
+class BoxFilter:
+    """Draws a supersampled colour texture, box-filtered, into a framebuffer of the output size."""
+
+    def __init__(self, ctx, factor: int, size: tuple[int, int]):
+        self.ctx, self.factor = ctx, factor
+        self.program = ctx.program(vertex_shader=FULL_SCREEN, fragment_shader=BOX_FILTER)
+        self.program["u_image"] = 0
+        self.program["u_factor"] = factor
+        self.vao = ctx.vertex_array(self.program, [])
+        self.fbo = ctx.framebuffer(color_attachments=[ctx.texture(size, 4)])
+
+    def run(self, image) -> None:
+        self.fbo.use()
+        self.ctx.disable(self.ctx.DEPTH_TEST | self.ctx.CULL_FACE)
+        image.use(0)
+        self.vao.render(mode=self.ctx.TRIANGLES, vertices=3)
+
+
+@dataclass(frozen=True)
+class Output:
+    """One per-pixel output: where it is drawn and how it is read (``components`` of ``dtype``)."""
+
+    name: str
+    fbo: object
+    attachment: int
+    components: int
+    dtype: str  # "f1" (uint8) or "f4" (float32)
+
+
+class Readback:
+    """Pixel buffer objects for a batch of ``capacity`` samples' ``outputs``, two sets used in turn."""
+
+    def __init__(self, ctx, outputs: list[Output], width: int, height: int, capacity: int):
+        self.ctx, self.outputs, self.width, self.height = ctx, outputs, width, height
+        self.capacity = capacity
+        self._sets = [self._buffers() for _ in range(2)]
+        self._turn = 0
+
+    def _buffers(self) -> dict:
+        return {o.name: self.ctx.buffer(reserve=self._bytes(o) * self.capacity) for o in self.outputs}
+
+    def _bytes(self, output: Output) -> int:
+        return self.width * self.height * output.components * (4 if output.dtype == "f4" else 1)
+
+    def begin(self, batch: int) -> "Pending":
+        """The buffers the next batch (of ``batch`` samples) reads into; the set before last's are reused."""
+        if batch > self.capacity:
+            for buffers in self._sets:
+                for buffer in buffers.values():
+                    buffer.release()
+            self.capacity = batch
+            self._sets = [self._buffers() for _ in range(2)]
+        buffers = self._sets[self._turn]
+        self._turn = 1 - self._turn
+        return Pending(self, buffers, batch)
+
+
+class Pending:
+    """A batch being read back: ``queue(i)`` after drawing sample i, ``result()`` once all are queued."""
+
+    def __init__(self, readback: Readback, buffers: dict, batch: int):
+        self.readback, self.buffers, self.batch = readback, buffers, batch
+
+    def queue(self, i: int, only: tuple = ()) -> None:
+        """Queue sample i's outputs (``only`` these names, if given) into their slots."""
+        r = self.readback
+        for o in r.outputs:
+            if not only or o.name in only:
+                o.fbo.read_into(self.buffers[o.name], components=o.components, attachment=o.attachment, dtype=o.dtype,
+                                write_offset=i * r._bytes(o))
+
+    def result(self, names: tuple = ()) -> dict[str, np.ndarray]:
+        """{output name: (B, H, W, C) array, row 0 = the image's top} (GL's rows run bottom to top)."""
+        r, arrays = self.readback, {}
+        with r.ctx:
+            for o in r.outputs:
+                if names and o.name not in names:
+                    continue
+                data = self.buffers[o.name].read(size=self.batch * r._bytes(o))
+                array = np.frombuffer(data, np.float32 if o.dtype == "f4" else np.uint8)
+                arrays[o.name] = array.reshape(self.batch, r.height, r.width, o.components)[:, ::-1]
+        return arrays

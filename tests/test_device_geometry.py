@@ -1,0 +1,108 @@
+"""Geometry on the GL device (compute shaders) against numpy's, and batched, pipelined read-back
+against drawing one sample at a time."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from datagen.data.manifest import spec_fingerprint
+from datagen.errors import DatagenError, RenderError
+from datagen.run.generator import FaceGenerator
+from datagen.spec import parse_spec
+from datagen.synth.device_geometry import MAX_BATCH, DeviceGeometry
+from datagen.synth.geometry import build_scenes
+from datagen.synth.render import Renderer
+
+SPEC = parse_spec('name = "dg"\nseed = 5\n[render]\nwidth = 128\nheight = 128\n'
+                  '[sampling.pose]\nyaw_range_deg = [-90, 90]\nyaw_std_deg = 60\n')
+
+
+@pytest.fixture(scope="module")
+def params(ict_model, ctx):
+    generator = FaceGenerator(SPEC, ict_model, Renderer(ict_model, 128, 128, ctx=ctx))
+    return [generator.sample_params(i) for i in range(MAX_BATCH + 3)]
+
+
+@pytest.fixture(scope="module")
+def renderer(ict_model, ctx):
+    return Renderer(ict_model, 128, 128, ctx=ctx, geometry_on_device=True)
+
+
+def test_device_geometry_equals_numpy_within_a_micron(ict_model, renderer, params):
+    host = build_scenes(ict_model, params, topology=renderer.topology)
+    device = build_scenes(ict_model, params, topology=renderer.topology, on_device=True)
+    positions, normals = renderer.device_geometry.read(device.shape)
+    ids = renderer.topology.render_to_model
+    assert np.abs(positions - host.vertices[:, ids]).max() < 1e-3  # mm
+    assert np.abs(normals - host.normals[:, ids]).max() < 1e-3
+    assert np.abs(device.landmarks_3d - host.landmarks_3d).max() < 1e-3
+    assert np.abs(device.landmarks_2d - host.landmarks_2d).max() < 1e-3
+    # the depth bounds the device path draws with contain the mesh
+    assert (device.depth_range[:, 0] <= host.depth_range[:, 0]).all()
+    assert (device.depth_range[:, 1] >= host.depth_range[:, 1]).all()
+
+
+def test_a_samples_device_geometry_is_the_same_bits_in_any_batch(ict_model, renderer, params):
+    shapes = build_scenes(ict_model, params, topology=renderer.topology, on_device=True).shape
+    together = renderer.device_geometry.read(shapes)  # MAX_BATCH, then 3
+    for i in (0, MAX_BATCH - 1, MAX_BATCH + 2):
+        alone = renderer.device_geometry.read(shapes[i:i + 1])
+        np.testing.assert_array_equal(alone[0][0], together[0][i])
+        np.testing.assert_array_equal(alone[1][0], together[1][i])
+
+
+def test_device_and_numpy_geometry_render_the_same_pictures(ict_model, renderer, params):
+    host = renderer.render(build_scenes(ict_model, params[:6], topology=renderer.topology))
+    device = renderer.render(build_scenes(ict_model, params[:6], topology=renderer.topology, on_device=True))
+    assert np.mean(host.segmentation == device.segmentation) > 0.9999
+    both = (host.depth > 0) & (device.depth > 0)
+    assert np.abs(host.depth - device.depth)[both].max() < 0.02  # mm
+    assert np.abs(host.normal - device.normal)[both].max() < 5e-3
+    assert np.abs(host.colour.astype(int) - device.colour).max() <= 8
+    assert np.mean(host.colour != device.colour) < 1e-3
+
+
+def test_pipelined_batches_equal_one_sample_at_a_time(ict_model, renderer, params):
+    """Two batches submitted before either's pixels are taken (double-buffered read-back) give what
+    drawing each sample alone gives, on both geometry paths."""
+    for on_device in (False, True):
+        scenes = [build_scenes(ict_model, params[k:k + 3], topology=renderer.topology, on_device=on_device)
+                  for k in (0, 3)]
+        first, second = renderer.submit(scenes[0]), renderer.submit(scenes[1])
+        batched = [second.result(), first.result()][::-1]
+        for k, scene in enumerate(scenes):
+            for i in range(3):
+                alone = renderer.render(build_scenes(ict_model, [params[3 * k + i]], topology=renderer.topology,
+                                                     on_device=on_device))
+                for field in ("colour", "depth", "normal", "segmentation"):
+                    np.testing.assert_array_equal(getattr(batched[k], field)[i], getattr(alone, field)[0], err_msg=field)
+
+
+def test_the_device_box_filter_is_the_integer_box_filter(ict_model, renderer, params):
+    out = renderer.render(build_scenes(ict_model, params[:1], topology=renderer.topology))
+    with renderer.ctx:
+        big = np.frombuffer(renderer.super_fbo.read(components=4), np.uint8).reshape(128, 2, 128, 2, 4)
+    expected = ((big.astype(np.int32).sum((1, 3)) + 2) // 4).astype(np.uint8)[::-1]
+    np.testing.assert_array_equal(out.colour[0], expected)
+
+
+def test_the_geometry_setting(ict_model, ctx):
+    renderer = Renderer(ict_model, 64, 64, ctx=ctx)
+    small = 'name = "g"\nnum_samples = 4\n[render]\nwidth = 64\nheight = 64\n'
+    auto = FaceGenerator(parse_spec(small), ict_model, renderer)
+    assert not auto.on_device  # llvmpipe: numpy is faster (bench/throughput.py)
+    device = FaceGenerator(parse_spec(small + 'geometry = "device"\n'), ict_model, renderer)
+    assert device.on_device and "geometry on the device" in device.device
+    a, b = auto.generate(range(4)), device.generate(range(4))
+    assert set(a) == set(b)
+    np.testing.assert_allclose(a["landmarks_3d"], b["landmarks_3d"], atol=1e-3)
+    assert np.mean(a["segmentation"] == b["segmentation"]) > 0.999
+    hair = small + 'geometry = "device"\n[sampling.hair]\nprobability = 0.5\n'
+    with pytest.raises(RenderError, match='render.geometry = "device": props'):
+        FaceGenerator(parse_spec(hair), ict_model, renderer)
+    with pytest.raises(DatagenError, match="render.geometry"):
+        parse_spec(small + 'geometry = "gpu"\n')
+    spec = parse_spec(small)
+    moved = dataclasses.replace(spec, render=dataclasses.replace(spec.render, geometry="device"))
+    assert spec_fingerprint(moved) == spec_fingerprint(spec)  # where the mesh is made: the same job
