@@ -1,11 +1,14 @@
 """Shard compression: write rate, read rate and size of each `[output] compression` on the same samples.
 
-    python bench/compression.py [--samples 64] [--repeats 3] [--job JOB] [--model-dir DIR]
+    python bench/compression.py [--samples 64] [--repeats 3] [--job JOB] [--model-dir DIR] [--loader-workers 2]
 
 Renders --samples samples of the job (default: the quickstart, 224²) once in this process, then per
 compression (medians of --repeats): the writer's cost per sample (`ShardWriter`: HDF5 in memory,
 compression, the file written, flushed, read back and checked), bytes per sample, and the read rate of
-`ShardedDataset` (every field of every sample, one process, the file in the page cache).
+`ShardedDataset` (every field of every sample, one process, the file in the page cache); then, as a
+GPU trainer reads, a torch ``DataLoader`` over it (batches of 32, default collation into tensors)
+with 1..--loader-workers worker processes: samples/s per loader worker (a pass over 8 copies of the
+shard; worker start-up excluded: the first batch is taken before the clock starts).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import statistics
 import tempfile
 import time
@@ -33,6 +37,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--job", default=None)
     parser.add_argument("--model-dir", default=None)
+    parser.add_argument("--loader-workers", type=int, default=2)
     args = parser.parse_args()
     spec = load_spec(args.job) if args.job else load_default_spec()
     spec = with_overrides(spec, num_samples=args.samples)
@@ -42,7 +47,9 @@ def main():
     raw = sum(a.nbytes for a in arrays.values()) / args.samples
     print(f"{spec.name}: {args.samples} samples {spec.render.width}x{spec.render.height}, {raw / 1024:.0f} KiB per sample "
           f"uncompressed; medians of {args.repeats}\n")
-    print(f"{'compression':<12} {'write ms/sample':>16} {'KiB/sample':>11} {'ratio':>6} {'read samples/s':>15}")
+    loader_columns = "".join(f"{f'{w} loader w.':>14}" for w in range(1, args.loader_workers + 1))
+    print(f"{'compression':<12} {'write ms/sample':>16} {'KiB/sample':>11} {'ratio':>6} {'read samples/s':>15}"
+          f"{loader_columns}   (DataLoader: samples/s per loader worker)")
     for name in COMPRESSIONS:
         job = dataclasses.replace(spec, output=dataclasses.replace(spec.output, compression=name))
         writes, reads = [], []
@@ -64,8 +71,33 @@ def main():
                     dataset[i]
                 reads.append(len(dataset) / (time.perf_counter() - started))
                 dataset.close()
+                for copy in range(1, 8):
+                    shutil.copy(path, Path(out) / f"shard-{copy:05d}.h5")
+                    manifest["shards"].append({**manifest["shards"][0], "file": f"shard-{copy:05d}.h5",
+                                               "start": copy * args.samples, "stop": (copy + 1) * args.samples})
+                manifest["num_samples"] = 8 * args.samples
+                atomic_write_text(Path(out) / "manifest.json", json.dumps(manifest))
+                loader_rates = [loader_rate(out, workers) / workers for workers in range(1, args.loader_workers + 1)]
+        columns = "".join(f"{rate:>14.0f}" for rate in loader_rates)
         print(f"{name:<12} {statistics.median(writes) * 1e3:>16.2f} {size / 1024:>11.0f} {raw / size:>6.2f} "
-              f"{statistics.median(reads):>15.0f}")
+              f"{statistics.median(reads):>15.0f}{columns}")
+
+
+def loader_rate(folder, workers: int) -> float:
+    """Samples/s of a torch DataLoader over the dataset in ``folder`` with ``workers`` processes."""
+    import torch.utils.data
+
+    dataset = ShardedDataset(folder)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=32, num_workers=workers, shuffle=True,
+                                         generator=torch.Generator().manual_seed(0), persistent_workers=False)
+    batches = iter(loader)
+    next(batches)  # the workers started and warm
+    started, count = time.perf_counter(), 0
+    for batch in batches:
+        count += len(batch["image"])
+    rate = count / (time.perf_counter() - started)
+    dataset.close()
+    return rate
 
 
 if __name__ == "__main__":

@@ -32,26 +32,35 @@ from datagen.run.job import run_job
 from datagen.spec import load_default_spec, with_overrides
 
 
-def measure(spec, workers: int, render_threads: int, model_dir, repeats: int) -> dict:
-    env = {"LP_NUM_THREADS": str(render_threads)}
+def measure(spec, workers: int, render_threads: int, model_dir, repeats: int, env: dict | None = None,
+            probe=None) -> dict:
+    """Medians over ``repeats`` runs on a warm LocalCluster: samples/s steady and end to end, the idle
+    share between tasks, seconds per task, and the workers' CPU seconds per second of wall time;
+    ``probe()``'s value, called while the workers are still up, as "probe"."""
+    env = {"LP_NUM_THREADS": str(render_threads), **(env or {})}
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, env=env,
                       silence_logs=logging.ERROR, dashboard_address=":0") as cluster, Client(cluster) as client:
-        steady, end_to_end, overhead = [], [], []
+        steady, end_to_end, overhead, cores = [], [], [], []
         for repeat in range(repeats + 1):  # the first run warms the workers up (plugin: model + GL context)
             with tempfile.TemporaryDirectory() as out, get_task_stream(client) as stream:
+                cpu = sum(client.run(time.process_time).values())
                 started = time.perf_counter()
                 run_job(spec, out, model_dir=model_dir, client=client, log=lambda m: None)
                 wall = time.perf_counter() - started
+                cpu = sum(client.run(time.process_time).values()) - cpu
             if repeat == 0:
                 continue
+            cores.append(cpu / wall)
             computes = [(task["worker"], part["start"], part["stop"]) for task in stream.data
                         for part in task["startstops"] if part["action"] == "compute"]
             span = max(c[2] for c in computes) - min(c[1] for c in computes)
             steady.append(spec.num_samples / span)
             end_to_end.append(spec.num_samples / wall)
             overhead.append(_gap_fraction(computes))
+        probed = probe() if probe is not None else None
     return {"steady": statistics.median(steady), "end_to_end": statistics.median(end_to_end),
-            "overhead": statistics.median(overhead), "task_seconds": span * workers / spec.num_shards}
+            "overhead": statistics.median(overhead), "task_seconds": span * workers / spec.num_shards,
+            "cores": statistics.median(cores), "probe": probed}
 
 
 def _gap_fraction(computes) -> float:

@@ -1,8 +1,16 @@
 """End-to-end throughput of the quickstart job, next to the render-only limit and a numpy rasteriser.
 
     python bench/throughput.py [--samples 256] [--workers 0] [--repeats 5] [--model-dir DIR]
+    python bench/throughput.py --feed       # item 0 alone
+    python bench/throughput.py --device N [--max-workers 4] [--samples 4096]   # on a GPU node
 
 Prints (medians of --repeats runs, all measured in this one run):
+  0. what feeding the device costs: per sample, the host-side cost (everything outside GL calls:
+     sampling, scenes, compositing, annotation; and apart, writing: compression, HDF5, the read-back
+     check) and the GL time, with the mesh made by numpy and by the device's compute shaders; the
+     render-only rate of the same outputs in one process on one core (LP_NUM_THREADS=0, as a local
+     worker renders); `datagen generate` on warm local clusters of 1 and 2 workers (bench/scaling.py's
+     measure); and the ratio end to end (2 workers) / (render-only x the 2-worker scaling);
   1. end to end: `datagen generate` of the quickstart job (local dask cluster, HDF5 shards), samples/s
      over the whole wall time, cluster start included;
   2. per-stage cost in one process: sampling, geometry, rendering, annotation + compositing;
@@ -30,6 +38,8 @@ import dataclasses
 import os
 from pathlib import Path
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -105,7 +115,17 @@ def main():
     parser.add_argument("--model-dir", default=None)
     parser.add_argument("--frames", type=int, default=8, help="frames per clip of item 7")
     parser.add_argument("--video", action="store_true", help="run item 7 (video clips) alone")
+    parser.add_argument("--feed", action="store_true", help="run item 0 (host cost, end to end) alone")
+    parser.add_argument("--render-only", action="store_true", help=argparse.SUPPRESS)  # item 0's subprocess
+    parser.add_argument("--device", type=int, default=None, help="GPU mode: EGL device N, 1..--max-workers workers")
+    parser.add_argument("--max-workers", type=int, default=4)
     args = parser.parse_args()
+    if args.render_only:
+        print(render_only_rate(args.model_dir, args.repeats))
+        return
+    if args.device is not None:
+        device_mode(args)
+        return
 
     spec = with_overrides(load_default_spec(), num_samples=args.samples)
     workers = args.workers or os.cpu_count()
@@ -113,6 +133,10 @@ def main():
     print(f"quickstart job: {spec.num_samples} samples {spec.render.width}x{spec.render.height}, model "
           f"{model.name} ({model.num_vertices} vertices), {workers} workers, {os.cpu_count()} cores; "
           f"medians of {args.repeats} runs")
+    if args.feed or not args.video:
+        feed_costs(spec, model, args)
+        if args.feed:
+            return
     if args.video:
         generator = FaceGenerator(spec, model)
         indices = list(range(1000, 1032))
@@ -174,6 +198,71 @@ def main():
     realistic_costs(spec, model, renderer, indices, args.repeats, t_total)
     detail_costs(spec, model, indices, args.repeats, t_total, end_to_end, workers, args.model_dir)
     video_costs(spec, model, args.frames, args.repeats, t_total, workers, args.model_dir)
+
+
+def with_geometry(spec, geometry: str):
+    return dataclasses.replace(spec, render=dataclasses.replace(spec.render, geometry=geometry))
+
+
+def render_only_rate(model_dir, repeats: int) -> float:
+    """Frames/s of the quickstart's outputs, render calls only, in this process (its LP_NUM_THREADS)."""
+    spec = load_default_spec()
+    generator = FaceGenerator(spec, resolve_model(spec.model.name, model_dir))
+    params = [generator.sample_params(i) for i in range(1000, 1032)]
+    scenes = build_scenes(generator.model, params, topology=generator.renderer.topology, on_device=generator.on_device)
+    generator.renderer.render(scenes)
+    return len(params) / timed(lambda: generator.renderer.render(scenes), repeats)
+
+
+def feed_costs(spec, model, args):
+    from host_cost import host_cost
+    from scaling import measure
+
+    print("\n0. feeding the device (quickstart, 224x224, one process unless said):")
+    for geometry in ("host", "device"):
+        r = host_cost(with_geometry(spec, geometry), model, 32, args.repeats)
+        print(f"   mesh by {'numpy' if geometry == 'host' else 'compute shaders'}: host {r['host'] * 1e3:.2f} ms + writing "
+              f"({spec.output.compression}) {r['write'] * 1e3:.2f} ms = {(r['host'] + r['write']) * 1e3:.2f} ms per sample "
+              f"outside GL; GL {r['gl'] * 1e3:.1f} ms")
+    env = {**os.environ, "LP_NUM_THREADS": "0"}
+    command = [sys.executable, __file__, "--render-only", "--repeats", str(args.repeats)]
+    command += ["--model-dir", args.model_dir] if args.model_dir else []
+    render_only = float(subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout.split()[-1])
+    print(f"   render only, one core (LP_NUM_THREADS=0), geometry {spec.render.geometry}: {render_only:.1f} frames/s")
+    job = with_overrides(spec, output=dataclasses.replace(spec.output, samples_per_shard=32))
+    one = measure(job, 1, 0, args.model_dir, 1)
+    two = measure(job, 2, 0, args.model_dir, 1)
+    scaling = two["steady"] / one["steady"]
+    print(f"   datagen generate, warm local cluster, {job.num_samples} samples in shards of 32: 1 worker "
+          f"{one['end_to_end']:.1f} samples/s, 2 workers {two['end_to_end']:.1f} samples/s (steady {one['steady']:.1f}, "
+          f"{two['steady']:.1f}: scaling {scaling:.2f}x)")
+    print(f"   end to end (2 workers) / (render only x {scaling:.2f}) = "
+          f"{two['end_to_end'] / (render_only * scaling):.2f} (target >= 0.8)")
+
+
+def gpu_memory_mib() -> str:
+    """Device memory in use, per GPU, from nvidia-smi ("n/a" without it)."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=30).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return "n/a"
+    return " + ".join(f"{m} MiB" for m in out) or "n/a"
+
+
+def device_mode(args):
+    """Samples/s of the quickstart at 224x224 on EGL device N with 1..--max-workers worker processes."""
+    from scaling import measure
+
+    spec = with_overrides(load_default_spec(), num_samples=args.samples,
+                          output=dataclasses.replace(load_default_spec().output, samples_per_shard=64))
+    print(f"GPU mode: EGL device {args.device}, quickstart {spec.render.width}x{spec.render.height}, {args.samples} "
+          f"samples, shards of 64, geometry {spec.render.geometry}; {os.cpu_count()} cores; medians of {args.repeats} runs")
+    print(f"{'workers':>8}{'steady samples/s':>18}{'end-to-end samples/s':>22}{'host cores busy':>17}  device memory")
+    for workers in range(1, args.max_workers + 1):
+        r = measure(spec, workers, 0, args.model_dir, args.repeats, env={"DATAGEN_EGL_DEVICE": str(args.device)},
+                    probe=gpu_memory_mib)
+        print(f"{workers:8d}{r['steady']:18.1f}{r['end_to_end']:22.1f}{r['cores']:17.2f}  {r['probe']}", flush=True)
 
 
 def without_libraries(spec):

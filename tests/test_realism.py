@@ -13,7 +13,7 @@ from scipy import ndimage
 from conftest import tiny_spec
 from datagen.camera import SH_NORM
 from datagen.data.fields import APPEARANCE_NAMES
-from datagen.data.manifest import spec_fingerprint
+from datagen.data.manifest import accepted_fingerprints, spec_fingerprint
 from datagen.data.skin_tone import ITA_CATEGORIES, ita_category
 from datagen.run.generator import FaceGenerator
 from datagen.spec import parse_spec
@@ -208,9 +208,17 @@ def test_options_at_their_neutral_values_keep_a_jobs_fingerprint():
     for table in ("capture", "hair", "clothing", "occluders"):
         old["sampling"].pop(table)
     old.pop("video")
+    old["render"].pop("geometry")
     del old["sampling"]["background"]["texture_libraries"], old["sampling"]["appearance"]["skin_tones"]
     del old["sampling"]["lighting"]["texture_libraries"], old["sampling"]["lighting"]["library_probability"]
     import hashlib
+    legacy = hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()  # compression in it, as then
+    assert legacy in accepted_fingerprints(spec)
+    lz4 = dataclasses.replace(spec, output=dataclasses.replace(spec.output, compression="lz4"))
+    assert legacy in accepted_fingerprints(lz4)  # a new default compression still resumes the old output
+    assert spec_fingerprint(lz4) == spec_fingerprint(spec)  # how samples are stored is not the job's identity
+    for key in ("compression", "compression_level"):
+        old["output"].pop(key)
     assert spec_fingerprint(spec) == hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()
     assert spec_fingerprint(parse_spec('name = "x"')) != spec_fingerprint(spec)  # balanced tones by default: new samples
     for table in ('[sampling.capture]\nprobability = 0.5', '[sampling.appearance]\nskin_tones = "balanced"',

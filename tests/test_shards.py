@@ -31,7 +31,7 @@ def test_round_trip(tmp_path, setup):
     with h5py.File(tmp_path / "shard-00000.h5") as f:
         for name, array in expected.items():
             np.testing.assert_array_equal(f[name][()], array, err_msg=name)
-        assert f["image"].chunks == (1, 64, 64, 3) and f["image"].compression == "lzf"
+        assert f["image"].chunks == (1, 64, 64, 3) and set(f["image"]._filters) == {"fletcher32", FILTER_IDS["lz4"]}  # the default
         assert f.attrs["model_name"] == "tiny" and "num_samples = 12" in f.attrs["job_spec"]
         assert "upper_lip" in f["segmentation"].attrs["labels"]
 
@@ -100,3 +100,28 @@ def test_every_compression_round_trips_and_inspect_validates_it(tmp_path, tiny_m
     with h5py.File(tmp_path / "out" / "shard-00001.h5") as f:
         filters = set(f["image"]._filters)
     assert filters == {"fletcher32"} | ({FILTER_IDS[compression]} if compression != "none" else set()), filters
+
+
+def test_an_output_resumes_under_another_compression_and_reads_as_one(tmp_path, tiny_model_dir):
+    """Compression is how samples are stored, not which: an output begun with lzf (by a datagen that
+    put the compression in the job's fingerprint) resumes under lz4, and its shards read alike."""
+    from datagen.data.dataset import ShardedDataset
+    from datagen.data.inspection import inspect_dataset
+    from datagen.data.manifest import _fingerprint, read_manifest, write_manifest
+    from datagen.run.job import run_job
+
+    out = tmp_path / "out"
+    old = tiny_spec(tiny_model_dir, num_samples=6, samples_per_shard=3, size=32, output='compression = "lzf"')
+    run_job(old, out, workers=1, log=lambda m: None)
+    manifest = read_manifest(out)
+    manifest["spec_fingerprint"] = _fingerprint(old, storage=True)  # as datagen 0.18 wrote it
+    first = manifest["shards"][0]
+    (out / first["file"]).unlink()
+    first.update(checksum=None, bytes=None)
+    write_manifest(out, manifest)
+    new = tiny_spec(tiny_model_dir, num_samples=6, samples_per_shard=3, size=32, output='compression = "lz4"')
+    summary = run_job(new, out, workers=1, log=lambda m: None)
+    assert (summary.skipped, summary.generated) == (1, 1)
+    with h5py.File(out / "shard-00000.h5") as a, h5py.File(out / "shard-00001.h5") as b:
+        assert set(a["image"]._filters) == {"fletcher32", FILTER_IDS["lz4"]} and b["image"].compression == "lzf"
+    assert inspect_dataset(out).ok and len(ShardedDataset(out)) == 6

@@ -38,12 +38,37 @@ NEUTRAL_ADDITIONS = {
 }
 
 
+# [output] keys that say how samples are stored, not which: out of the fingerprint since datagen 0.19, so
+# a job may change its compression and resume (shards of several compressions read alike).
+STORAGE_KEYS = ("compression", "compression_level")
+
+
 def spec_fingerprint(spec) -> str:
-    """What makes two jobs produce the same samples: everything but where and how fast they run."""
+    """What makes two jobs produce the same samples: everything but where and how fast they run and
+    how the samples are stored."""
+    return _fingerprint(spec, storage=False)
+
+
+def accepted_fingerprints(spec) -> set[str]:
+    """The fingerprints of outputs this job may resume: its own, and those an older datagen wrote for
+    it, with the compression in the fingerprint (any compression and level: the old default need not
+    be the new one)."""
+    from ..spec.jobs import COMPRESSIONS
+
+    legacy = {_fingerprint(dataclasses.replace(spec, output=dataclasses.replace(
+        spec.output, compression=name, compression_level=level)), storage=True)
+        for name in COMPRESSIONS for level in range(10)}
+    return {spec_fingerprint(spec)} | legacy
+
+
+def _fingerprint(spec, storage: bool) -> str:
     content = dataclasses.asdict(spec)
     for key in ("cluster", "source_text", "source_path", "base_dir"):
         content.pop(key)
     content["render"].pop("geometry")  # where the mesh is computed: the same samples (up to rounding, README)
+    if not storage:
+        for key in STORAGE_KEYS:
+            content["output"].pop(key)
     for path, neutral in NEUTRAL_ADDITIONS.items():
         *tables, key = path
         table = functools.reduce(dict.get, tables, content)

@@ -77,27 +77,30 @@ class FaceGenerator:
         return dict(self.samples(indices, batch_size))
 
     def samples(self, indices, batch_size: int | None = None) -> SampleBatch:
-        """Samples ``indices`` as the annotate stage's ``SampleBatch`` (checked against ``fields``).
+        """Samples ``indices`` as the annotate stage's ``SampleBatch`` (checked against ``fields``)."""
+        parts = list(self.batches(indices, batch_size))
+        if len(parts) == 1:
+            return parts[0]
+        return SampleBatch({key: np.concatenate([p[key] for p in parts]) for key in parts[0]})
 
-        Batches are pipelined: batch b + 1 is drawn (and its read-back queued) before batch b is
-        composited and annotated, so a GPU draws while the host works (synth/readback.py); each
-        sample's arrays are the same in any batch."""
+    def batches(self, indices, batch_size: int | None = None):
+        """``samples`` a batch at a time (an iterator of ``SampleBatch``), pipelined: batch b + 1 is
+        drawn (its read-back queued) before batch b is composited and annotated, so a GPU draws while
+        the host works (synth/readback.py); each sample's arrays are the same in any batch."""
         indices = list(indices)
         batch_size = batch_size or self.spec.cluster.batch_size
         chunks = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
         if self.spec.video.is_clip:
-            parts = [self._clips(chunk) for chunk in chunks]
-        else:
-            parts, waiting = [], None
-            for chunk in chunks:
-                submitted = self._submit([self.sample_params(i) for i in chunk])
-                if waiting is not None:
-                    parts.append(self._annotated(*waiting))
-                waiting = submitted
-            parts.append(self._annotated(*waiting))
-        if len(parts) == 1:
-            return parts[0]
-        return SampleBatch({key: np.concatenate([p[key] for p in parts]) for key in parts[0]})
+            yield from (self._clips(chunk) for chunk in chunks)
+            return
+        waiting = None
+        for chunk in chunks:
+            submitted = self._submit([self.sample_params(i) for i in chunk])
+            if waiting is not None:
+                yield self._annotated(*waiting)
+            waiting = submitted
+        if waiting is not None:
+            yield self._annotated(*waiting)
 
     def clip_params(self, index: int) -> list[FaceParams]:
         """The frames of clip ``index`` (a still job's: ``[sample_params(index)]``)."""

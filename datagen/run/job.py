@@ -74,9 +74,8 @@ def generate_shard(spec: JobSpec, shard_index: int, out_dir: str, model_dir: str
     started = time.perf_counter()
     try:
         with ShardWriter(path, spec, generator.model, shard_index, samples) as writer:
-            batch = spec.cluster.batch_size
-            for start in range(samples.start, samples.stop, batch):
-                writer.write(generator.samples(range(start, min(start + batch, samples.stop))))
+            for batch in generator.batches(samples):  # the device draws batch b + 1 while batch b is written
+                writer.write(batch)
     except OSError as e:
         raise DatagenError(f"{path}: cannot write the shard ({e.strerror or e})") from None
     ctx = generator.renderer.ctx

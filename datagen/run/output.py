@@ -8,7 +8,7 @@ from pathlib import Path
 
 import h5py
 
-from ..data.manifest import MANIFEST, SHARD_PATTERN, read_manifest, unlisted_shards, write_manifest
+from ..data.manifest import MANIFEST, SHARD_PATTERN, accepted_fingerprints, read_manifest, unlisted_shards, write_manifest
 from ..data.shards import validate_shard
 from ..errors import DatagenError, ShardError
 from ..files import remove_partial_files
@@ -27,10 +27,11 @@ def prepare_output(spec: JobSpec, out_dir: Path, model: MorphableModel, force: b
     """
     remove_partial_files(out_dir)
     fresh = plan(spec, model)
+    accepted = accepted_fingerprints(spec)
     adopted: set[str] = set()
     if (out_dir / MANIFEST).exists():
         old = read_manifest(out_dir)
-        if (old.get("spec_fingerprint") != fresh["spec_fingerprint"] or old.get("model") != fresh["model"]
+        if (old.get("spec_fingerprint") not in accepted or old.get("model") != fresh["model"]
                 or old.get("textures", {}) != fresh["textures"]):
             if not force:
                 raise DatagenError(f"{out_dir} holds a different job ('{old.get('name')}'); use another --out, "
@@ -40,7 +41,7 @@ def prepare_output(spec: JobSpec, out_dir: Path, model: MorphableModel, force: b
             fresh["shards"] = old["shards"]
             _refuse_unlisted(out_dir, fresh, force)
     else:
-        adopted = _adopt_orphans(out_dir, fresh, force, log)
+        adopted = _adopt_orphans(out_dir, fresh, accepted, force, log)
     write_manifest(out_dir, fresh)
     todo = []
     for i, record in enumerate(fresh["shards"]):
@@ -54,7 +55,7 @@ def prepare_output(spec: JobSpec, out_dir: Path, model: MorphableModel, force: b
             except ShardError as e:
                 log(f"regenerating {e}")
         elif path.exists():
-            info = _own_shard(path, record, fresh)
+            info = _own_shard(path, record, fresh, accepted)
             if info is not None:  # written whole, but the run ended before the manifest said so
                 record.update(checksum=info.checksum, bytes=info.bytes)
                 continue
@@ -82,10 +83,10 @@ def _refuse_unlisted(out_dir: Path, manifest: dict, force: bool) -> None:
         (out_dir / name).unlink()
 
 
-def _adopt_orphans(out_dir: Path, manifest: dict, force: bool, log) -> set[str]:
+def _adopt_orphans(out_dir: Path, manifest: dict, accepted: set[str], force: bool, log) -> set[str]:
     """Shard files with no manifest (it was deleted or lost): keep the ones this job wrote, refuse others.
 
-    A shard is this job's when its ``spec_fingerprint`` attribute is the job's, its sample range
+    A shard is this job's when its ``spec_fingerprint`` attribute is one of the job's (``accepted``), its sample range
     is the plan's and it validates; a job that reads texture libraries is never matched this way
     (a shard does not record which version of a library it used). Returns the files taken in.
     """
@@ -94,7 +95,7 @@ def _adopt_orphans(out_dir: Path, manifest: dict, force: bool, log) -> set[str]:
     foreign = []
     for path in orphans:
         record = records.get(path.name)
-        info = _own_shard(path, record, manifest) if record and not manifest["textures"] else None
+        info = _own_shard(path, record, manifest, accepted) if record and not manifest["textures"] else None
         if info is None:
             foreign.append(path)
         else:
@@ -110,10 +111,10 @@ def _adopt_orphans(out_dir: Path, manifest: dict, force: bool, log) -> set[str]:
     return {path.name for path in orphans if path not in foreign}
 
 
-def _own_shard(path: Path, record: dict, manifest: dict):
+def _own_shard(path: Path, record: dict, manifest: dict, accepted: set[str]):
     """The shard's ShardInfo if this job wrote it (and it validates), else None.
 
-    This job's: its ``spec_fingerprint`` is the job's; a shard from before that attribute existed
+    This job's: its ``spec_fingerprint`` is one of the job's (``manifest.accepted_fingerprints``); a shard from before that attribute existed
     counts when its job text, seed and model checksum are the job's.
     """
     try:
@@ -124,7 +125,7 @@ def _own_shard(path: Path, record: dict, manifest: dict):
             same = (attrs.get("job_spec") == manifest["job_spec"] and int(attrs.get("seed", -1)) == manifest["seed"]
                     and attrs.get("model_checksum") == manifest["model"]["checksum"])
         else:
-            same = fingerprint == manifest["spec_fingerprint"]
+            same = fingerprint in accepted
         if not same:
             return None
         info = validate_shard(path)

@@ -80,7 +80,7 @@ class RenderSpec:
 @dataclass(frozen=True)
 class OutputSpec:
     samples_per_shard: int = 64
-    compression: str = "lzf"  # one of COMPRESSIONS (data/compression.py); lz4, zstd, blosc2 through hdf5plugin
+    compression: str = "lz4"  # one of COMPRESSIONS (data/compression.py); lz4, zstd, blosc2 through hdf5plugin
     compression_level: int = 4  # gzip, zstd and blosc2
     store_vertices: bool = False  # also write the dense (N, V, 3) camera-space vertices
 

@@ -235,12 +235,20 @@ def build_props(model: MorphableModel, p: FaceParams, vertices: np.ndarray, norm
 
 
 def vertex_normals(vertices: np.ndarray, topology: MeshTopology) -> np.ndarray:
-    """Area-weighted unit vertex normals (B, V, 3) of the topology's triangles (outward for CCW triangles)."""
+    """Area-weighted unit vertex normals (B, V, 3) of the topology's triangles (outward for CCW triangles).
+
+    Vertex-major, (V, B, 3), so each gather takes whole rows and the face normals are already the
+    (F, B * 3) the sparse sum takes; the cross product is ``np.cross``'s own arithmetic (same bits)."""
     b, v, _ = vertices.shape
     t = topology.triangles
-    a, bb, c = vertices[:, t[:, 0]], vertices[:, t[:, 1]], vertices[:, t[:, 2]]
-    face = np.cross(bb - a, c - a)  # (B, F, 3), length = 2 * area
-    summed = topology.vertex_faces @ face.transpose(1, 0, 2).reshape(len(t), b * 3)  # (V, B*3)
+    rows = np.ascontiguousarray(vertices.transpose(1, 0, 2))
+    a = rows[t[:, 0]]
+    e1, e2 = rows[t[:, 1]] - a, rows[t[:, 2]] - a  # (F, B, 3)
+    face = np.empty_like(e1)  # cross(e1, e2), length = 2 * area
+    for k, (i, j) in enumerate(((1, 2), (2, 0), (0, 1))):
+        np.multiply(e1[..., i], e2[..., j], out=face[..., k])
+        face[..., k] -= e1[..., j] * e2[..., i]
+    summed = topology.vertex_faces @ face.reshape(len(t), b * 3)  # (V, B*3)
     normals = summed.reshape(v, b, 3).transpose(1, 0, 2)
     length = np.linalg.norm(normals, axis=-1, keepdims=True)
     return (normals / np.maximum(length, 1e-12)).astype(np.float32)

@@ -1,0 +1,68 @@
+"""Memory over a long run: 20,000 samples generated and written in one process, its resident memory
+sampled as it goes.
+
+    python bench/soak.py [--samples 20000] [--shard 256] [--warm-up 2000] [--geometry auto] [--model-dir DIR]
+
+What one dask worker does for a job (``FaceGenerator.batches`` into ``ShardWriter``, shard after
+shard), the quickstart's samples at 224x224, each shard deleted once written (the disk stays small).
+Prints the resident set size (VmRSS) every --shard samples, and at the end its growth from the
+warm-up (model, GL context, first shards) to the last shard: the target is < 5%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+
+from datagen.data.shards import ShardWriter
+from datagen.models.registry import resolve_model
+from datagen.run.generator import FaceGenerator
+from datagen.spec import load_default_spec, with_overrides
+
+
+def resident_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=20000)
+    parser.add_argument("--shard", type=int, default=256)
+    parser.add_argument("--warm-up", type=int, default=2000)
+    parser.add_argument("--geometry", default="auto")
+    parser.add_argument("--model-dir", default=None)
+    args = parser.parse_args()
+    spec = load_default_spec()
+    spec = with_overrides(spec, num_samples=args.samples,
+                          output=dataclasses.replace(spec.output, samples_per_shard=args.shard),
+                          render=dataclasses.replace(spec.render, geometry=args.geometry))
+    model = resolve_model(spec.model.name, args.model_dir)
+    generator = FaceGenerator(spec, model)
+    print(f"soak: {args.samples} samples of the quickstart job, {args.shard} a shard, one process; {generator.device}",
+          flush=True)
+    started, warm = time.perf_counter(), None
+    with tempfile.TemporaryDirectory() as out:
+        for shard in range(spec.num_shards):
+            samples = spec.shard_range(shard)
+            path = Path(out) / f"shard-{shard:05d}.h5"
+            with ShardWriter(path, spec, model, shard, samples) as writer:
+                for batch in generator.batches(samples):
+                    writer.write(batch)
+            path.unlink()
+            rss = resident_mib()
+            if warm is None and samples.stop >= args.warm_up:
+                warm = rss
+            print(f"{samples.stop:6d} samples  {time.perf_counter() - started:7.0f} s  RSS {rss:7.1f} MiB", flush=True)
+    growth = (rss - warm) / warm
+    print(f"\nresident memory: {warm:.1f} MiB after {args.warm_up} samples, {rss:.1f} MiB after {args.samples}: "
+          f"{100 * growth:+.1f}% (target < 5%); {args.samples / (time.perf_counter() - started):.1f} samples/s")
+
+
+if __name__ == "__main__":
+    main()
