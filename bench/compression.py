@@ -52,7 +52,7 @@ def main():
           f"{loader_columns}   (DataLoader: samples/s per loader worker)")
     for name in COMPRESSIONS:
         job = dataclasses.replace(spec, output=dataclasses.replace(spec.output, compression=name))
-        writes, reads = [], []
+        writes, reads, loaders = [], [], []
         for _ in range(args.repeats):
             with tempfile.TemporaryDirectory() as out:
                 path = Path(out) / "shard-00000.h5"
@@ -77,8 +77,8 @@ def main():
                                                "start": copy * args.samples, "stop": (copy + 1) * args.samples})
                 manifest["num_samples"] = 8 * args.samples
                 atomic_write_text(Path(out) / "manifest.json", json.dumps(manifest))
-                loader_rates = [loader_rate(out, workers) / workers for workers in range(1, args.loader_workers + 1)]
-        columns = "".join(f"{rate:>14.0f}" for rate in loader_rates)
+                loaders.append([loader_rate(out, workers) / workers for workers in range(1, args.loader_workers + 1)])
+        columns = "".join(f"{statistics.median(rates):>14.0f}" for rates in zip(*loaders))
         print(f"{name:<12} {statistics.median(writes) * 1e3:>16.2f} {size / 1024:>11.0f} {raw / size:>6.2f} "
               f"{statistics.median(reads):>15.0f}{columns}")
 

@@ -16,6 +16,7 @@ and the writer's cost of reading a shard back before renaming it, per sample.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import statistics
 import tempfile
@@ -66,7 +67,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--model-dir", default=None)
     args = parser.parse_args()
-    spec = with_overrides(load_default_spec(), num_samples=args.samples)
+    spec = load_default_spec()  # with lzf, as datagen wrote old shards (the copies below keep it)
+    spec = with_overrides(spec, num_samples=args.samples, output=dataclasses.replace(spec.output, compression="lzf"))
     with tempfile.TemporaryDirectory() as tmp:
         new, old = Path(tmp) / "new", Path(tmp) / "old"
         run_job(spec, new, model_dir=args.model_dir, log=lambda m: None)

@@ -10,7 +10,7 @@ from datagen.data.manifest import spec_fingerprint
 from datagen.errors import DatagenError, RenderError
 from datagen.run.generator import FaceGenerator
 from datagen.spec import parse_spec
-from datagen.synth.device_geometry import MAX_BATCH, DeviceGeometry
+from datagen.synth.device_geometry import MAX_BATCH
 from datagen.synth.geometry import build_scenes
 from datagen.synth.render import Renderer
 
@@ -64,19 +64,24 @@ def test_device_and_numpy_geometry_render_the_same_pictures(ict_model, renderer,
 
 
 def test_pipelined_batches_equal_one_sample_at_a_time(ict_model, renderer, params):
-    """Two batches submitted before either's pixels are taken (double-buffered read-back) give what
-    drawing each sample alone gives, on both geometry paths."""
+    """Batches submitted before the earlier ones' pixels are taken (a small one, then a larger one, then
+    a render meanwhile, as a photo-realistic composite draws while a batch waits) give what drawing each
+    sample alone gives, on both geometry paths: a waiting batch's read-back buffers are its own."""
     for on_device in (False, True):
-        scenes = [build_scenes(ict_model, params[k:k + 3], topology=renderer.topology, on_device=on_device)
-                  for k in (0, 3)]
-        first, second = renderer.submit(scenes[0]), renderer.submit(scenes[1])
-        batched = [second.result(), first.result()][::-1]
-        for k, scene in enumerate(scenes):
-            for i in range(3):
-                alone = renderer.render(build_scenes(ict_model, [params[3 * k + i]], topology=renderer.topology,
-                                                     on_device=on_device))
+        def scenes(start, count):
+            return build_scenes(ict_model, params[start:start + count], topology=renderer.topology, on_device=on_device)
+        first, second = renderer.submit(scenes(0, 2)), renderer.submit(scenes(2, 4))
+        renderer.render(scenes(6, 5))  # drawn and read while both wait
+        third = renderer.submit(scenes(11, 1))
+        batched = {0: first, 2: second, 11: third}
+        for start in (11, 0, 2):  # taken out of order
+            out = batched[start].result()
+            for i in range(len(out.depth)):
+                alone = renderer.render(scenes(start + i, 1))
                 for field in ("colour", "depth", "normal", "segmentation"):
-                    np.testing.assert_array_equal(getattr(batched[k], field)[i], getattr(alone, field)[0], err_msg=field)
+                    np.testing.assert_array_equal(getattr(out, field)[i], getattr(alone, field)[0], err_msg=field)
+        with pytest.raises(RuntimeError, match="taken once"):
+            first.result()
 
 
 def test_the_device_box_filter_is_the_integer_box_filter(ict_model, renderer, params):
@@ -96,11 +101,18 @@ def test_the_geometry_setting(ict_model, ctx):
     assert device.on_device and "geometry on the device" in device.device
     a, b = auto.generate(range(4)), device.generate(range(4))
     assert set(a) == set(b)
+    in_threes = device.generate(range(4), batch_size=3)  # pipelined batches of 3 and 1
+    for key in b:
+        np.testing.assert_array_equal(in_threes[key], b[key], err_msg=key)
     np.testing.assert_allclose(a["landmarks_3d"], b["landmarks_3d"], atol=1e-3)
     assert np.mean(a["segmentation"] == b["segmentation"]) > 0.999
     hair = small + 'geometry = "device"\n[sampling.hair]\nprobability = 0.5\n'
-    with pytest.raises(RenderError, match='render.geometry = "device": props'):
-        FaceGenerator(parse_spec(hair), ict_model, renderer)
+    with pytest.raises(DatagenError, match='render.geometry: "device" cannot serve this job: props'):
+        parse_spec(hair)  # refused with the job file, before any work
+    hair_spec = parse_spec(hair.replace('geometry = "device"', 'geometry = "auto"'))
+    with pytest.raises(RenderError, match='render.geometry = "device": props'):  # a spec made in Python
+        FaceGenerator(dataclasses.replace(hair_spec, render=dataclasses.replace(hair_spec.render, geometry="device")),
+                      ict_model, renderer)
     with pytest.raises(DatagenError, match="render.geometry"):
         parse_spec(small + 'geometry = "gpu"\n')
     spec = parse_spec(small)

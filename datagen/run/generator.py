@@ -43,7 +43,12 @@ class FaceGenerator:
         check_props(spec, model)
         detail = spec.sampling.detail
         ctx = renderer.ctx if renderer is not None else create_context()
-        self.on_device = geometry_on_device(r.geometry, ctx, host_mesh_needed(spec))
+        try:
+            self.on_device = geometry_on_device(r.geometry, ctx, spec.host_mesh_needed())
+        except DatagenError:
+            if renderer is None:
+                ctx.release()
+            raise
         self.renderer = renderer or Renderer(model, r.width, r.height, r.msaa, r.supersample, ctx=ctx,
                                              detail_size=detail.resolution if detail.probability > 0 else 0,
                                              flow=spec.video.is_clip, geometry_on_device=self.on_device)
@@ -196,21 +201,6 @@ def shifted(image: np.ndarray, shift: np.ndarray) -> np.ndarray:
 
     return np.stack([move(image[..., c].astype(np.float32), (shift[1], shift[0]), order=1, mode="nearest")
                      for c in range(3)], -1).round().clip(0, 255).astype(np.uint8)
-
-
-def host_mesh_needed(spec: JobSpec) -> str | None:
-    """Why a job's samples need their dense mesh on the host (so not on the device), or None."""
-    s = spec.sampling
-    if s.hair.probability or s.hair.eyelash_probability or s.hair.brow_relief_probability or s.clothing.probability \
-            or s.occluders.glasses_probability or s.occluders.hand_probability:
-        return "props (hair, lashes, clothing, glasses, hands) are built around the mesh on the host"
-    if spec.photoreal.library:
-        return "photo-realistic samples warp their photo with the mesh on the host"
-    if spec.output.store_vertices:
-        return "output.store_vertices writes the mesh"
-    if spec.video.is_clip:
-        return "video clips give the renderer every frame's neighbours from the host"
-    return None
 
 
 def background_images(spec: JobSpec) -> list:

@@ -170,6 +170,24 @@ class JobSpec:
         require(self.video.frames <= self.output.samples_per_shard, Where(where.ctx, "video"), "frames",
                 f"a clip of {self.video.frames} frames is longer than a shard holds (output.samples_per_shard = "
                 f"{self.output.samples_per_shard} frames); raise samples_per_shard or shorten the clip")
+        if self.render.geometry == "device":
+            reason = self.host_mesh_needed()
+            require(reason is None, Where(where.ctx, "render"), "geometry", f'"device" cannot serve this job: {reason}; '
+                    'use "auto" or "host"')
+
+    def host_mesh_needed(self) -> str | None:
+        """Why this job's samples need their dense mesh on the host (so not made on the device), or None."""
+        s = self.sampling
+        if s.hair.probability or s.hair.eyelash_probability or s.hair.brow_relief_probability \
+                or s.clothing.probability or s.occluders.glasses_probability or s.occluders.hand_probability:
+            return "props (hair, lashes, clothing, glasses, hands) are built around the mesh on the host"
+        if self.photoreal.library:
+            return "photo-realistic samples warp their photo with the mesh on the host"
+        if self.output.store_vertices:
+            return "output.store_vertices writes the mesh"
+        if self.video.is_clip:
+            return "video clips give the renderer every frame's neighbours from the host"
+        return None
 
     def path(self, value: str) -> str:
         """A path from the job file, absolute: relative ones are relative to the job file's folder

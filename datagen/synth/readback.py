@@ -5,8 +5,9 @@ Each sample is drawn into the same framebuffers (so a sample's pixels do not dep
 after it, each of its outputs is queued with ``glReadPixels`` into its slot of a pixel buffer object.
 On a GPU that copy runs on the device while the host goes on (the next sample's draw waits only for
 the framebuffer, not for the host), and the host waits once, when it maps the batch's buffers
-(``Pending.result``). Two sets of buffers alternate, so the device can draw batch b + 1 while the
-host annotates batch b (run/generator.py). On llvmpipe every read is a copy on the host anyway.
+(``Pending.result``). Each batch in flight holds its own set of buffers until its pixels are taken,
+so the device can draw batch b + 1 while the host annotates batch b (run/generator.py). On llvmpipe
+every read is a copy on the host anyway.
 """
 
 from __future__ import annotations
@@ -71,38 +72,42 @@ class Output:
 
 
 class Readback:
-    """Pixel buffer objects for a batch of ``capacity`` samples' ``outputs``, two sets used in turn."""
+    """Pixel buffer objects for batches of ``outputs``: a set per batch in flight, reused once read.
 
-    def __init__(self, ctx, outputs: list[Output], width: int, height: int, capacity: int):
+    Usually two sets alternate (``FaceGenerator.batches`` keeps one batch waiting while the next is
+    drawn); a render made meanwhile (a photo-realistic composite draws with the same renderer) takes a
+    third rather than one a waiting batch still holds."""
+
+    def __init__(self, ctx, outputs: list[Output], width: int, height: int):
         self.ctx, self.outputs, self.width, self.height = ctx, outputs, width, height
-        self.capacity = capacity
-        self._sets = [self._buffers() for _ in range(2)]
-        self._turn = 0
-
-    def _buffers(self) -> dict:
-        return {o.name: self.ctx.buffer(reserve=self._bytes(o) * self.capacity) for o in self.outputs}
+        self._free: list[tuple[int, dict]] = []  # (capacity in samples, {output name: buffer}), none waiting on them
 
     def _bytes(self, output: Output) -> int:
         return self.width * self.height * output.components * (4 if output.dtype == "f4" else 1)
 
     def begin(self, batch: int) -> "Pending":
-        """The buffers the next batch (of ``batch`` samples) reads into; the set before last's are reused."""
-        if batch > self.capacity:
-            for buffers in self._sets:
-                for buffer in buffers.values():
+        """Buffers for the next batch (of ``batch`` samples): a free set large enough, else a new one."""
+        fitting = [k for k, (capacity, _) in enumerate(self._free) if capacity >= batch]
+        if fitting:
+            capacity, buffers = self._free.pop(fitting[0])
+        else:
+            if len(self._free) >= 2:  # too small for this batch and not needed: make room
+                for buffer in self._free.pop(0)[1].values():
                     buffer.release()
-            self.capacity = batch
-            self._sets = [self._buffers() for _ in range(2)]
-        buffers = self._sets[self._turn]
-        self._turn = 1 - self._turn
-        return Pending(self, buffers, batch)
+            capacity = batch
+            buffers = {o.name: self.ctx.buffer(reserve=self._bytes(o) * batch) for o in self.outputs}
+        return Pending(self, (capacity, buffers), batch)
+
+    def _give_back(self, entry: tuple[int, dict]) -> None:
+        self._free.append(entry)
 
 
 class Pending:
     """A batch being read back: ``queue(i)`` after drawing sample i, ``result()`` once all are queued."""
 
-    def __init__(self, readback: Readback, buffers: dict, batch: int):
-        self.readback, self.buffers, self.batch = readback, buffers, batch
+    def __init__(self, readback: Readback, entry: tuple[int, dict], batch: int):
+        self.readback, self.entry, self.batch = readback, entry, batch
+        self.buffers = entry[1]
 
     def queue(self, i: int, only: tuple = ()) -> None:
         """Queue sample i's outputs (``only`` these names, if given) into their slots."""
@@ -113,7 +118,10 @@ class Pending:
                                 write_offset=i * r._bytes(o))
 
     def result(self, names: tuple = ()) -> dict[str, np.ndarray]:
-        """{output name: (B, H, W, C) array, row 0 = the image's top} (GL's rows run bottom to top)."""
+        """{output name: (B, H, W, C) array, row 0 = the image's top} (GL's rows run bottom to top); the
+        buffers are free for another batch afterwards (call it once)."""
+        if self.buffers is None:
+            raise RuntimeError("a batch's pixels are taken once")
         r, arrays = self.readback, {}
         with r.ctx:
             for o in r.outputs:
@@ -122,4 +130,6 @@ class Pending:
                 data = self.buffers[o.name].read(size=self.batch * r._bytes(o))
                 array = np.frombuffer(data, np.float32 if o.dtype == "f4" else np.uint8)
                 arrays[o.name] = array.reshape(self.batch, r.height, r.width, o.components)[:, ::-1]
+        r._give_back(self.entry)
+        self.buffers = None
         return arrays

@@ -225,7 +225,7 @@ class Renderer:
                                              depth_attachment=ctx.depth_renderbuffer(big))
             self.box_filter = BoxFilter(ctx, self.supersample, size)
             colour = self.box_filter.fbo
-        self.readback = Readback(ctx, outputs + [Output("colour", colour, 0, 4, "f1")], self.width, self.height, 1)
+        self.readback = Readback(ctx, outputs + [Output("colour", colour, 0, 4, "f1")], self.width, self.height)
 
     # --- per sample
 
