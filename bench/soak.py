@@ -4,7 +4,8 @@ sampled as it goes.
     python bench/soak.py [--samples 20000] [--shard 256] [--warm-up 2000] [--window 8] [--geometry auto] [--model-dir DIR]
 
 What one dask worker does for a job (``FaceGenerator.batches`` into ``ShardWriter``, shard after
-shard), the quickstart's samples at 224x224, each shard deleted once written (the disk stays small).
+shard, malloc set up as ``cluster.WorkerSetup`` sets it), the quickstart's samples at 224x224, each
+shard deleted once written (the disk stays small).
 Prints the resident set size (VmRSS) after every shard of --shard samples, and at the end its growth
 from just after the warm-up (model, GL context, first shards) to the end, each the median of
 --window shards (one shard's batch arrays come and go, so a single reading swings by ~10%); the
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from datagen.data.shards import ShardWriter
 from datagen.models.registry import resolve_model
+from datagen.run.cluster import reuse_freed_memory
 from datagen.run.generator import FaceGenerator
 from datagen.spec import load_default_spec, with_overrides
 
@@ -47,6 +49,7 @@ def main():
                           output=dataclasses.replace(spec.output, samples_per_shard=args.shard),
                           render=dataclasses.replace(spec.render, geometry=args.geometry))
     model = resolve_model(spec.model.name, args.model_dir)
+    reuse_freed_memory()  # as every dask worker does
     generator = FaceGenerator(spec, model)
     print(f"soak: {args.samples} samples of the quickstart job, {args.shard} a shard, one process; {generator.device}",
           flush=True)

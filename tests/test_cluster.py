@@ -1,6 +1,7 @@
 """Cluster back-ends and GPU binding: [cluster] keys, the SLURM/PBS job scripts, EGL device choice."""
 
 import multiprocessing
+import os
 import textwrap
 
 import pytest
@@ -164,3 +165,31 @@ def test_slurm_without_sbatch_is_one_clear_error(tmp_path, monkeypatch):
                                       "--model-dir", str(tmp_path)])
     assert result.exit_code == 1
     assert "Error: --cluster slurm submits batch jobs with 'sbatch', which is not on this machine's PATH" in result.output
+
+
+def test_workers_reuse_freed_arrays_despite_dasks_malloc_setting():
+    """dask starts workers with MALLOC_TRIM_THRESHOLD_ set, which makes glibc map (and fault in) fresh
+    pages for every large array; a worker's set-up (``reuse_freed_memory``) makes them come from the
+    heap again: a new 4 MiB array a sample then faults in almost no pages."""
+    import subprocess
+    import sys
+
+    probe = """
+import resource, sys
+import numpy as np
+from datagen.run.cluster import reuse_freed_memory
+if sys.argv[1] == "fixed":
+    reuse_freed_memory()
+for _ in range(3):
+    np.ones(4 << 20, np.uint8)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(50):
+    array = np.ones(4 << 20, np.uint8)
+    del array
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+    env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": "65536"}  # what distributed.nanny.pre-spawn-environ sets
+    faults = {how: int(subprocess.run([sys.executable, "-c", probe, how], env=env, capture_output=True, text=True,
+                                      check=True).stdout) for how in ("as_dask_starts_it", "fixed")}
+    assert faults["as_dask_starts_it"] > 50 * 500  # ~1,024 pages an array
+    assert faults["fixed"] < 0.05 * faults["as_dask_starts_it"]
