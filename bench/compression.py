@@ -1,6 +1,7 @@
 """Shard compression: write rate, read rate and size of each `[output] compression` on the same samples.
 
     python bench/compression.py [--samples 64] [--repeats 3] [--job JOB] [--model-dir DIR] [--loader-workers 2]
+                                [--compressions lz4,zstd] [--loader-fields image,landmarks_2d,...]
 
 Renders --samples samples of the job (default: the quickstart, 224²) once in this process, then per
 compression (medians of --repeats): the writer's cost per sample (`ShardWriter`: HDF5 in memory,
@@ -38,6 +39,9 @@ def main():
     parser.add_argument("--job", default=None)
     parser.add_argument("--model-dir", default=None)
     parser.add_argument("--loader-workers", type=int, default=2)
+    parser.add_argument("--compressions", default=",".join(COMPRESSIONS), help="comma-separated (default: all)")
+    parser.add_argument("--loader-fields", default="", help="comma-separated fields the DataLoader reads "
+                        "(default: all; a trainer's: image,landmarks_2d,params/identity,...)")
     args = parser.parse_args()
     spec = load_spec(args.job) if args.job else load_default_spec()
     spec = with_overrides(spec, num_samples=args.samples)
@@ -47,10 +51,13 @@ def main():
     raw = sum(a.nbytes for a in arrays.values()) / args.samples
     print(f"{spec.name}: {args.samples} samples {spec.render.width}x{spec.render.height}, {raw / 1024:.0f} KiB per sample "
           f"uncompressed; medians of {args.repeats}\n")
+    fields = args.loader_fields.split(",") if args.loader_fields else None
+    if fields:
+        print(f"DataLoader fields: {', '.join(fields)}")
     loader_columns = "".join(f"{f'{w} loader w.':>14}" for w in range(1, args.loader_workers + 1))
     print(f"{'compression':<12} {'write ms/sample':>16} {'KiB/sample':>11} {'ratio':>6} {'read samples/s':>15}"
           f"{loader_columns}   (DataLoader: samples/s per loader worker)")
-    for name in COMPRESSIONS:
+    for name in args.compressions.split(","):
         job = dataclasses.replace(spec, output=dataclasses.replace(spec.output, compression=name))
         writes, reads, loaders = [], [], []
         for _ in range(args.repeats):
@@ -77,17 +84,17 @@ def main():
                                                "start": copy * args.samples, "stop": (copy + 1) * args.samples})
                 manifest["num_samples"] = 8 * args.samples
                 atomic_write_text(Path(out) / "manifest.json", json.dumps(manifest))
-                loaders.append([loader_rate(out, workers) / workers for workers in range(1, args.loader_workers + 1)])
+                loaders.append([loader_rate(out, workers, fields) / workers for workers in range(1, args.loader_workers + 1)])
         columns = "".join(f"{statistics.median(rates):>14.0f}" for rates in zip(*loaders))
         print(f"{name:<12} {statistics.median(writes) * 1e3:>16.2f} {size / 1024:>11.0f} {raw / size:>6.2f} "
               f"{statistics.median(reads):>15.0f}{columns}")
 
 
-def loader_rate(folder, workers: int) -> float:
-    """Samples/s of a torch DataLoader over the dataset in ``folder`` with ``workers`` processes."""
+def loader_rate(folder, workers: int, fields=None) -> float:
+    """Samples/s of a torch DataLoader over the dataset in ``folder`` (``fields`` of it) with ``workers`` processes."""
     import torch.utils.data
 
-    dataset = ShardedDataset(folder)
+    dataset = ShardedDataset(folder, fields=fields)
     loader = torch.utils.data.DataLoader(dataset, batch_size=32, num_workers=workers, shuffle=True,
                                          generator=torch.Generator().manual_seed(0), persistent_workers=False)
     batches = iter(loader)

@@ -47,8 +47,8 @@ def reuse_freed_memory() -> None:
 
     dask's nannies start workers with ``MALLOC_TRIM_THRESHOLD_=65536`` (``distributed.nanny.pre-spawn-
     environ``), and setting any malloc threshold turns glibc's dynamic mmap threshold off: every array
-    over 128 KiB is then a new mapping, its pages zeroed as they are touched, 20 ms of a quickstart
-    sample's 150 on this machine (a plain process with and without the variable). A fixed mmap threshold
+    over 128 KiB is then a new mapping, its pages zeroed as they are touched: 10-20% of a quickstart
+    sample's time (bench/malloc.py). A fixed mmap threshold
     at glibc's own dynamic ceiling (32 MiB) and a trim threshold of 128 MiB keep a sample's arrays on
     the heap; bench/soak.py shows memory flat with them. Nothing happens without glibc.
     """
