@@ -4,9 +4,10 @@
 
 One process, the quickstart job (224x224). GL time is the time spent in the renderer's GL calls
 (``Renderer.submit``: compute shaders, draws, queued read-back; ``result``: waiting for and mapping
-the pixels); everything else in ``FaceGenerator.samples`` is host time: sampling, building scenes
-(the mesh on the numpy path), compositing over backgrounds, capture, annotation. Writing (compression,
-HDF5, the read-back check) is timed apart, with ``ShardWriter``. Prints medians of --repeats runs.
+the pixels); everything else in ``FaceGenerator.batches`` is host time: sampling, building scenes (the mesh on the
+numpy path), compositing over backgrounds, capture, annotation. Writing (``ShardWriter``: checks,
+compression, HDF5, the read-back check) is timed apart. Each repeat makes one shard as a worker does
+(``job.generate_shard``); prints medians of --repeats runs.
 """
 
 from __future__ import annotations
@@ -48,24 +49,30 @@ class GLClock:
 
 
 def host_cost(spec, model, samples: int, repeats: int) -> dict:
-    """Medians over ``repeats``, per sample, in seconds: total, gl, host, write; and the generator."""
+    """Medians over ``repeats``, per sample, in seconds: total, gl, host, write; and the generator.
+
+    Each repeat is one shard made as ``job.generate_shard`` makes it: ``generator.batches`` into a
+    ``ShardWriter``; the writer's time (``write`` calls and finishing the file) is counted apart."""
     generator = FaceGenerator(spec, model)
     clock = GLClock(generator.renderer)
-    indices = list(range(1000, 1000 + samples))
-    generator.generate(indices[:4])  # warm up
+    indices = range(1000, 1000 + samples)
+    generator.generate(list(indices)[:4])  # warm up
     rows = []
     for _ in range(repeats):
-        clock.seconds = 0.0
-        started = time.perf_counter()
-        arrays = generator.generate(indices)
-        total = time.perf_counter() - started
-        gl = clock.seconds
+        clock.seconds, writing = 0.0, 0.0
         with tempfile.TemporaryDirectory() as out:
             started = time.perf_counter()
-            with ShardWriter(Path(out) / "shard.h5", spec, model, 0, range(1000, 1000 + samples)) as writer:
-                writer.write(arrays)
-            write = time.perf_counter() - started
-        rows.append((total / samples, gl / samples, (total - gl) / samples, write / samples))
+            writer = ShardWriter(Path(out) / "shard.h5", spec, model, 0, indices)
+            with writer:
+                for batch in generator.batches(indices):
+                    began = time.perf_counter()
+                    writer.write(batch)
+                    writing += time.perf_counter() - began
+                began = time.perf_counter()
+            total = time.perf_counter() - started
+            writing += time.perf_counter() - began
+        gl = clock.seconds
+        rows.append((total / samples, gl / samples, (total - gl - writing) / samples, writing / samples))
     total, gl, host, write = (statistics.median(r[k] for r in rows) for k in range(4))
     return {"total": total, "gl": gl, "host": host, "write": write, "generator": generator}
 

@@ -51,6 +51,36 @@ def test_no_file_appears_until_complete_and_errors_leave_nothing(tmp_path, setup
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_disk_that_returns_other_bytes_leaves_no_shard(tmp_path, setup, monkeypatch):
+    """The writer reads the file back past the page cache; a flipped byte on the way (a failing disk,
+    a bad controller) is refused, naming the shard, and nothing is left under its name."""
+    import os
+
+    from datagen.data import shards
+    from datagen.errors import DatagenError
+
+    def flip_a_byte(fd):  # after fsync, before the read-back: what the disk would now return
+        with open(os.readlink(f"/proc/self/fd/{fd}"), "r+b") as f:
+            f.seek(os.fstat(fd).st_size // 2)
+            byte = f.read(1)[0]
+            f.seek(-1, os.SEEK_CUR)
+            f.write(bytes([byte ^ 0x10]))
+    monkeypatch.setattr(shards, "drop_cached_pages", flip_a_byte)
+    with pytest.raises(DatagenError, match="shard-00000.h5: the shard read back differs from what was written"):
+        _write(tmp_path / "shard-00000.h5", setup)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_non_finite_values_are_refused_when_written(tmp_path, setup):
+    spec, g = setup
+    arrays = g.generate(range(2))
+    arrays["depth"][1, 3, 4] = np.nan
+    with pytest.raises(ValueError, match="depth holds NaN or infinite values"):
+        with ShardWriter(tmp_path / "s.h5", spec, g.model, 0, range(2)) as w:
+            w.write(arrays)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bad_batch_names_the_field(tmp_path, setup):
     spec, g = setup
     arrays = g.generate(range(2))

@@ -3,9 +3,8 @@
 One file per shard (``shard-00000.h5``), samples along axis 0, one chunk per sample, each chunk
 carrying a Fletcher-32 checksum that HDF5 verifies on every read (so a reader cannot be served a
 flipped bit). A shard is assembled in memory, written to ``<name>.<random>.partial``, flushed to
-the disk, read back in full and checked against the checksum of the arrays that were meant to be
-written, and only then renamed into place: a shard is either complete and valid or absent, also
-on a full disk. Its content checksum is computed over the arrays (names, dtypes, shapes, bytes),
+the disk, read back in full and compared byte for byte with the file assembled in memory, and only
+then renamed into place: a shard is either complete and valid or absent, also on a full disk. Its content checksum is computed over the arrays (names, dtypes, shapes, bytes),
 not the file's bytes, since HDF5 metadata may differ between runs.
 """
 
@@ -65,8 +64,10 @@ class ShardWriter:
     23 MB for 64 samples at 224x224) and written to disk in one sequential pass by plain file
     I/O, so a full disk, a quota or a vanished folder is one ``OSError`` of this module's own
     write, never an HDF5 error raised late, printed while freeing objects, or fatal to the process.
-    The file is then flushed to the disk, dropped from the page cache, read back and checked
-    against the arrays that were meant to be written, and only then renamed.
+    The file is then flushed to the disk, dropped from the page cache, read back and compared with
+    the file assembled in memory, and only then renamed. (Comparing bytes, not decoding and hashing
+    the arrays again, keeps the check at a tenth of a millisecond per sample; that the arrays are
+    finite is checked when they are handed to ``write``, and the content checksum is theirs.)
     """
 
     def __init__(self, path: str | Path, spec: JobSpec, model: MorphableModel, shard_index: int, samples: range):
@@ -134,6 +135,8 @@ class ShardWriter:
             a = arrays[name]
             if a.shape[1:] != f.shape or a.dtype != np.dtype(f.dtype):
                 raise ValueError(f"{self.path.name}: {name} has shape {a.shape[1:]} {a.dtype}, schema says {f.shape} {f.dtype}")
+            if a.dtype.kind == "f" and not np.isfinite(a).all():
+                raise ValueError(f"{self.path.name}: {name} holds NaN or infinite values")
             self._datasets[name][self.count:self.count + b] = a
         self.hash.update(arrays)
         self.count += b
@@ -166,21 +169,22 @@ class ShardWriter:
                 drop_cached_pages(self._out.fileno())  # so that the check below reads the disk, not memory
         except OSError as e:
             raise _write_error(self.path, e) from None
+        self._verify_written(image)
         del image
-        self._verify_written()
         try:
             replace_durably(self.partial, self.path)
         except OSError as e:
             raise _write_error(self.path, e) from None
 
-    def _verify_written(self) -> None:
-        """Read the file back from disk: every array must hash to what was handed to ``write``."""
+    def _verify_written(self, image: bytes) -> None:
+        """Read the file back from the disk: it must hold, byte for byte, the file assembled in memory."""
         try:
-            validate_shard(self.partial, self.hash.hexdigest(), deep=True)
-        except ShardError as e:
-            reason = str(e).split(": ", 1)[-1]
-            raise DatagenError(f"{self.path}: the shard read back differs from what was written ({reason}); "
-                               f"is the disk failing?") from None
+            with open(self.partial, "rb", buffering=0) as f:
+                same = same_bytes(f, memoryview(image))
+        except OSError as e:
+            raise _write_error(self.path, e) from None
+        if not same:
+            raise DatagenError(f"{self.path}: the shard read back differs from what was written; is the disk failing?")
 
     def _close(self) -> None:
         self._close_memory_file()
@@ -197,6 +201,17 @@ class ShardWriter:
     @property
     def checksum(self) -> str:
         return self.hash.hexdigest()
+
+
+def same_bytes(file, expected: memoryview, piece: int = 8 << 20) -> bool:
+    """Whether an open binary file holds exactly ``expected`` (read a piece at a time)."""
+    at = 0
+    while at < len(expected):
+        data = file.read(min(piece, len(expected) - at))
+        if not data or not np.array_equal(np.frombuffer(data, np.uint8), np.frombuffer(expected[at:at + len(data)], np.uint8)):
+            return False
+        at += len(data)
+    return file.read(1) == b""
 
 
 @dataclass(frozen=True)

@@ -26,13 +26,14 @@ from ..data.fields import SampleBatch, frame_fields, shard_fields
 from ..synth.geometry import build_scenes, check_props
 from ..models.registry import resolve_model
 from ..models.morphable_model import MorphableModel
+from ..synth.device_background import device_pattern
 from ..synth.device_geometry import geometry_on_device
 from ..synth.gpus import create_context, describe_context
 from ..synth.render import Renderer
 from ..photo.photoreal import PhotoComposer
 from ..photo.library import load_photos
 from ..photo.library_sources import library_lights, photo_backgrounds
-from ..synth.sampling import PHOTO_BACKGROUND, FaceParams, sample_face
+from ..synth.sampling import MADE_BACKGROUND, PHOTO_BACKGROUND, FaceParams, sample_face
 from ..spec import JobSpec
 
 
@@ -52,8 +53,9 @@ class FaceGenerator:
         self.renderer = renderer or Renderer(model, r.width, r.height, r.msaa, r.supersample, ctx=ctx,
                                              detail_size=detail.resolution if detail.probability > 0 else 0,
                                              flow=spec.video.is_clip, geometry_on_device=self.on_device)
-        if self.on_device:
+        if self.on_device:  # the device path: meshes and made backgrounds on the device
             self.renderer.use_device_geometry()
+            self.renderer.use_device_backgrounds()
         self.background_images = background_images(spec)
         libraries = [path for _, path in spec.texture_libraries()]
         self.photos = load_photos(libraries, model)  # pictures read when a sample uses them
@@ -149,7 +151,9 @@ class FaceGenerator:
         albedo_maps = [self.photos.load(p.albedo_source).albedo if p.albedo_source >= 0 else None for p in params]
         detail_maps = [self._photo_detail(p.detail.photo) if p.detail.photo >= 0 else None for p in params]
         scenes = build_scenes(self.model, params, albedo_maps, self.renderer.topology, detail_maps, self.on_device)
-        return params, scenes, self.renderer.submit(scenes, clip_motion(scenes) if clip else None)
+        backgrounds = [device_pattern(self.spec.seed, p.sample_index) if p.background[0] == MADE_BACKGROUND else None
+                       for p in params] if self.on_device else None
+        return params, scenes, self.renderer.submit(scenes, clip_motion(scenes) if clip else None, backgrounds)
 
     def _pictures(self, params, scenes, rendered, clip: bool = False):
         """(scenes, rendered, images, photo warp fields or Nones): the rendered faces over their backgrounds."""
@@ -177,7 +181,8 @@ class FaceGenerator:
                 rendered.normal[k], scenes.vertices[k], scenes.landmarks_2d[k], p,
                 rendered.normal_fine[k] if rendered.normal_fine is not None else None, field)  # none: the photo's relief out
         else:  # a fitted photo's background was in focus when it was taken; a made one is defocused
-            background = self._made_background(p)
+            painted = rendered.background is not None and p.background[0] == MADE_BACKGROUND
+            background = rendered.background[k] if painted else self._made_background(p)
             if first_intrinsics is not None:
                 background = shifted(background, np.asarray(p.intrinsics[2:]) - first_intrinsics[2:])
             picture = composite(rendered.colour[k], defocus_background(background, p.capture))

@@ -15,7 +15,7 @@ from PIL import Image
 
 from ..errors import SpecError
 from ..images import ImageReadError, read_rgb
-from .sampling import sample_rng
+from .sampling import IMAGE_BACKGROUND, sample_rng
 from ..spec import JobSpec
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".webp")
@@ -50,7 +50,7 @@ def make_background(seed: int, index: int, choice: np.ndarray, images: list[Back
                     height: int) -> np.ndarray:
     """(H, W, 3) uint8 background of one sample. ``choice`` is FaceParams.background."""
     rng = sample_rng(seed, index, "background_pattern")
-    if choice[0] == 1:
+    if choice[0] == IMAGE_BACKGROUND:
         try:
             return _image_background(rng, images[int(choice[1])], width, height)
         except ImageReadError:
@@ -58,22 +58,56 @@ def make_background(seed: int, index: int, choice: np.ndarray, images: list[Back
     return _procedural(rng, width, height)
 
 
-def _procedural(rng, width: int, height: int) -> np.ndarray:
+@dataclass(frozen=True, eq=False)
+class ProceduralPattern:
+    """A made background's draws: a base colour, a linear ramp of colour across the image, two layers
+    of smooth colour blobs (coarse grids upsampled bicubically) and a per-pixel grain. ``paint_pattern``
+    paints it with numpy, synth/device_background.py on the device. Colours are 0..1 sRGB."""
+
+    base: np.ndarray  # (3,) float64
+    angle: float  # radians: the ramp is cos(angle) x / W + sin(angle) y / H, pixel indices x right, y down
+    gradient: np.ndarray  # (3,) colour change over the ramp
+    blobs: tuple  # two (cells, cells, 3) uint8 grids: a layer adds weight * (byte / 127.5 - 1)
+    weights: tuple  # two floats
+    grain: float  # standard deviation of the grain
+
+
+def procedural_pattern(rng) -> ProceduralPattern:
     base = rng.uniform(0, 1, size=3)
-    xx, yy = _unit_grid(width, height)
-    angle = rng.uniform(0, 2 * np.pi)
-    ramp = (np.cos(angle) * xx + np.sin(angle) * yy)[..., None]
-    image = base + rng.normal(0, 0.25, size=3) * ramp
+    angle = float(rng.uniform(0, 2 * np.pi))
+    gradient = rng.normal(0, 0.25, size=3)
+    blobs, weights = [], []
     for cells in (int(rng.integers(2, 6)), int(rng.integers(6, 24))):
-        blobs = rng.uniform(-1, 1, size=(cells, cells, 3)).astype(np.float32)
-        up = np.asarray(Image.fromarray(((blobs + 1) * 127.5).astype(np.uint8)).resize((width, height), Image.BICUBIC))
+        blobs.append(((rng.uniform(-1, 1, size=(cells, cells, 3)).astype(np.float32) + 1) * 127.5).astype(np.uint8))
+        weights.append(float(rng.uniform(0.05, 0.35)))
+    return ProceduralPattern(base=base, angle=angle, gradient=gradient, blobs=tuple(blobs), weights=tuple(weights),
+                             grain=float(rng.uniform(0, 0.04)))
+
+
+def _procedural(rng, width: int, height: int) -> np.ndarray:
+    pattern = procedural_pattern(rng)
+    return paint_pattern(pattern, rng.standard_normal((height, width)))
+
+
+def paint_pattern(pattern: ProceduralPattern, grain: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 background of ``pattern`` with ``grain`` (H, W) standard normal draws, in float64."""
+    height, width = grain.shape
+    # Computed a colour plane at a time, (3, H, W), and turned to (H, W, 3) at the end: the same
+    # float64 operations in the same order as per pixel, without numpy's slow length-3 inner loops.
+    xx, yy = _unit_grid(width, height)
+    ramp = np.cos(pattern.angle) * xx + np.sin(pattern.angle) * yy  # float64
+    planes = np.empty((3, height, width))
+    for c in range(3):
+        np.multiply(ramp, pattern.gradient[c], out=planes[c])
+        planes[c] += pattern.base[c]
+    for blobs, weight in zip(pattern.blobs, pattern.weights):
+        up = np.asarray(Image.fromarray(blobs).resize((width, height), Image.BICUBIC))
         # weight * (up / 127.5 - 1) through a table of the 256 byte values: the same float64 bits, one pass
-        image += (rng.uniform(0.05, 0.35) * BYTE_TO_SIGNED)[up]
-    noise = rng.uniform(0, 0.04)
-    image += noise * rng.standard_normal((height, width, 1))
-    np.clip(image, 0, 1, out=image)
-    image *= 255
-    return image.astype(np.uint8)
+        planes += (weight * BYTE_TO_SIGNED)[up.transpose(2, 0, 1)]
+    planes += pattern.grain * grain
+    np.clip(planes, 0, 1, out=planes)
+    planes *= 255
+    return planes.transpose(1, 2, 0).astype(np.uint8)
 
 
 BYTE_TO_SIGNED = np.arange(256) / 127.5 - 1.0  # a byte b as b / 127.5 - 1, float64
@@ -117,7 +151,17 @@ def window_outside(rng, size: tuple[int, int], keep_out) -> tuple[int, int, int,
 
 
 def composite(colour: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """Blend the rendered face (H, W, 4; alpha = coverage) over a background (H, W, 3) -> (H, W, 3) uint8."""
-    alpha = colour[..., 3:4].astype(np.float32) / 255.0
-    blended = colour[..., :3] * alpha + background * (1.0 - alpha)
-    return (blended + 0.5).astype(np.uint8)
+    """Blend the rendered face (H, W, 4; alpha = coverage) over a background (H, W, 3) -> (H, W, 3) uint8:
+    round(face * a + background * (1 - a)) in float32, a = alpha / 255."""
+    alpha = ALPHA_OF_BYTE[colour[..., 3]]
+    rest = 1.0 - alpha
+    out = np.empty(background.shape, np.uint8)
+    for c in range(3):  # a channel at a time: numpy is slow on arrays whose last axis has length 3
+        blended = colour[..., c] * alpha
+        blended += background[..., c] * rest
+        blended += 0.5
+        out[..., c] = blended  # rounded down on the cast
+    return out
+
+
+ALPHA_OF_BYTE = np.arange(256, dtype=np.float32) / 255.0  # float32, as float32(a) / 255 rounds

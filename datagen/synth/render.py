@@ -27,6 +27,7 @@ from ..data.fields import APPEARANCE_NAMES
 from .geometry import MeshTopology, SceneBatch, mesh_topology
 from .detail_bank import detail_bank
 from .detail_textures import DetailTextures
+from .device_background import DeviceBackgrounds
 from .device_geometry import MAX_BATCH, DeviceGeometry
 from .gpus import create_context
 from .readback import BoxFilter, Output, Readback
@@ -72,6 +73,8 @@ class RenderOutput:
     seen_next, seen_prev: (B, H, W, 4) float32 of the surface point at each pixel, in the next and the
                   previous frame: (x, y) pixels (x right, y down, pixel centres at +0.5), depth mm,
                   +1 facing the camera or -1 turned away; 0 on background; None without ``SceneMotion``
+    background:   (B, H, W, 3) uint8 made backgrounds painted on the device (``submit``'s ``backgrounds``;
+                  a sample given none: undefined); None without
     """
 
     colour: np.ndarray
@@ -82,6 +85,7 @@ class RenderOutput:
     normal_fine: np.ndarray | None = None
     seen_next: np.ndarray | None = None
     seen_prev: np.ndarray | None = None
+    background: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,7 @@ class Renderer:
             self.program["u_detail_tiles"] = 1.0
             self.detail_textures = DetailTextures(self.ctx, self.program, self.detail) if self.detail else None
             self._build_framebuffers()
-            self.device_geometry = None
+            self.device_geometry = self.device_backgrounds = None
         if geometry_on_device:
             self.use_device_geometry()
         self.prop_vao, self._prop_vertices, self._prop_indices, self._prop_count = None, 0, 0, 0
@@ -167,6 +171,14 @@ class Renderer:
         """Take scenes whose mesh is left to the device from now on (device_geometry.py)."""
         if self.device_geometry is None:
             self.device_geometry = DeviceGeometry(self.ctx, self.model, self.topology)
+
+    def use_device_backgrounds(self) -> None:
+        """Paint made backgrounds on the device from now on (``submit``'s ``backgrounds``; device_background.py)."""
+        if self.device_backgrounds is None:
+            with self.ctx:
+                self.device_backgrounds = DeviceBackgrounds(self.ctx, self.width, self.height)
+                r = self.readback
+                self.readback = Readback(self.ctx, r.outputs + [self.device_backgrounds.output], self.width, self.height)
 
     def _build_buffers(self):
         """The index and per-model buffers from the topology, and room for a sample's vertices."""
@@ -234,15 +246,19 @@ class Renderer:
         procedural appearance); with ``motion`` (a ``flow`` renderer) also where each pixel's point goes."""
         return self.submit(scenes, motion).result()
 
-    def submit(self, scenes: SceneBatch, motion: SceneMotion | None = None) -> "PendingRender":
+    def submit(self, scenes: SceneBatch, motion: SceneMotion | None = None, backgrounds: list | None = None) -> "PendingRender":
         """``render`` in two halves: draw the batch and queue its read-back now, wait for the pixels in
-        ``result()``; a second batch may be submitted before the first's result is taken (readback.py)."""
+        ``result()``; a second batch may be submitted before the first's result is taken (readback.py).
+        ``backgrounds``: per sample a made background to paint on the device (``device_background.device_pattern``)
+        or None (after ``use_device_backgrounds``)."""
         if motion is not None and not self.flow:
             raise ValueError("this Renderer was made without flow=True: it cannot render a SceneMotion")
         if scenes.shape is not None and self.device_geometry is None:
             raise ValueError("these scenes leave their mesh to the device: make the Renderer with geometry_on_device=True")
         names = ("geometry", "segmentation", "colour") + (("fine",) if self.detail else ()) + \
             (("next", "prev") if motion is not None else ())
+        if backgrounds is not None and self.device_backgrounds is None:
+            raise ValueError("this Renderer paints no backgrounds: call use_device_backgrounds() first")
         with self.ctx:  # current in this thread (see __init__)
             pending = self.readback.begin(len(scenes))
             for i in range(len(scenes)):
@@ -254,7 +270,10 @@ class Renderer:
                 self._use_motion(motion, i)
                 self._draw(scenes, i, motion)
                 pending.queue(i, names)
-        return PendingRender(pending, names)
+                if backgrounds is not None and backgrounds[i] is not None:
+                    self.device_backgrounds.paint(*backgrounds[i])
+                    pending.queue(i, ("background",))
+        return PendingRender(pending, names + (("background",) if backgrounds is not None else ()))
 
     def _use_motion(self, motion: SceneMotion | None, i: int) -> None:
         """Frame i's vertices in its neighbour frames (face: the motion buffer; props: ``_upload_props``)."""
@@ -383,7 +402,9 @@ class PendingRender:
     def result(self) -> RenderOutput:
         arrays = self.pending.result(self.names)
         part = lambda name, channels: np.ascontiguousarray(arrays[name][..., channels]) if name in arrays else None  # noqa: E731
-        return RenderOutput(colour=part("colour", slice(None)), depth=part("geometry", 0),
-                            normal=part("geometry", slice(1, 4)), segmentation=part("segmentation", 0),
+        # colour and normals stay views of the mapped rows: they are read once more (composited, made float16)
+        return RenderOutput(colour=arrays["colour"], depth=part("geometry", 0),
+                            normal=arrays["geometry"][..., 1:4], segmentation=part("segmentation", 0),
                             depth_fine=part("fine", 0), normal_fine=part("fine", slice(1, 4)),
-                            seen_next=part("next", slice(None)), seen_prev=part("prev", slice(None)))
+                            seen_next=part("next", slice(None)), seen_prev=part("prev", slice(None)),
+                            background=arrays.get("background"))

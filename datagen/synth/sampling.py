@@ -38,6 +38,7 @@ STREAMS = {"identity": 0, "expression": 1, "pose": 2, "camera": 3, "lighting": 4
            "hair": 12, "clothing": 13, "glasses": 14, "face_hair": 15, "hand": 16, "detail": 17,
            # a clip's processes (synth/motion.py), drawn per frame: frame_rng
            "head_motion": 18, "camera_motion": 19, "expression_motion": 20, "blink": 21, "gaze": 22, "light_motion": 23}
+MADE_BACKGROUND, IMAGE_BACKGROUND = 0, 1  # params/background kinds: procedural; one of the job's background images
 PHOTO_BACKGROUND = 2  # params/background kind: the fitted photo itself (photo-realistic jobs)
 
 
@@ -300,7 +301,7 @@ def sample_appearance(rng, s: SamplingSpec) -> np.ndarray:
 def sample_background(rng, s: SamplingSpec, num_images: int) -> np.ndarray:
     b = s.background
     use_image = num_images > 0 and (b.kind == "images" or (b.kind == "mixed" and rng.uniform() < b.image_probability))
-    return np.array([1, rng.integers(num_images)] if use_image else [0, -1], np.int64)
+    return np.array([IMAGE_BACKGROUND, rng.integers(num_images)] if use_image else [MADE_BACKGROUND, -1], np.int64)
 
 
 # --- expressions
