@@ -118,3 +118,42 @@ def test_the_geometry_setting(ict_model, ctx):
     spec = parse_spec(small)
     moved = dataclasses.replace(spec, render=dataclasses.replace(spec.render, geometry="device"))
     assert spec_fingerprint(moved) == spec_fingerprint(spec)  # where the mesh is made: the same job
+
+
+def test_the_devices_float16_is_numpys_for_every_kind_of_float(ctx):
+    """readback.HALF_BITS on random bit patterns (every exponent, NaN and infinities), float16 ties, and
+    the subnormal range: the bits numpy's astype gives."""
+    from datagen.synth.readback import HalfNormals
+
+    rng = np.random.default_rng(0)
+    size = 128
+    patterns = rng.integers(0, 2**32, (size, size, 3), dtype=np.uint64).astype(np.uint32)
+    ties = rng.uniform(-1, 1, (size, size, 3)).astype(np.float16).astype(np.float32).view(np.uint32) | np.uint32(0x1000)
+    subnormal = rng.integers(0x33000000, 0x38800000, (size, size, 3), dtype=np.uint64).astype(np.uint32)
+    subnormal[..., 1] = (subnormal[..., 1] & ~np.uint32(0x1fff)) | np.uint32(0x1000)  # ties there too
+    with ctx:
+        half = HalfNormals(ctx, (size, size))
+        for bits in (patterns, ties, subnormal, subnormal | np.uint32(0x80000000)):
+            values = bits.view(np.float32)
+            texture = ctx.texture((size, size), 4, np.concatenate([np.zeros((size, size, 1), np.float32), values], -1).tobytes(),
+                                  dtype="f4")
+            half.run(texture)
+            got = np.frombuffer(half.fbo.read(components=3, dtype="u2"), np.uint16).reshape(size, size, 3)
+            texture.release()
+            with np.errstate(all="ignore"):
+                expected = values.astype(np.float16)
+            finite = ~np.isnan(values)
+            np.testing.assert_array_equal(got[finite], expected.view(np.uint16)[finite])
+            assert np.isnan(got.view(np.float16)[~finite]).all()
+
+
+def test_half_normals_made_on_the_device_are_numpys_rounding_of_the_same_render(ict_model, ctx, params):
+    plain = Renderer(ict_model, 128, 128, ctx=ctx)
+    half = Renderer(ict_model, 128, 128, ctx=ctx)
+    half.use_half_normals()
+    scenes = build_scenes(ict_model, params[:3], topology=plain.topology)
+    a, b = plain.render(scenes), half.render(scenes)
+    assert b.normal.dtype == np.float16 and a.normal.dtype == np.float32
+    np.testing.assert_array_equal(b.normal.view(np.uint16), a.normal.astype(np.float16).view(np.uint16))
+    for field in ("depth", "segmentation", "colour"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)

@@ -53,9 +53,10 @@ class FaceGenerator:
         self.renderer = renderer or Renderer(model, r.width, r.height, r.msaa, r.supersample, ctx=ctx,
                                              detail_size=detail.resolution if detail.probability > 0 else 0,
                                              flow=spec.video.is_clip, geometry_on_device=self.on_device)
-        if self.on_device:  # the device path: meshes and made backgrounds on the device
+        if self.on_device:  # the device path: meshes, made backgrounds and float16 normals on the device
             self.renderer.use_device_geometry()
             self.renderer.use_device_backgrounds()
+            self.renderer.use_half_normals()
         self.background_images = background_images(spec)
         libraries = [path for _, path in spec.texture_libraries()]
         self.photos = load_photos(libraries, model)  # pictures read when a sample uses them

@@ -49,7 +49,7 @@ def annotate(params: list[FaceParams], scenes: SceneBatch, rendered: RenderOutpu
         "image": images,
         "segmentation": rendered.segmentation,
         "depth": rendered.depth,
-        "normal": rendered.normal.astype(np.float16),
+        "normal": rendered.normal.astype(np.float16, copy=False),
         "landmarks_2d": scenes.landmarks_2d,
         "landmarks_3d": scenes.landmarks_3d,
         "landmark_visible": landmark_visibility(scenes, rendered),

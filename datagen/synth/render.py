@@ -17,7 +17,6 @@ With neither, the colour comes from the first pass.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from importlib import resources
 
 import numpy as np
@@ -30,7 +29,8 @@ from .detail_textures import DetailTextures
 from .device_background import DeviceBackgrounds
 from .device_geometry import MAX_BATCH, DeviceGeometry
 from .gpus import create_context
-from .readback import BoxFilter, Output, Readback
+from .readback import BoxFilter, HalfNormals, Output, Readback
+from .render_output import PendingRender, RenderOutput, SceneMotion  # noqa: F401 (importable from here)
 from .skin import glsl_skin_constants
 from ..models.morphable_model import MorphableModel
 
@@ -58,51 +58,6 @@ def _format(layout, inputs) -> str:
         size = 4 * int(fmt[:-1])
         parts.append(fmt if name in inputs else f"{size}x")
     return " ".join(parts)
-
-
-@dataclass(frozen=True)
-class RenderOutput:
-    """Per-pixel outputs of a batch, row 0 = the top of the image.
-
-    colour:       (B, H, W, 4) uint8 sRGB; alpha = fraction of the pixel the face covers
-    depth:        (B, H, W) float32 mm along the viewing axis (-z); 0 on background
-    normal:       (B, H, W, 3) float32 unit camera-space normals; 0 on background
-    segmentation: (B, H, W) uint8 labels (face_parts.LABELS); 0 on background
-    depth_fine, normal_fine: the same of the surface displaced by the fine detail (synth/detail.py),
-                  equal to depth and normal where a sample has none; None from a renderer without detail
-    seen_next, seen_prev: (B, H, W, 4) float32 of the surface point at each pixel, in the next and the
-                  previous frame: (x, y) pixels (x right, y down, pixel centres at +0.5), depth mm,
-                  +1 facing the camera or -1 turned away; 0 on background; None without ``SceneMotion``
-    background:   (B, H, W, 3) uint8 made backgrounds painted on the device (``submit``'s ``backgrounds``;
-                  a sample given none: undefined); None without
-    """
-
-    colour: np.ndarray
-    depth: np.ndarray
-    normal: np.ndarray
-    segmentation: np.ndarray
-    depth_fine: np.ndarray | None = None
-    normal_fine: np.ndarray | None = None
-    seen_next: np.ndarray | None = None
-    seen_prev: np.ndarray | None = None
-    background: np.ndarray | None = None
-
-
-@dataclass(frozen=True)
-class SceneMotion:
-    """Where each vertex of a batch of frames is in the previous and the next frame of its clip.
-
-    prev_vertices, next_vertices: (B, V, 3) float32 camera space, mm (a clip's first frame: its own)
-    prev_props, next_props:       B (N_i, 3) arrays or None: the props' vertices likewise
-    prev_intrinsics, next_intrinsics: (B, 4) the cameras of those frames
-    """
-
-    prev_vertices: np.ndarray
-    next_vertices: np.ndarray
-    prev_props: tuple
-    next_props: tuple
-    prev_intrinsics: np.ndarray
-    next_intrinsics: np.ndarray
 
 
 def shader_source(name: str, outputs: tuple = ()) -> str:
@@ -160,7 +115,7 @@ class Renderer:
             self.program["u_detail_tiles"] = 1.0
             self.detail_textures = DetailTextures(self.ctx, self.program, self.detail) if self.detail else None
             self._build_framebuffers()
-            self.device_geometry = self.device_backgrounds = None
+            self.device_geometry = self.device_backgrounds = self.half_normals = None
         if geometry_on_device:
             self.use_device_geometry()
         self.prop_vao, self._prop_vertices, self._prop_indices, self._prop_count = None, 0, 0, 0
@@ -177,8 +132,19 @@ class Renderer:
         if self.device_backgrounds is None:
             with self.ctx:
                 self.device_backgrounds = DeviceBackgrounds(self.ctx, self.width, self.height)
-                r = self.readback
-                self.readback = Readback(self.ctx, r.outputs + [self.device_backgrounds.output], self.width, self.height)
+                self._read_also([self.device_backgrounds.output])
+
+    def use_half_normals(self) -> None:
+        """Give ``RenderOutput.normal`` as float16 from now on, made on the device (readback.HalfNormals)."""
+        if self.half_normals is None:
+            with self.ctx:
+                self.half_normals = HalfNormals(self.ctx, (self.width, self.height))
+                outputs = [Output("depth", self.gt_fbo, 1, 1, "f4"), Output("normal16", self.half_normals.fbo, 0, 3, "u2")]
+                self._read_also(outputs, instead_of="geometry")
+
+    def _read_also(self, outputs: list[Output], instead_of: str = "") -> None:
+        kept = [o for o in self.readback.outputs if o.name != instead_of]
+        self.readback = Readback(self.ctx, kept + outputs, self.width, self.height)
 
     def _build_buffers(self):
         """The index and per-model buffers from the topology, and room for a sample's vertices."""
@@ -255,7 +221,8 @@ class Renderer:
             raise ValueError("this Renderer was made without flow=True: it cannot render a SceneMotion")
         if scenes.shape is not None and self.device_geometry is None:
             raise ValueError("these scenes leave their mesh to the device: make the Renderer with geometry_on_device=True")
-        names = ("geometry", "segmentation", "colour") + (("fine",) if self.detail else ()) + \
+        names = (("depth", "normal16") if self.half_normals else ("geometry",)) + ("segmentation", "colour") + \
+            (("fine",) if self.detail else ()) + \
             (("next", "prev") if motion is not None else ())
         if backgrounds is not None and self.device_backgrounds is None:
             raise ValueError("this Renderer paints no backgrounds: call use_device_backgrounds() first")
@@ -269,6 +236,8 @@ class Renderer:
                     self.detail_textures.use(scenes.details[i] if scenes.details else None)
                 self._use_motion(motion, i)
                 self._draw(scenes, i, motion)
+                if self.half_normals:
+                    self.half_normals.run(self.gt_fbo.color_attachments[1])
                 pending.queue(i, names)
                 if backgrounds is not None and backgrounds[i] is not None:
                     self.device_backgrounds.paint(*backgrounds[i])
@@ -391,20 +360,3 @@ class Renderer:
 
     def release(self) -> None:
         self.ctx.release()
-
-
-class PendingRender:
-    """A submitted batch (``Renderer.submit``): ``result()`` waits for its pixels and returns them."""
-
-    def __init__(self, pending, names: tuple):
-        self.pending, self.names = pending, names
-
-    def result(self) -> RenderOutput:
-        arrays = self.pending.result(self.names)
-        part = lambda name, channels: np.ascontiguousarray(arrays[name][..., channels]) if name in arrays else None  # noqa: E731
-        # colour and normals stay views of the mapped rows: they are read once more (composited, made float16)
-        return RenderOutput(colour=arrays["colour"], depth=part("geometry", 0),
-                            normal=arrays["geometry"][..., 1:4], segmentation=part("segmentation", 0),
-                            depth_fine=part("fine", 0), normal_fine=part("fine", slice(1, 4)),
-                            seen_next=part("next", slice(None)), seen_prev=part("prev", slice(None)),
-                            background=arrays.get("background"))
