@@ -140,7 +140,8 @@ def test_this_machine_renders_on_llvmpipe_and_says_so(ctx):
     assert devices and any(d.software for d in devices)
     binding = egl_device()
     assert binding.gpu is False and "llvmpipe" in binding.how
-    assert "llvmpipe" in ctx.info["GL_RENDERER"]
+    with ctx:  # current in this thread (an earlier test's ``with ctx:`` may have left none current)
+        assert "llvmpipe" in ctx.info["GL_RENDERER"]
 
 
 def test_local_cluster_defaults_to_one_worker_per_core_without_gpus(monkeypatch):

@@ -157,3 +157,5 @@ def test_half_normals_made_on_the_device_are_numpys_rounding_of_the_same_render(
     np.testing.assert_array_equal(b.normal.view(np.uint16), a.normal.astype(np.float16).view(np.uint16))
     for field in ("depth", "segmentation", "colour"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
+    for out in (a, b):  # plain arrays, as torch.from_numpy and every reader takes them
+        assert all(getattr(out, f).flags.c_contiguous for f in ("colour", "depth", "normal", "segmentation"))

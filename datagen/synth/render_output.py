@@ -66,11 +66,10 @@ class PendingRender:
     def result(self) -> RenderOutput:
         arrays = self.pending.result(self.names)
         part = lambda name, channels: np.ascontiguousarray(arrays[name][..., channels]) if name in arrays else None  # noqa: E731
-        # colour and normals stay views of the mapped rows: they are read once more (composited, made float16)
         half = "normal16" in arrays  # (the float16 bits read as uint16)
-        return RenderOutput(colour=arrays["colour"], depth=part("depth" if half else "geometry", 0),
-                            normal=arrays["normal16"].view(np.float16) if half else arrays["geometry"][..., 1:4],
+        return RenderOutput(colour=part("colour", slice(None)), depth=part("depth" if half else "geometry", 0),
+                            normal=part("normal16", slice(None)).view(np.float16) if half else part("geometry", slice(1, 4)),
                             segmentation=part("segmentation", 0),
                             depth_fine=part("fine", 0), normal_fine=part("fine", slice(1, 4)),
                             seen_next=part("next", slice(None)), seen_prev=part("prev", slice(None)),
-                            background=arrays.get("background"))
+                            background=part("background", slice(None)))
