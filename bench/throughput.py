@@ -7,7 +7,8 @@
 Prints (medians of --repeats runs, all measured in this one run):
   0. what feeding the device costs: per sample, the host-side cost (everything outside GL calls:
      sampling, scenes, compositing, annotation; and apart, writing: compression, HDF5, the read-back
-     check) and the GL time, with the mesh made by numpy and by the device's compute shaders; the
+     check) and the GL time, on the numpy path and on the device path (geometry = "device": the mesh by
+     compute shaders, made backgrounds painted and normals rounded to float16 on the device); the
      render-only rate of the same outputs in one process on one core (LP_NUM_THREADS=0, as a local
      worker renders); `datagen generate` on warm local clusters of 1 and 2 workers (bench/scaling.py's
      measure); and the ratio end to end (2 workers) / (render-only x the 2-worker scaling);
@@ -221,7 +222,8 @@ def feed_costs(spec, model, args):
     print("\n0. feeding the device (quickstart, 224x224, one process unless said):")
     for geometry in ("host", "device"):
         r = host_cost(with_geometry(spec, geometry), model, 32, args.repeats)
-        print(f"   mesh by {'numpy' if geometry == 'host' else 'compute shaders'}: host {r['host'] * 1e3:.2f} ms + writing "
+        path = "numpy path" if geometry == "host" else "device path (mesh, made background, float16 normals)"
+        print(f"   {path}: host {r['host'] * 1e3:.2f} ms + writing "
               f"({spec.output.compression}) {r['write'] * 1e3:.2f} ms = {(r['host'] + r['write']) * 1e3:.2f} ms per sample "
               f"outside GL; GL {r['gl'] * 1e3:.1f} ms")
     env = {**os.environ, "LP_NUM_THREADS": "0"}
