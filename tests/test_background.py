@@ -40,7 +40,7 @@ def test_a_made_background_is_the_per_pixel_formulas_bits(size):
     for index in range(12):
         fast = _procedural(sample_rng(7, index, "background_pattern"), width, height)
         plain = plain_procedural(sample_rng(7, index, "background_pattern"), width, height)
-        assert fast.shape == (height, width, 3) and np.array_equal(fast, plain)
+        assert fast.shape == (height, width, 3) and fast.flags.c_contiguous and np.array_equal(fast, plain)
 
 
 def test_compositing_is_the_per_pixel_formulas_bits():
@@ -115,3 +115,15 @@ def test_the_device_path_composites_its_painted_backgrounds(ict_model, ctx):
         np.testing.assert_array_equal(images[k][uncovered], rendered.background[k][uncovered])
         pattern, offset = device_pattern(spec.seed, k)
         np.testing.assert_array_equal(rendered.background[k], painted(generator.renderer.device_backgrounds, pattern, offset))
+
+
+def test_images_too_small_for_the_shaders_upsampling_get_numpys_backgrounds(ict_model, ctx):
+    from datagen.run.generator import FaceGenerator
+    from datagen.spec import parse_spec
+    from datagen.synth.render import Renderer
+
+    spec = parse_spec('name = "bg"\nseed = 2\n[render]\nwidth = 20\nheight = 32\ngeometry = "device"\n')
+    generator = FaceGenerator(spec, ict_model, Renderer(ict_model, 20, 32, ctx=ctx))
+    params = [generator.sample_params(i) for i in range(2)]
+    assert generator._painted(params) is None  # PIL shrinks a 23-cell grid into 20 pixels: numpy paints it
+    assert generator.generate(range(2))["image"].shape == (2, 32, 20, 3)

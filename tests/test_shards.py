@@ -75,7 +75,7 @@ def test_non_finite_values_are_refused_when_written(tmp_path, setup):
     spec, g = setup
     arrays = g.generate(range(2))
     arrays["depth"][1, 3, 4] = np.nan
-    with pytest.raises(ValueError, match="depth holds NaN or infinite values"):
+    with pytest.raises(ShardError, match="depth holds NaN or infinite values; the shard is not written"):
         with ShardWriter(tmp_path / "s.h5", spec, g.model, 0, range(2)) as w:
             w.write(arrays)
     assert list(tmp_path.iterdir()) == []

@@ -136,7 +136,7 @@ class ShardWriter:
             if a.shape[1:] != f.shape or a.dtype != np.dtype(f.dtype):
                 raise ValueError(f"{self.path.name}: {name} has shape {a.shape[1:]} {a.dtype}, schema says {f.shape} {f.dtype}")
             if a.dtype.kind == "f" and not all_finite(a):
-                raise ValueError(f"{self.path.name}: {name} holds NaN or infinite values")
+                raise ShardError(f"{self.path.name}: {name} holds NaN or infinite values; the shard is not written")
             self._datasets[name][self.count:self.count + b] = a
         self.hash.update(arrays)
         self.count += b

@@ -26,7 +26,7 @@ from ..data.fields import SampleBatch, frame_fields, shard_fields
 from ..synth.geometry import build_scenes, check_props
 from ..models.registry import resolve_model
 from ..models.morphable_model import MorphableModel
-from ..synth.device_background import device_pattern
+from ..synth.device_background import device_pattern, paints
 from ..synth.device_geometry import geometry_on_device
 from ..synth.gpus import create_context, describe_context
 from ..synth.render import Renderer
@@ -152,9 +152,16 @@ class FaceGenerator:
         albedo_maps = [self.photos.load(p.albedo_source).albedo if p.albedo_source >= 0 else None for p in params]
         detail_maps = [self._photo_detail(p.detail.photo) if p.detail.photo >= 0 else None for p in params]
         scenes = build_scenes(self.model, params, albedo_maps, self.renderer.topology, detail_maps, self.on_device)
-        backgrounds = [device_pattern(self.spec.seed, p.sample_index) if p.background[0] == MADE_BACKGROUND else None
-                       for p in params] if self.on_device else None
-        return params, scenes, self.renderer.submit(scenes, clip_motion(scenes) if clip else None, backgrounds)
+        return params, scenes, self.renderer.submit(scenes, clip_motion(scenes) if clip else None, self._painted(params))
+
+    def _painted(self, params: list[FaceParams]) -> list | None:
+        """What the device paints: per sample its made background's pattern or None; None when it paints none."""
+        r = self.spec.render
+        if not (self.on_device and paints(r.width, r.height)):
+            return None
+        patterns = [device_pattern(self.spec.seed, p.sample_index) if p.background[0] == MADE_BACKGROUND else None
+                    for p in params]
+        return patterns if any(p is not None for p in patterns) else None
 
     def _pictures(self, params, scenes, rendered, clip: bool = False):
         """(scenes, rendered, images, photo warp fields or Nones): the rendered faces over their backgrounds."""

@@ -97,8 +97,8 @@ def paint_pattern(pattern: ProceduralPattern, grain: np.ndarray) -> np.ndarray:
     xx, yy = _unit_grid(width, height)
     ramp = np.cos(pattern.angle) * xx + np.sin(pattern.angle) * yy  # float64
     planes = np.empty((3, height, width))
-    for c in range(3):
-        np.multiply(ramp, pattern.gradient[c], out=planes[c])
+    for c in range(3):  # [c:c + 1]: a float64 array, never cast down to a float32 ramp's type (numpy 1.x)
+        np.multiply(ramp, pattern.gradient[c:c + 1], out=planes[c])
         planes[c] += pattern.base[c]
     for blobs, weight in zip(pattern.blobs, pattern.weights):
         up = np.asarray(Image.fromarray(blobs).resize((width, height), Image.BICUBIC))
@@ -107,7 +107,7 @@ def paint_pattern(pattern: ProceduralPattern, grain: np.ndarray) -> np.ndarray:
     planes += pattern.grain * grain
     np.clip(planes, 0, 1, out=planes)
     planes *= 255
-    return planes.transpose(1, 2, 0).astype(np.uint8)
+    return planes.transpose(1, 2, 0).astype(np.uint8, order="C")
 
 
 BYTE_TO_SIGNED = np.arange(256) / 127.5 - 1.0  # a byte b as b / 127.5 - 1, float64

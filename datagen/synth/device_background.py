@@ -94,6 +94,12 @@ void main() {
 """.replace("GRAIN_SIZE", str(GRAIN_SIZE))
 
 
+def paints(width: int, height: int) -> bool:
+    """Whether the device paints made backgrounds of this size: PIL enlarges every blob grid (up to 23
+    cells) in images of at least MAX_CELLS pixels a side; the shader does only enlarging."""
+    return min(width, height) >= MAX_CELLS
+
+
 def device_pattern(seed: int, index: int) -> tuple[ProceduralPattern, tuple[int, int]]:
     """Sample ``index``'s made background as the device paints it: its pattern (the numpy path's), and
     where its grain starts in the grain texture (drawn where the numpy path draws its grain)."""

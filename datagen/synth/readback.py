@@ -155,6 +155,13 @@ class Readback:
             buffers = {o.name: self.ctx.buffer(reserve=self._bytes(o) * batch) for o in self.outputs}
         return Pending(self, (capacity, buffers), batch)
 
+    def release(self) -> None:
+        """Free the buffers no batch is waiting on (a batch still waiting keeps its own until taken)."""
+        for _, buffers in self._free:
+            for buffer in buffers.values():
+                buffer.release()
+        self._free.clear()
+
     def _give_back(self, entry: tuple[int, dict]) -> None:
         self._free.append(entry)
 

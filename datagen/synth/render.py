@@ -144,6 +144,7 @@ class Renderer:
 
     def _read_also(self, outputs: list[Output], instead_of: str = "") -> None:
         kept = [o for o in self.readback.outputs if o.name != instead_of]
+        self.readback.release()
         self.readback = Readback(self.ctx, kept + outputs, self.width, self.height)
 
     def _build_buffers(self):
@@ -224,8 +225,8 @@ class Renderer:
         names = (("depth", "normal16") if self.half_normals else ("geometry",)) + ("segmentation", "colour") + \
             (("fine",) if self.detail else ()) + \
             (("next", "prev") if motion is not None else ())
-        if backgrounds is not None and self.device_backgrounds is None:
-            raise ValueError("this Renderer paints no backgrounds: call use_device_backgrounds() first")
+        if backgrounds is not None and (self.device_backgrounds is None or len(backgrounds) != len(scenes)):
+            raise ValueError("backgrounds: one per scene, after use_device_backgrounds()")
         with self.ctx:  # current in this thread (see __init__)
             pending = self.readback.begin(len(scenes))
             for i in range(len(scenes)):
