@@ -1,6 +1,6 @@
 """Where a sample's time goes outside GL: the host-side cost per sample, next to the GL time.
 
-    python bench/host_cost.py [--samples 64] [--repeats 3] [--geometry auto|host|device] [--compression lzf]
+    python bench/host_cost.py [--samples 64] [--repeats 3] [--geometry auto|host|device] [--compression lzf] [--numpy-normals]
 
 One process, the quickstart job (224x224). GL time is the time spent in the renderer's GL calls
 (``Renderer.submit``: compute shaders, draws, queued read-back; ``result``: waiting for and mapping
@@ -17,11 +17,13 @@ import dataclasses
 import statistics
 import tempfile
 import time
+from unittest import mock
 from pathlib import Path
 
 from datagen.data.shards import ShardWriter
 from datagen.models.registry import resolve_model
 from datagen.run.generator import FaceGenerator
+from datagen.synth.render import Renderer
 from datagen.spec import load_default_spec, with_overrides
 
 
@@ -48,12 +50,16 @@ class GLClock:
         renderer.submit = timed_submit
 
 
-def host_cost(spec, model, samples: int, repeats: int) -> dict:
+def host_cost(spec, model, samples: int, repeats: int, numpy_normals: bool = False) -> dict:
     """Medians over ``repeats``, per sample, in seconds: total, gl, host, write; and the generator.
 
     Each repeat is one shard made as ``job.generate_shard`` makes it: ``generator.batches`` into a
     ``ShardWriter``; the writer's time (``write`` calls and finishing the file) is counted apart."""
-    generator = FaceGenerator(spec, model)
+    if numpy_normals:  # as releases before readback.HalfNormals: float32 normals read back, numpy converts them
+        with mock.patch.object(Renderer, "use_half_normals", lambda renderer: None):
+            generator = FaceGenerator(spec, model)
+    else:
+        generator = FaceGenerator(spec, model)
     clock = GLClock(generator.renderer)
     indices = range(1000, 1000 + samples)
     generator.generate(list(indices)[:4])  # warm up
@@ -83,6 +89,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--geometry", default="auto")
     parser.add_argument("--compression", default=None)
+    parser.add_argument("--numpy-normals", action="store_true", help="on the device path, read float32 "
+                        "normals back and convert them with numpy, as before readback.HalfNormals (the same bits)")
     parser.add_argument("--model-dir", default=None)
     args = parser.parse_args()
     spec = load_default_spec()
@@ -91,8 +99,9 @@ def main():
     spec = with_overrides(spec, num_samples=args.samples, output=output,
                           render=dataclasses.replace(spec.render, geometry=args.geometry))
     model = resolve_model(spec.model.name, args.model_dir)
-    r = host_cost(spec, model, args.samples, args.repeats)
-    print(f"{r['generator'].device}\nper sample: GL {r['gl'] * 1e3:.2f} ms, host {r['host'] * 1e3:.2f} ms, "
+    r = host_cost(spec, model, args.samples, args.repeats, args.numpy_normals)
+    half = ", float16 normals " + ("on the device" if r["generator"].renderer.half_normals else "by numpy")
+    print(f"{r['generator'].device}{half}\nper sample: GL {r['gl'] * 1e3:.2f} ms, host {r['host'] * 1e3:.2f} ms, "
           f"writing ({spec.output.compression}) {r['write'] * 1e3:.2f} ms; host + writing "
           f"{(r['host'] + r['write']) * 1e3:.2f} ms")
 

@@ -28,7 +28,7 @@ from ..models.registry import resolve_model
 from ..models.morphable_model import MorphableModel
 from ..synth.device_background import device_pattern, paints
 from ..synth.device_geometry import geometry_on_device
-from ..synth.gpus import create_context, describe_context, is_software
+from ..synth.gpus import create_context, describe_context
 from ..synth.render import Renderer
 from ..photo.photoreal import PhotoComposer
 from ..photo.library import load_photos
@@ -56,10 +56,9 @@ class FaceGenerator:
         if self.on_device:  # the device path: meshes and made backgrounds on the device
             self.renderer.use_device_geometry()
             self.renderer.use_device_backgrounds()
-        if not spec.photoreal.library and (self.on_device or not is_software(ctx)):
+        if self.on_device and not self.renderer.detail:
             # float16 normals made on the device: numpy's bits, half the read-back, no conversion on the
-            # host (on llvmpipe the extra pass costs what the host saves); a photo-realistic composite
-            # shades with float32 normals
+            # host (with fine detail, whose normals come from another attachment, a render's stay float32)
             self.renderer.use_half_normals()
         self.background_images = background_images(spec)
         libraries = [path for _, path in spec.texture_libraries()]
