@@ -2,13 +2,15 @@
 
     python bench/throughput.py [--samples 256] [--workers 0] [--repeats 5] [--model-dir DIR]
     python bench/throughput.py --feed       # item 0 alone
-    python bench/throughput.py --device N [--max-workers 4] [--samples 4096]   # on a GPU node
+    python bench/throughput.py --device N [--max-workers 4] [--samples 4096]   # on a GPU node: the
+        render calls' samples/s in layered batches and a sample at a time, then samples/s for 1..N workers
 
 Prints (medians of --repeats runs, all measured in this one run):
   0. what feeding the device costs: per sample, the host-side cost (everything outside GL calls:
      sampling, scenes, compositing, annotation; and apart, writing: compression, HDF5, the read-back
      check) and the GL time, on the numpy path and on the device path (geometry = "device": the mesh by
      compute shaders, made backgrounds painted and normals rounded to float16 on the device); the
+     device path's render calls in layered batches (synth/layered.py) against a sample at a time; the
      render-only rate of the same outputs in one process on one core (LP_NUM_THREADS=0, as a local
      worker renders); `datagen generate` on warm local clusters of 1 and 2 workers (bench/scaling.py's
      measure); and the ratio end to end (2 workers) / (render-only x the 2-worker scaling);
@@ -47,6 +49,7 @@ import time
 import numpy as np
 
 from datagen.run.generator import FaceGenerator
+from datagen.synth.device_geometry import MAX_BATCH
 from datagen.synth.geometry import build_scenes
 from datagen.run.job import run_job
 from datagen.models.registry import resolve_model
@@ -215,6 +218,23 @@ def render_only_rate(model_dir, repeats: int) -> float:
     return len(params) / timed(lambda: generator.renderer.render(scenes), repeats)
 
 
+def layered_gl_times(spec, model, repeats: int) -> tuple[float, float]:
+    """Seconds per sample of the device path's render calls for 32 samples: in layered batches (synth/layered.py),
+    and a sample at a time (the same pixels), alternating."""
+    generator = FaceGenerator(with_geometry(spec, "device"), model)
+    renderer = generator.renderer
+    params = [generator.sample_params(i) for i in range(1000, 1032)]
+    scenes = build_scenes(model, params, topology=renderer.topology, on_device=True)
+    times = {True: [], False: []}
+    for _ in range(repeats):
+        for layered in (True, False):
+            renderer.use_layered_draws(layered)
+            renderer.render(scenes)  # warm: programs and targets made
+            times[layered].append(timed(lambda: renderer.render(scenes), 1) / len(params))
+    renderer.release()
+    return statistics.median(times[True]), statistics.median(times[False])
+
+
 def feed_costs(spec, model, args):
     from host_cost import host_cost
     from scaling import measure
@@ -226,6 +246,9 @@ def feed_costs(spec, model, args):
         print(f"   {path}: host {r['host'] * 1e3:.2f} ms + writing "
               f"({spec.output.compression}) {r['write'] * 1e3:.2f} ms = {(r['host'] + r['write']) * 1e3:.2f} ms per sample "
               f"outside GL; GL {r['gl'] * 1e3:.1f} ms")
+    layered, alone = layered_gl_times(spec, model, args.repeats)
+    print(f"   GL, device path, render calls only: layered batches (one draw per pass for {MAX_BATCH} samples) "
+          f"{layered * 1e3:.1f} ms, one sample at a time {alone * 1e3:.1f} ms per sample (ratio {alone / layered:.2f})")
     env = {**os.environ, "LP_NUM_THREADS": "0"}
     command = [sys.executable, __file__, "--render-only", "--repeats", str(args.repeats)]
     command += ["--model-dir", args.model_dir] if args.model_dir else []
@@ -261,6 +284,9 @@ def device_mode(args):
     print(f"GPU mode: EGL device {args.device}, quickstart {spec.render.width}x{spec.render.height}, {args.samples} "
           f"samples, shards of 64, geometry {spec.render.geometry}; {os.cpu_count()} cores; medians of {args.repeats} runs")
     print(f"{'workers':>8}{'steady samples/s':>18}{'end-to-end samples/s':>22}{'host cores busy':>17}  device memory")
+    layered, alone = layered_gl_times(spec, resolve_model(spec.model.name, args.model_dir), args.repeats)
+    print(f"render calls only, one process: layered batches {1 / layered:.0f} samples/s, one sample at a time "
+          f"{1 / alone:.0f} samples/s")
     for workers in range(1, args.max_workers + 1):
         r = measure(spec, workers, 0, args.model_dir, args.repeats, env={"DATAGEN_EGL_DEVICE": str(args.device)},
                     probe=gpu_memory_mib)

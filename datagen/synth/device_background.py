@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .background import ProceduralPattern, procedural_pattern
-from .readback import FULL_SCREEN, Output
+from .readback import Output, full_screen_program
 from .sampling import sample_rng
 
 GRAIN_SIZE = 512  # texels a side of the grain texture, repeated
@@ -117,7 +117,7 @@ class DeviceBackgrounds:
 
     def __init__(self, ctx, width: int, height: int):
         self.ctx = ctx
-        self.program = ctx.program(vertex_shader=FULL_SCREEN, fragment_shader=PAINT)
+        self.program = full_screen_program(ctx, PAINT, layered=False)
         self.vao = ctx.vertex_array(self.program, [])
         self.fbo = ctx.framebuffer(color_attachments=[ctx.texture((width, height), 4)])
         self.grain = ctx.texture((GRAIN_SIZE, GRAIN_SIZE), 1, grain_texels().tobytes(), dtype="f4")

@@ -20,7 +20,7 @@ import numpy as np
 # 8-bit values: (sum + s*s/2) / (s*s), rounded down; the same pixel centres as the ground truth.
 BOX_FILTER = """
 #version 330
-uniform sampler2D u_image;
+uniform IMAGE u_image;
 uniform int u_factor;
 out vec4 f_colour;
 void main() {
@@ -28,36 +28,66 @@ void main() {
     vec4 sum = vec4(0.0);
     for (int dy = 0; dy < u_factor; ++dy)
         for (int dx = 0; dx < u_factor; ++dx)
-            sum += round(texelFetch(u_image, corner + ivec2(dx, dy), 0) * 255.0);
+            sum += round(FETCH(u_image, corner + ivec2(dx, dy)) * 255.0);
     float area = float(u_factor * u_factor);
     f_colour = floor((sum + floor(area / 2.0)) / area) / 255.0;
 }
 """
 FULL_SCREEN = """
 #version 330
+LAYERED
 void main() {
     vec2 corner = vec2(float((gl_VertexID & 1) << 2), float((gl_VertexID & 2) << 1)) - 1.0;
     gl_Position = vec4(corner, 0.0, 1.0);
+    LAYER
 }
 """
+# A full-screen pass reads and writes either one image or, instanced, every layer of texture arrays:
+# instance k draws layer k (layered.py).
+FULL_SCREEN_VARIANTS = {
+    False: {"LAYERED": "", "LAYER": ""},
+    True: {"#version 330": "#version 430\n#extension GL_ARB_shader_viewport_layer_array : require",
+           "LAYERED": "flat out int v_layer;", "LAYER": "gl_Layer = gl_InstanceID; v_layer = gl_InstanceID;"}}
+FETCH_VARIANTS = {
+    False: "#define IMAGE sampler2D\n#define FETCH(image, p) texelFetch(image, p, 0)\n",
+    True: "#define IMAGE sampler2DArray\nflat in int v_layer;\n#define FETCH(image, p) texelFetch(image, ivec3(p, v_layer), 0)\n"}
 
 
-class BoxFilter:
-    """Draws a supersampled colour texture, box-filtered, into a framebuffer of the output size."""
+def full_screen_program(ctx, fragment_shader: str, layered: bool):
+    vertex_shader = FULL_SCREEN
+    for key, value in FULL_SCREEN_VARIANTS[layered].items():
+        vertex_shader = vertex_shader.replace(key, value)
+    fragment_shader = fragment_shader.replace("#version 330\n", "#version 330\n" + FETCH_VARIANTS[layered], 1)
+    return ctx.program(vertex_shader=vertex_shader, fragment_shader=fragment_shader)
 
-    def __init__(self, ctx, factor: int, size: tuple[int, int]):
-        self.ctx, self.factor = ctx, factor
-        self.program = ctx.program(vertex_shader=FULL_SCREEN, fragment_shader=BOX_FILTER)
-        self.program["u_image"] = 0
-        self.program["u_factor"] = factor
+
+class FullScreenPass:
+    """Draws a fragment shader over every pixel of a target of ``size`` (``layers`` > 0: of a texture array
+    of that many layers, ``run`` drawing the first ``count``), reading one input at texture unit 0."""
+
+    def __init__(self, ctx, fragment_shader: str, size: tuple[int, int], components: int, dtype: str, layers: int = 0):
+        self.ctx = ctx
+        self.program = full_screen_program(ctx, fragment_shader, bool(layers))
         self.vao = ctx.vertex_array(self.program, [])
-        self.fbo = ctx.framebuffer(color_attachments=[ctx.texture(size, 4)])
+        self.texture = (ctx.texture_array((*size, layers), components, dtype=dtype) if layers
+                        else ctx.texture(size, components, dtype=dtype))
+        self.fbo = ctx.framebuffer(color_attachments=[self.texture])
 
-    def run(self, image) -> None:
+    def run(self, image, count: int = 1) -> None:
         self.fbo.use()
         self.ctx.disable(self.ctx.DEPTH_TEST | self.ctx.CULL_FACE)
         image.use(0)
-        self.vao.render(mode=self.ctx.TRIANGLES, vertices=3)
+        self.vao.render(mode=self.ctx.TRIANGLES, vertices=3, instances=count)
+
+
+class BoxFilter(FullScreenPass):
+    """Draws a supersampled colour texture, box-filtered, into a framebuffer of the output size."""
+
+    def __init__(self, ctx, factor: int, size: tuple[int, int], layers: int = 0):
+        super().__init__(ctx, BOX_FILTER, size, 4, "f1", layers)
+        self.factor = factor
+        self.program["u_image"] = 0
+        self.program["u_factor"] = factor
 
 
 # float32 -> float16 bits, rounded to the nearest, ties to even (IEEE 754, as numpy's astype), on
@@ -85,32 +115,23 @@ uint half_bits(float value) {
 """
 HALF_NORMALS = """
 #version 330
-uniform sampler2D u_geometry;  // (depth, normal x, y, z), float32
+uniform IMAGE u_geometry;  // (depth, normal x, y, z), float32
 out uvec4 f_half;
 HALF_BITS
 void main() {
-    vec3 n = texelFetch(u_geometry, ivec2(gl_FragCoord.xy), 0).yzw;
+    vec3 n = FETCH(u_geometry, ivec2(gl_FragCoord.xy)).yzw;
     f_half = uvec4(half_bits(n.x), half_bits(n.y), half_bits(n.z), 0u);
 }
 """.replace("HALF_BITS", HALF_BITS)
 
 
-class HalfNormals:
+class HalfNormals(FullScreenPass):
     """Makes the ground-truth normals float16, the shards' type, on the device: half the bytes to read
     back, and no conversion on the host (numpy's takes about 1 ms a sample at 224x224)."""
 
-    def __init__(self, ctx, size: tuple[int, int]):
-        self.ctx = ctx
-        self.program = ctx.program(vertex_shader=FULL_SCREEN, fragment_shader=HALF_NORMALS)
+    def __init__(self, ctx, size: tuple[int, int], layers: int = 0):
+        super().__init__(ctx, HALF_NORMALS, size, 4, "u2", layers)
         self.program["u_geometry"] = 0
-        self.vao = ctx.vertex_array(self.program, [])
-        self.fbo = ctx.framebuffer(color_attachments=[ctx.texture(size, 4, dtype="u2")])
-
-    def run(self, geometry) -> None:
-        self.fbo.use()
-        self.ctx.disable(self.ctx.DEPTH_TEST | self.ctx.CULL_FACE)
-        geometry.use(0)
-        self.vao.render(mode=self.ctx.TRIANGLES, vertices=3)
 
 
 @dataclass(frozen=True)
@@ -139,7 +160,7 @@ class Readback:
         self.ctx, self.outputs, self.width, self.height = ctx, outputs, width, height
         self._free: list[tuple[int, dict]] = []  # (capacity in samples, {output name: buffer}), none waiting on them
 
-    def _bytes(self, output: Output) -> int:
+    def sample_bytes(self, output: Output) -> int:
         return self.width * self.height * output.components * np.dtype(output.numpy_dtype).itemsize
 
     def begin(self, batch: int) -> "Pending":
@@ -152,7 +173,7 @@ class Readback:
                 for buffer in self._free.pop(0)[1].values():
                     buffer.release()
             capacity = batch
-            buffers = {o.name: self.ctx.buffer(reserve=self._bytes(o) * batch) for o in self.outputs}
+            buffers = {o.name: self.ctx.buffer(reserve=self.sample_bytes(o) * batch) for o in self.outputs}
         return Pending(self, (capacity, buffers), batch)
 
     def release(self) -> None:
@@ -179,7 +200,12 @@ class Pending:
         for o in r.outputs:
             if not only or o.name in only:
                 o.fbo.read_into(self.buffers[o.name], components=o.components, attachment=o.attachment, dtype=o.dtype,
-                                write_offset=i * r._bytes(o))
+                                write_offset=i * r.sample_bytes(o))
+
+    def slot(self, name: str, i: int) -> tuple:
+        """(buffer, Output, byte offset) where sample i's output ``name`` goes (layered reads: layered.py)."""
+        output = next(o for o in self.readback.outputs if o.name == name)
+        return self.buffers[name], output, i * self.readback.sample_bytes(output)
 
     def result(self, names: tuple = ()) -> dict[str, np.ndarray]:
         """{output name: (B, H, W, C) array, row 0 = the image's top} (GL's rows run bottom to top); the
@@ -191,7 +217,7 @@ class Pending:
             for o in r.outputs:
                 if names and o.name not in names:
                     continue
-                data = self.buffers[o.name].read(size=self.batch * r._bytes(o))
+                data = self.buffers[o.name].read(size=self.batch * r.sample_bytes(o))
                 array = np.frombuffer(data, o.numpy_dtype)
                 arrays[o.name] = array.reshape(self.batch, r.height, r.width, o.components)[:, ::-1]
         r._give_back(self.entry)

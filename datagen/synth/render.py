@@ -29,6 +29,7 @@ from .detail_textures import DetailTextures
 from .device_background import DeviceBackgrounds
 from .device_geometry import MAX_BATCH, DeviceGeometry
 from .gpus import create_context
+from .layered import EXTENSION as LAYER_EXTENSION, VERTICES_BINDING, LayeredDraws, supports_layers
 from .readback import BoxFilter, HalfNormals, Output, Readback
 from .render_output import PendingRender, RenderOutput, SceneMotion  # noqa: F401 (importable from here)
 from .skin import glsl_skin_constants
@@ -60,12 +61,16 @@ def _format(layout, inputs) -> str:
     return " ".join(parts)
 
 
-def shader_source(name: str, outputs: tuple = ()) -> str:
+def shader_source(name: str, outputs: tuple = (), layered: bool = False) -> str:
     """A shader of shaders/, with the constants it takes from Python (the SH basis, the skin's pigments,
     the material size); ``outputs``: the optional outputs of the ground-truth pass this renderer attaches
     ("fine", "next", "prev"), in attachment order after the first three (the others go to unattached
-    locations, where GL drops them)."""
+    locations, where GL drops them). ``layered``: compiled for layered batches (layered.py)."""
     source = resources.files("datagen.synth").joinpath("shaders", name).read_text()
+    source = source.replace("SAMPLES", str(MAX_BATCH if layered else 1))
+    if layered and name.endswith(".vert"):
+        source = source.replace("#version 330", f"#version 430\n#extension {LAYER_EXTENSION} : require\n#define LAYERED", 1)
+        source = source.replace("VERTICES_BINDING", str(VERTICES_BINDING))
     spare = iter(range(7, 2, -1))
     for output in OPTIONAL_OUTPUTS:
         location = 3 + outputs.index(output) if output in outputs else next(spare)
@@ -100,32 +105,53 @@ class Renderer:
         # contexts (a preview beside a fitter, tests), and a call lands in whichever is current.
         with self.ctx:
             self._build_buffers()
-            self.program = self.ctx.program(vertex_shader=shader_source("face.vert"),
-                                            fragment_shader=shader_source("face.frag", self.outputs))
+            self.program = self._face_program()
             motion = [(self.motion, *MOTION_FORMAT)] if flow else []
             self.vao = self.ctx.vertex_array(
                 self.program, self.vertex_buffers(*(name for name, _, _ in DYNAMIC_LAYOUT + STATIC_LAYOUT)) + motion,
                 index_buffer=self.index)
-            self.program["u_flow"] = False
             self.noise = self._noise_texture()
-            for unit, name in enumerate(("u_noise", "u_albedo_map", "u_reference", "u_creases", "u_pores", "u_photo_detail")):
-                self.program[name] = unit  # every sampler its own unit, used or not (GL forbids two types on one)
             self._albedo_texture = self._albedo_source = None
-            self.program["u_detail"] = False
-            self.program["u_detail_tiles"] = 1.0
             self.detail_textures = DetailTextures(self.ctx, self.program, self.detail) if self.detail else None
             self._build_framebuffers()
-            self.device_geometry = self.device_backgrounds = self.half_normals = None
+            self.device_geometry = self.device_backgrounds = self.half_normals = self.layered = None
         if geometry_on_device:
             self.use_device_geometry()
         self.prop_vao, self._prop_vertices, self._prop_indices, self._prop_count = None, 0, 0, 0
 
     # --- set-up (once per process)
 
+    def _face_program(self, layered: bool = False):
+        program = self.ctx.program(vertex_shader=shader_source("face.vert", layered=layered),
+                                   fragment_shader=shader_source("face.frag", self.outputs, layered=layered))
+        program["u_flow"] = False
+        for unit, name in enumerate(("u_noise", "u_albedo_map", "u_reference", "u_creases", "u_pores", "u_photo_detail")):
+            if name in program:
+                program[name] = unit  # every sampler its own unit, used or not (GL forbids two types on one)
+        program["u_detail"] = False
+        program["u_detail_tiles"] = 1.0
+        return program
+
     def use_device_geometry(self) -> None:
-        """Take scenes whose mesh is left to the device from now on (device_geometry.py)."""
+        """Take scenes whose mesh is left to the device from now on (device_geometry.py), drawn in layered
+        batches where the context and this renderer's outputs allow (``use_layered_draws``)."""
         if self.device_geometry is None:
             self.device_geometry = DeviceGeometry(self.ctx, self.model, self.topology)
+            self.use_layered_draws()
+
+    def use_layered_draws(self, enabled: bool = True) -> None:
+        """Draw batches of device-geometry scenes with one instanced call per pass (layered.py), where the
+        context has what that needs and this renderer has no MSAA, fine detail or flow; ``enabled=False``:
+        a sample at a time (the same pixels; tests compare the two)."""
+        if not enabled or self.msaa or self.detail or self.flow or not supports_layers(self.ctx):
+            self.layered = None
+            return
+        if self.layered is None:
+            with self.ctx:
+                program = self._face_program(layered=True)
+                vao = self.ctx.vertex_array(program, self.vertex_buffers(*(name for name, _, _ in STATIC_LAYOUT)),
+                                            index_buffer=self.index)
+                self.layered = LayeredDraws(self.ctx, program, vao, (self.width, self.height), self.supersample)
 
     def use_device_backgrounds(self) -> None:
         """Paint made backgrounds on the device from now on (``submit``'s ``backgrounds``; device_background.py)."""
@@ -229,21 +255,36 @@ class Renderer:
             raise ValueError("backgrounds: one per scene, after use_device_backgrounds()")
         with self.ctx:  # current in this thread (see __init__)
             pending = self.readback.begin(len(scenes))
-            for i in range(len(scenes)):
-                if scenes.shape is not None and i % MAX_BATCH == 0:
-                    self.device_geometry.run(scenes.shape[i:i + MAX_BATCH])
-                self._use_albedo_map(scenes.albedo_maps[i])
-                if self.detail:
-                    self.detail_textures.use(scenes.details[i] if scenes.details else None)
-                self._use_motion(motion, i)
-                self._draw(scenes, i, motion)
-                if self.half_normals:
-                    self.half_normals.run(self.gt_fbo.color_attachments[1])
-                pending.queue(i, names)
-                if backgrounds is not None and backgrounds[i] is not None:
-                    self.device_backgrounds.paint(*backgrounds[i])
+            if self._draws_layered(scenes, motion):
+                for start in range(0, len(scenes), MAX_BATCH):
+                    count = min(MAX_BATCH, len(scenes) - start)
+                    self.device_geometry.run(scenes.shape[start:start + count])
+                    self.layered.draw(self, scenes, start, count, half_normals=self.half_normals is not None)
+                    self.layered.read(pending, start, count, names)
+            else:
+                for i in range(len(scenes)):
+                    self._draw_one(scenes, i, motion, pending, names)
+            for i, background in enumerate(backgrounds or ()):
+                if background is not None:
+                    self.device_backgrounds.paint(*background)
                     pending.queue(i, ("background",))
         return PendingRender(pending, names + (("background",) if backgrounds is not None else ()))
+
+    def _draws_layered(self, scenes: SceneBatch, motion: SceneMotion | None) -> bool:
+        return (self.layered is not None and scenes.shape is not None and motion is None
+                and not any(p is not None for p in scenes.props or ()) and all(a is None for a in scenes.albedo_maps))
+
+    def _draw_one(self, scenes: SceneBatch, i: int, motion: SceneMotion | None, pending, names: tuple) -> None:
+        if scenes.shape is not None and i % MAX_BATCH == 0:
+            self.device_geometry.run(scenes.shape[i:i + MAX_BATCH])
+        self._use_albedo_map(scenes.albedo_maps[i])
+        if self.detail:
+            self.detail_textures.use(scenes.details[i] if scenes.details else None)
+        self._use_motion(motion, i)
+        self._draw(scenes, i, motion)
+        if self.half_normals:
+            self.half_normals.run(self.gt_fbo.color_attachments[1])
+        pending.queue(i, names)
 
     def _use_motion(self, motion: SceneMotion | None, i: int) -> None:
         """Frame i's vertices in its neighbour frames (face: the motion buffer; props: ``_upload_props``)."""
@@ -325,15 +366,18 @@ class Renderer:
         if self._prop_count:
             self.prop_vao.render(vertices=self._prop_count)
 
+    def projection(self, scenes: SceneBatch, i: int) -> np.ndarray:
+        """Sample i's projection matrix (camera space to clip space), its depth range bracketing the mesh."""
+        nearest, farthest = (float(d) for d in scenes.depth_range[i])
+        near, far = max(nearest * 0.5, 1.0), farthest * 1.5 + 1.0
+        return projection_matrix(scenes.intrinsics[i], self.width, self.height, near, far)
+
     def _draw(self, scenes: SceneBatch, i: int, motion: SceneMotion | None = None) -> None:
         ctx = self.ctx
         self.upload(scenes, i)
         props = scenes.props[i] if scenes.props else None
         self._upload_props(props, *((motion.prev_props[i], motion.next_props[i]) if motion is not None else ()))
-        nearest, farthest = (float(d) for d in scenes.depth_range[i])
-        near, far = max(nearest * 0.5, 1.0), farthest * 1.5 + 1.0
-        proj = projection_matrix(scenes.intrinsics[i], self.width, self.height, near, far)
-        self.program["u_projection"].write(np.ascontiguousarray(proj.T).tobytes())
+        self.program["u_projection"].write(np.ascontiguousarray(self.projection(scenes, i).T, np.float32).tobytes())
         self.program["u_sh"].write(np.ascontiguousarray(scenes.light_sh[i], np.float32).tobytes())
         self.program["u_appearance"].write(np.ascontiguousarray(scenes.appearance[i], np.float32).tobytes())
         self.noise.use(0)

@@ -8,8 +8,9 @@
 // Blinn-Phong lobe towards the dominant light direction (the SH linear band); hair: Kajiya-Kay
 // lobes along the strand direction (Kajiya & Kay 1989, with Scheuermann's shifted second lobe).
 uniform bool u_shade;
-uniform vec3 u_sh[9];          // radiance SH coefficients per RGB channel, camera space
-uniform float u_appearance[APPEARANCE_SIZE];  // data.fields.APPEARANCE_NAMES
+// Per sample (SAMPLES of them in a layered batch, else 1), indexed by v_sample:
+uniform vec3 u_sh[9 * SAMPLES];  // radiance SH coefficients per RGB channel, camera space
+uniform float u_appearance[APPEARANCE_SIZE * SAMPLES];  // data.fields.APPEARANCE_NAMES
 uniform sampler2D u_noise;     // tiling noise: r low-frequency, g pore-scale, b mid-frequency, a hair streaks
 uniform bool u_use_albedo_map; // skin albedo from a UV map (a fitted photo's, linear RGB) instead of the procedural one
 uniform sampler2D u_albedo_map;  // spans u in [0, u_albedo_tiles) (UDIM tiles side by side), v in [0, 1)
@@ -45,6 +46,7 @@ in vec3 v_tangent;
 in vec3 v_colour;
 in vec3 v_prev;
 in vec3 v_next;
+flat in int v_sample;  // the sample's layer in a layered batch; 0 when drawn one at a time
 
 layout(location = 0) out vec4 out_colour;
 layout(location = 1) out vec4 out_geometry;
@@ -54,32 +56,34 @@ layout(location = NEXT_LOCATION) out vec4 out_next;
 layout(location = PREV_LOCATION) out vec4 out_prev;
 
 const float PI = 3.14159265;
+vec3 sh(int k) { return u_sh[9 * v_sample + k]; }
+float appearance(int k) { return u_appearance[APPEARANCE_SIZE * v_sample + k]; }
 SH_CONSTANTS  // camera.glsl_sh_constants(): the SH basis constants and band factors
 SKIN_CONSTANTS  // skin.glsl_skin_constants(): white, melanin and haemoglobin absorption, the iris palette
 
 vec3 irradiance(vec3 n) {
     // E(n) / pi with the clamped-cosine kernel's band factors pi, 2pi/3, pi/4 folded in.
-    vec3 e = a0 * c0 * u_sh[0]
-        + a1 * c1 * (u_sh[1] * n.y + u_sh[2] * n.z + u_sh[3] * n.x)
-        + a2 * (c2 * (u_sh[4] * n.x * n.y + u_sh[5] * n.y * n.z + u_sh[7] * n.x * n.z)
-                + c3 * u_sh[6] * (3.0 * n.z * n.z - 1.0) + c4 * u_sh[8] * (n.x * n.x - n.y * n.y));
+    vec3 e = a0 * c0 * sh(0)
+        + a1 * c1 * (sh(1) * n.y + sh(2) * n.z + sh(3) * n.x)
+        + a2 * (c2 * (sh(4) * n.x * n.y + sh(5) * n.y * n.z + sh(7) * n.x * n.z)
+                + c3 * sh(6) * (3.0 * n.z * n.z - 1.0) + c4 * sh(8) * (n.x * n.x - n.y * n.y));
     return max(e, vec3(0.0));
 }
 
 vec3 skin_albedo() {
-    float melanin = u_appearance[0], haemoglobin = u_appearance[1];
-    vec2 offset = vec2(u_appearance[12], u_appearance[13]);
+    float melanin = appearance(0), haemoglobin = appearance(1);
+    vec2 offset = vec2(appearance(12), appearance(13));
     vec4 low = texture(u_noise, v_uv * 3.0 + offset);
     vec4 fine = texture(u_noise, v_uv * 40.0 + offset * 7.0);
     // Absorption by melanin (falls with wavelength) and haemoglobin (green/blue), R G B ~ 650 550 450 nm.
     float m = melanin_base + melanin_scale * melanin * (1.0 + 0.08 * (low.b - 0.5));
-    float h = haemoglobin_scale * haemoglobin + 0.25 * u_appearance[4] * v_weights.z + 0.2 * v_weights.w;
-    h += u_appearance[5] * 0.8 * max(low.r - 0.45, 0.0);
+    float h = haemoglobin_scale * haemoglobin + 0.25 * appearance(4) * v_weights.z + 0.2 * v_weights.w;
+    h += appearance(5) * 0.8 * max(low.r - 0.45, 0.0);
     vec3 albedo = skin_white * exp(-m * melanin_absorption - h * haemoglobin_absorption);
-    albedo *= 1.0 - u_appearance[6] * 0.12 * (fine.g - 0.5);
-    vec3 lips = albedo * mix(vec3(0.85, 0.72, 0.72), vec3(0.85, 0.42, 0.45), u_appearance[2]);
+    albedo *= 1.0 - appearance(6) * 0.12 * (fine.g - 0.5);
+    vec3 lips = albedo * mix(vec3(0.85, 0.72, 0.72), vec3(0.85, 0.42, 0.45), appearance(2));
     albedo = mix(albedo, lips, v_weights.x);
-    float hair = v_weights.y * u_appearance[3] * smoothstep(0.25, 0.75, texture(u_noise, v_uv * vec2(60.0, 15.0)).a);
+    float hair = v_weights.y * appearance(3) * smoothstep(0.25, 0.75, texture(u_noise, v_uv * vec2(60.0, 15.0)).a);
     albedo = mix(albedo, vec3(0.035, 0.025, 0.018) + 0.15 * albedo, clamp(hair, 0.0, 0.9));
     return albedo;
 }
@@ -114,14 +118,14 @@ vec3 albedo_of(int material) {
         return texture(u_albedo_map, vec2(v_uv.x / u_albedo_tiles, v_uv.y)).rgb;
     if (material == 0) return skin_albedo();
     if (material == 1) return vec3(0.22, 0.045, 0.05);                        // mouth interior
-    if (material == 2) return mix(vec3(0.75, 0.72, 0.62), vec3(0.62, 0.52, 0.32), u_appearance[11]);
+    if (material == 2) return mix(vec3(0.75, 0.72, 0.62), vec3(0.62, 0.52, 0.32), appearance(11));
     if (material == 3) {                                                       // eyeball: pupil, iris, sclera
         float r = v_weights.x;
-        float hue = u_appearance[9];
+        float hue = appearance(9);
         vec3 iris = hue < iris_edges[0] ? iris_colours[0]                  // skin.IRIS_COLOURS
                   : hue < iris_edges[1] ? iris_colours[1]
                   : hue < iris_edges[2] ? iris_colours[2] : iris_colours[3];
-        iris *= (u_appearance[10] + 0.3) * (0.8 + 0.4 * texture(u_noise, v_uv * 30.0).a);
+        iris *= (appearance(10) + 0.3) * (0.8 + 0.4 * texture(u_noise, v_uv * 30.0).a);
         vec3 sclera = vec3(0.62, 0.58, 0.54);
         vec3 eye = mix(vec3(0.008), iris, smoothstep(0.3, 0.4, r));
         eye = mix(eye, iris * 0.35, smoothstep(0.8, 0.95, r));
@@ -219,20 +223,20 @@ void main() {
     }
     vec3 albedo = albedo_of(material);
     vec3 colour = albedo * irradiance(n);
-    vec3 l_dir = vec3(dot(u_sh[3], vec3(0.2126, 0.7152, 0.0722)),
-                      dot(u_sh[1], vec3(0.2126, 0.7152, 0.0722)),
-                      dot(u_sh[2], vec3(0.2126, 0.7152, 0.0722)));
+    vec3 l_dir = vec3(dot(sh(3), vec3(0.2126, 0.7152, 0.0722)),
+                      dot(sh(1), vec3(0.2126, 0.7152, 0.0722)),
+                      dot(sh(2), vec3(0.2126, 0.7152, 0.0722)));
     float strength = length(l_dir) / c1;
     if (strength > 1e-4) {
         vec3 l = l_dir / (strength * c1);
         vec3 view = normalize(-v_position);
         vec3 h = normalize(l + view);
-        vec3 light_colour = u_sh[0] / max(u_sh[0].g, 1e-4);
+        vec3 light_colour = sh(0) / max(sh(0).g, 1e-4);
         if (material == 5) {
             colour += kajiya_kay(l, view, n, albedo, strength) * light_colour;
         } else {
-            float shininess = material == 3 ? 120.0 : (material == 8 ? 60.0 : (material >= 5 ? 10.0 : u_appearance[8] * (1.0 + v_weights.x)));
-            float ks = material == 3 ? 0.6 : (material == 0 ? u_appearance[7] * (1.0 + 0.5 * v_weights.x)
+            float shininess = material == 3 ? 120.0 : (material == 8 ? 60.0 : (material >= 5 ? 10.0 : appearance(8) * (1.0 + v_weights.x)));
+            float ks = material == 3 ? 0.6 : (material == 0 ? appearance(7) * (1.0 + 0.5 * v_weights.x)
                                                             : (material == 8 ? 0.5 : (material == 7 ? 0.08 : 0.05)));
             float spec = ks * strength * pow(max(dot(n, h), 0.0), shininess) * step(0.0, dot(n, l));
             colour += spec * (shininess + 8.0) / (8.0 * PI) * light_colour;
