@@ -51,3 +51,23 @@ def test_layered_draws_where_a_batch_can_share_one_draw(ict_model, ctx):
     params = [FaceGenerator(parse_spec(JOB), ict_model, renderer).sample_params(0)]
     assert renderer._draws_layered(build_scenes(ict_model, params, topology=renderer.topology, on_device=True), None)
     assert not renderer._draws_layered(build_scenes(ict_model, params, topology=renderer.topology), None)
+
+
+def test_layered_batches_with_photo_and_made_backgrounds_mixed(ict_model, ctx, tmp_path):
+    """Layers whose sample has a background photo are painted but never read: composited on the host."""
+    from PIL import Image
+
+    from datagen.synth.sampling import IMAGE_BACKGROUND, MADE_BACKGROUND
+
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(np.full((80, 80, 3), (255, 0, 0), np.uint8)).save(tmp_path / "photos" / "red.png")
+    spec = parse_spec(JOB + f'[sampling.background]\nkind = "mixed"\nimages_dir = "{tmp_path / "photos"}"\n')
+    generator = FaceGenerator(spec, ict_model, Renderer(ict_model, 96, 96, ctx=ctx))
+    indices = range(MAX_BATCH + 3)
+    layered = generator.generate(indices)
+    kinds = set(layered["params/background"][:, 0])
+    assert kinds == {IMAGE_BACKGROUND, MADE_BACKGROUND}
+    generator.renderer.use_layered_draws(False)
+    alone = generator.generate(indices)
+    for key in alone:
+        np.testing.assert_array_equal(layered[key], alone[key], err_msg=key)

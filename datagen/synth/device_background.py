@@ -32,17 +32,18 @@ MAX_CELLS = 24  # blob grids are 2..23 cells a side (procedural_pattern)
 
 PAINT = """
 #version 330
-uniform sampler2D u_coarse;
-uniform sampler2D u_fine;
+uniform IMAGE u_coarse;  // the blob grids, bytes, from texel (0, 0)
+uniform IMAGE u_fine;
 uniform sampler2D u_grain;
 uniform ivec2 u_size;
-uniform ivec2 u_cells;
-uniform ivec2 u_grain_offset;
-uniform vec3 u_base;
-uniform vec3 u_gradient;
-uniform vec2 u_direction;
-uniform vec2 u_weights;
-uniform float u_grain_std;
+// Per sample (SAMPLES of them when painting a batch into layers, else 1), indexed by SAMPLE:
+uniform ivec2 u_cells[SAMPLES];
+uniform ivec2 u_grain_offset[SAMPLES];
+uniform vec3 u_base[SAMPLES];
+uniform vec3 u_gradient[SAMPLES];
+uniform vec2 u_direction[SAMPLES];
+uniform vec2 u_weights[SAMPLES];
+uniform float u_grain_std[SAMPLES];
 out vec4 f_colour;
 
 float cubic(float x) {  // PIL's bicubic filter, a = -0.5
@@ -66,7 +67,7 @@ void taps(int o, int in_size, int out_size, out int first, out int count, out fl
     for (int i = 0; i < 5; ++i) w[i] /= total;
 }
 
-vec3 layer(sampler2D blobs, int cells, ivec2 pixel) {  // bytes 0..255, as PIL's resize gives them
+vec3 layer(IMAGE blobs, int cells, ivec2 pixel) {  // bytes 0..255, as PIL's resize gives them
     int fx, nx, fy, ny;
     float wx[5], wy[5];
     taps(pixel.x, cells, u_size.x, fx, nx, wx);
@@ -75,7 +76,7 @@ vec3 layer(sampler2D blobs, int cells, ivec2 pixel) {  // bytes 0..255, as PIL's
     for (int j = 0; j < ny; ++j) {
         vec3 row = vec3(0.0);
         for (int i = 0; i < nx; ++i)
-            row += wx[i] * round(texelFetch(blobs, ivec2(fx + i, fy + j), 0).rgb * 255.0);
+            row += wx[i] * round(FETCH(blobs, ivec2(fx + i, fy + j)).rgb * 255.0);
         sum += wy[j] * clamp(floor(row + 0.5), 0.0, 255.0);
     }
     return clamp(floor(sum + 0.5), 0.0, 255.0);
@@ -85,10 +86,10 @@ void main() {
     // x right, y down from the top row (the read-back turns GL's bottom-up rows over)
     ivec2 pixel = ivec2(int(gl_FragCoord.x), u_size.y - 1 - int(gl_FragCoord.y));
     vec2 unit = vec2(pixel) / vec2(u_size);
-    vec3 value = u_base + u_gradient * dot(u_direction, unit);
-    value += u_weights.x * (layer(u_coarse, u_cells.x, pixel) / 127.5 - 1.0);
-    value += u_weights.y * (layer(u_fine, u_cells.y, pixel) / 127.5 - 1.0);
-    value += u_grain_std * texelFetch(u_grain, (pixel + u_grain_offset) % GRAIN_SIZE, 0).r;
+    vec3 value = u_base[SAMPLE] + u_gradient[SAMPLE] * dot(u_direction[SAMPLE], unit);
+    value += u_weights[SAMPLE].x * (layer(u_coarse, u_cells[SAMPLE].x, pixel) / 127.5 - 1.0);
+    value += u_weights[SAMPLE].y * (layer(u_fine, u_cells[SAMPLE].y, pixel) / 127.5 - 1.0);
+    value += u_grain_std[SAMPLE] * texelFetch(u_grain, (pixel + u_grain_offset[SAMPLE]) % GRAIN_SIZE, 0).r;
     f_colour = vec4(floor(clamp(value, 0.0, 1.0) * 255.0) / 255.0, 1.0);  // truncated, as numpy's cast
 }
 """.replace("GRAIN_SIZE", str(GRAIN_SIZE))
@@ -113,15 +114,19 @@ def grain_texels() -> np.ndarray:
 
 
 class DeviceBackgrounds:
-    """Paints made backgrounds into a framebuffer of the output size; ``output`` is its read-back."""
+    """Paints made backgrounds into a framebuffer of the output size; ``output`` is its read-back.
+    ``layers`` > 0: into the layers of a texture array instead, a batch with one instanced draw
+    (``paint_layers``; synth/layered.py), read back from ``texture``."""
 
-    def __init__(self, ctx, width: int, height: int):
-        self.ctx = ctx
-        self.program = full_screen_program(ctx, PAINT, layered=False)
+    def __init__(self, ctx, width: int, height: int, layers: int = 0):
+        self.ctx, self.layers = ctx, layers
+        self.program = full_screen_program(ctx, PAINT.replace("SAMPLES", str(max(layers, 1))), layered=bool(layers))
         self.vao = ctx.vertex_array(self.program, [])
-        self.fbo = ctx.framebuffer(color_attachments=[ctx.texture((width, height), 4)])
+        self.texture = ctx.texture_array((width, height, layers), 4) if layers else ctx.texture((width, height), 4)
+        self.fbo = ctx.framebuffer(color_attachments=[self.texture])
         self.grain = ctx.texture((GRAIN_SIZE, GRAIN_SIZE), 1, grain_texels().tobytes(), dtype="f4")
-        self.blobs = [ctx.texture((MAX_CELLS, MAX_CELLS), 3) for _ in range(2)]
+        grids = (MAX_CELLS, MAX_CELLS, layers) if layers else (MAX_CELLS, MAX_CELLS)
+        self.blobs = [(ctx.texture_array if layers else ctx.texture)(grids, 3) for _ in range(2)]
         for texture in [self.grain] + self.blobs:
             texture.filter = (ctx.NEAREST, ctx.NEAREST)
         for unit, name in enumerate(("u_coarse", "u_fine", "u_grain")):
@@ -130,19 +135,41 @@ class DeviceBackgrounds:
         self.output = Output("background", self.fbo, 0, 3, "f1")
 
     def paint(self, pattern: ProceduralPattern, grain_offset: tuple[int, int]) -> None:
-        for texture, blobs in zip(self.blobs, pattern.blobs):
-            cells = blobs.shape[0]
-            texture.write(np.ascontiguousarray(blobs).tobytes(), viewport=(0, 0, cells, cells))
-        program = self.program
-        program["u_cells"] = tuple(b.shape[0] for b in pattern.blobs)
-        program["u_grain_offset"] = grain_offset
-        program["u_base"] = tuple(float(v) for v in pattern.base)
-        program["u_gradient"] = tuple(float(v) for v in pattern.gradient)
-        program["u_direction"] = (float(np.cos(pattern.angle)), float(np.sin(pattern.angle)))
-        program["u_weights"] = pattern.weights
-        program["u_grain_std"] = pattern.grain
+        """One sample's background (a renderer drawing a sample at a time)."""
+        self._paint([(pattern, grain_offset)])
+
+    def paint_layers(self, painted: list) -> None:
+        """Per layer (at most ``layers``) a pattern and grain offset as ``device_pattern`` gives, or None
+        (a layer left to the photo composited on the host: painted with zeros, never read)."""
+        self._paint(painted)
+
+    def _paint(self, painted: list) -> None:
+        samples = max(self.layers, 1)
+        grids = np.zeros((2, samples, MAX_CELLS, MAX_CELLS, 3), np.uint8)  # each grid from texel (0, 0)
+        values = {name: np.zeros((samples, size), dtype) for name, size, dtype in PER_SAMPLE}
+        for k, entry in enumerate(painted):
+            if entry is None:
+                continue
+            pattern, offset = entry
+            for grid, blobs in zip(grids, pattern.blobs):
+                grid[k, :len(blobs), :len(blobs)] = blobs
+            values["u_cells"][k] = [len(b) for b in pattern.blobs]
+            values["u_grain_offset"][k] = offset
+            values["u_base"][k], values["u_gradient"][k] = pattern.base, pattern.gradient
+            values["u_direction"][k] = (np.cos(pattern.angle), np.sin(pattern.angle))
+            values["u_weights"][k], values["u_grain_std"][k] = pattern.weights, pattern.grain
+        for texture, grid in zip(self.blobs, grids):
+            texture.write(grid.tobytes())
+        for name, array in values.items():
+            self.program[name].write(array.tobytes())
         self.fbo.use()
         self.ctx.disable(self.ctx.DEPTH_TEST | self.ctx.CULL_FACE)
         for unit, texture in enumerate(self.blobs + [self.grain]):
             texture.use(unit)
-        self.vao.render(mode=self.ctx.TRIANGLES, vertices=3)
+        self.vao.render(mode=self.ctx.TRIANGLES, vertices=3, instances=len(painted))
+
+
+# The shader's per-sample uniforms: (name, components, numpy type of their values).
+PER_SAMPLE = (("u_cells", 2, np.int32), ("u_grain_offset", 2, np.int32), ("u_base", 3, np.float32),
+              ("u_gradient", 3, np.float32), ("u_direction", 2, np.float32), ("u_weights", 2, np.float32),
+              ("u_grain_std", 1, np.float32))

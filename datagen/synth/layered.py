@@ -23,6 +23,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from .device_background import DeviceBackgrounds
 from .device_geometry import MAX_BATCH
 from .readback import BoxFilter, HalfNormals
 
@@ -111,7 +112,7 @@ def read_layers(texture, buffer, offset: int, count: int, components: int, dtype
 class LayeredDraws:
     """A renderer's layered drawing: its face program compiled LAYERED (``program``, ``vao``: the static
     attributes only) and framebuffers of MAX_BATCH layers for the ground truth, the supersampled colour,
-    its box filter and the float16 normals."""
+    its box filter, the float16 normals and the made backgrounds."""
 
     def __init__(self, ctx, program, vao, size: tuple[int, int], supersample: int):
         self.ctx, self.program, self.vao, self.size, self.supersample = ctx, program, vao, size, supersample
@@ -122,11 +123,11 @@ class LayeredDraws:
             self.big = LayeredFramebuffer(ctx, (size[0] * supersample, size[1] * supersample), MAX_BATCH, [(4, "f1")])
             self.box_filter = BoxFilter(ctx, supersample, size, layers=MAX_BATCH)
             self.colour = self.box_filter.texture
-        self.half_normals = None
+        self.half_normals = self.backgrounds = None
 
-    def draw(self, renderer, scenes, start: int, count: int, half_normals: bool) -> None:
+    def draw(self, renderer, scenes, start: int, count: int, half_normals: bool, backgrounds: list | None = None) -> None:
         """Samples start..start+count-1 of ``scenes`` (at most MAX_BATCH), whose vertices are the device
-        geometry's output, into layers 0..count-1."""
+        geometry's output, into layers 0..count-1; ``backgrounds``: theirs to paint (``DeviceBackgrounds.paint_layers``)."""
         ctx, program = self.ctx, self.program
         samples = range(start, start + count)
         program["u_projection"].write(_padded([renderer.projection(scenes, i).T for i in samples]))
@@ -148,6 +149,10 @@ class LayeredDraws:
             if self.half_normals is None:
                 self.half_normals = HalfNormals(ctx, self.size, layers=MAX_BATCH)
             self.half_normals.run(self.truth.textures[1], count)
+        if backgrounds:
+            if self.backgrounds is None:
+                self.backgrounds = DeviceBackgrounds(ctx, *self.size, layers=MAX_BATCH)
+            self.backgrounds.paint_layers(backgrounds)
 
     def _pass(self, target: LayeredFramebuffer, count: int) -> None:
         target.fbo.use()
@@ -160,6 +165,8 @@ class LayeredDraws:
                    "segmentation": self.truth.textures[2], "colour": self.colour}
         if self.half_normals is not None:
             sources["normal16"] = self.half_normals.texture
+        if self.backgrounds is not None:
+            sources["background"] = self.backgrounds.texture
         return sources
 
     def read(self, pending, start: int, count: int, names: tuple) -> None:

@@ -1,9 +1,10 @@
 """Getting a batch's pixels off the device: the supersampled image box-filtered there, and every output
 read into pixel buffer objects, mapped once per batch.
 
-Each sample is drawn into the same framebuffers (so a sample's pixels do not depend on its batch);
-after it, each of its outputs is queued with ``glReadPixels`` into its slot of a pixel buffer object.
-On a GPU that copy runs on the device while the host goes on (the next sample's draw waits only for
+Drawn a sample at a time, each sample goes into the same framebuffers (so a sample's pixels do not
+depend on its batch); after it, each of its outputs is queued with ``glReadPixels`` into its slot of a
+pixel buffer object. Drawn in layered batches (layered.py), each output of up to 16 samples is queued
+with one read of their layers into consecutive slots. On a GPU that copy runs on the device while the host goes on (the next sample's draw waits only for
 the framebuffer, not for the host), and the host waits once, when it maps the batch's buffers
 (``Pending.result``). Each batch in flight holds its own set of buffers until its pixels are taken,
 so the device can draw batch b + 1 while the host annotates batch b (run/generator.py). On llvmpipe
@@ -49,8 +50,9 @@ FULL_SCREEN_VARIANTS = {
     True: {"#version 330": "#version 430\n#extension GL_ARB_shader_viewport_layer_array : require",
            "LAYERED": "flat out int v_layer;", "LAYER": "gl_Layer = gl_InstanceID; v_layer = gl_InstanceID;"}}
 FETCH_VARIANTS = {
-    False: "#define IMAGE sampler2D\n#define FETCH(image, p) texelFetch(image, p, 0)\n",
-    True: "#define IMAGE sampler2DArray\nflat in int v_layer;\n#define FETCH(image, p) texelFetch(image, ivec3(p, v_layer), 0)\n"}
+    False: "#define IMAGE sampler2D\n#define FETCH(image, p) texelFetch(image, p, 0)\n#define SAMPLE 0\n",
+    True: "#define IMAGE sampler2DArray\nflat in int v_layer;\n#define FETCH(image, p) texelFetch(image, ivec3(p, v_layer), 0)\n"
+          "#define SAMPLE v_layer\n"}
 
 
 def full_screen_program(ctx, fragment_shader: str, layered: bool):

@@ -2,7 +2,8 @@
 
 A ``Renderer`` is built once per process (context, shaders, static vertex attributes,
 framebuffers, noise texture); ``render`` only uploads each sample's camera-space vertices and
-normals, draws and reads back. Two passes per sample:
+normals, draws and reads back; on the device path, a batch's meshes never leave the device and its
+samples are drawn together, one instanced call per pass (layered.py). Two passes per sample:
 
 1. ground truth, single-sampled at pixel centres (exact per pixel): depth, normal, segmentation label;
    With ``flow``, the same pass also gives, per pixel, where the surface point seen there is in the
@@ -259,15 +260,17 @@ class Renderer:
                 for start in range(0, len(scenes), MAX_BATCH):
                     count = min(MAX_BATCH, len(scenes) - start)
                     self.device_geometry.run(scenes.shape[start:start + count])
-                    self.layered.draw(self, scenes, start, count, half_normals=self.half_normals is not None)
-                    self.layered.read(pending, start, count, names)
+                    painted = backgrounds[start:start + count] if backgrounds is not None else []
+                    painted = painted if any(b is not None for b in painted) else None
+                    self.layered.draw(self, scenes, start, count, self.half_normals is not None, painted)
+                    self.layered.read(pending, start, count, names + (("background",) if painted else ()))
             else:
                 for i in range(len(scenes)):
                     self._draw_one(scenes, i, motion, pending, names)
-            for i, background in enumerate(backgrounds or ()):
-                if background is not None:
-                    self.device_backgrounds.paint(*background)
-                    pending.queue(i, ("background",))
+                for i, background in enumerate(backgrounds or ()):
+                    if background is not None:
+                        self.device_backgrounds.paint(*background)
+                        pending.queue(i, ("background",))
         return PendingRender(pending, names + (("background",) if backgrounds is not None else ()))
 
     def _draws_layered(self, scenes: SceneBatch, motion: SceneMotion | None) -> bool:
