@@ -218,25 +218,9 @@ def render_only_rate(model_dir, repeats: int) -> float:
     return len(params) / timed(lambda: generator.renderer.render(scenes), repeats)
 
 
-def layered_gl_times(spec, model, repeats: int) -> tuple[float, float]:
-    """Seconds per sample of the device path's render calls for 32 samples: in layered batches (synth/layered.py),
-    and a sample at a time (the same pixels), alternating."""
-    generator = FaceGenerator(with_geometry(spec, "device"), model)
-    renderer = generator.renderer
-    params = [generator.sample_params(i) for i in range(1000, 1032)]
-    scenes = build_scenes(model, params, topology=renderer.topology, on_device=True)
-    times = {True: [], False: []}
-    for _ in range(repeats):
-        for layered in (True, False):
-            renderer.use_layered_draws(layered)
-            renderer.render(scenes)  # warm: programs and targets made
-            times[layered].append(timed(lambda: renderer.render(scenes), 1) / len(params))
-    renderer.release()
-    return statistics.median(times[True]), statistics.median(times[False])
-
-
 def feed_costs(spec, model, args):
     from host_cost import host_cost
+    from layered import compare as compare_layered
     from scaling import measure
 
     print("\n0. feeding the device (quickstart, 224x224, one process unless said):")
@@ -246,9 +230,10 @@ def feed_costs(spec, model, args):
         print(f"   {path}: host {r['host'] * 1e3:.2f} ms + writing "
               f"({spec.output.compression}) {r['write'] * 1e3:.2f} ms = {(r['host'] + r['write']) * 1e3:.2f} ms per sample "
               f"outside GL; GL {r['gl'] * 1e3:.1f} ms")
-    layered, alone = layered_gl_times(spec, model, args.repeats)
-    print(f"   GL, device path, render calls only: layered batches (one draw per pass for {MAX_BATCH} samples) "
-          f"{layered * 1e3:.1f} ms, one sample at a time {alone * 1e3:.1f} ms per sample (ratio {alone / layered:.2f})")
+    ways = compare_layered(spec, model, 32, args.repeats)
+    print(f"   device path, render calls only: layered batches (one draw per pass for up to {MAX_BATCH} samples) "
+          f"{ways[True][2] * 1e3:.1f} ms and {ways[True][0]:.1f} GL calls a sample, a sample at a time "
+          f"{ways[False][2] * 1e3:.1f} ms and {ways[False][0]:.1f} GL calls (bench/layered.py)")
     env = {**os.environ, "LP_NUM_THREADS": "0"}
     command = [sys.executable, __file__, "--render-only", "--repeats", str(args.repeats)]
     command += ["--model-dir", args.model_dir] if args.model_dir else []
@@ -277,6 +262,7 @@ def gpu_memory_mib() -> str:
 
 def device_mode(args):
     """Samples/s of the quickstart at 224x224 on EGL device N with 1..--max-workers worker processes."""
+    from layered import compare as compare_layered
     from scaling import measure
 
     spec = with_overrides(load_default_spec(), num_samples=args.samples,
@@ -284,9 +270,9 @@ def device_mode(args):
     print(f"GPU mode: EGL device {args.device}, quickstart {spec.render.width}x{spec.render.height}, {args.samples} "
           f"samples, shards of 64, geometry {spec.render.geometry}; {os.cpu_count()} cores; medians of {args.repeats} runs")
     print(f"{'workers':>8}{'steady samples/s':>18}{'end-to-end samples/s':>22}{'host cores busy':>17}  device memory")
-    layered, alone = layered_gl_times(spec, resolve_model(spec.model.name, args.model_dir), args.repeats)
-    print(f"render calls only, one process: layered batches {1 / layered:.0f} samples/s, one sample at a time "
-          f"{1 / alone:.0f} samples/s")
+    ways = compare_layered(spec, resolve_model(spec.model.name, args.model_dir), 64, args.repeats)
+    print(f"render calls only, one process (bench/layered.py): layered batches {1 / ways[True][2]:.0f} samples/s, "
+          f"a sample at a time {1 / ways[False][2]:.0f} samples/s")
     for workers in range(1, args.max_workers + 1):
         r = measure(spec, workers, 0, args.model_dir, args.repeats, env={"DATAGEN_EGL_DEVICE": str(args.device)},
                     probe=gpu_memory_mib)

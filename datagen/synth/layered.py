@@ -38,7 +38,14 @@ READ_TYPES = {"f1": 0x1401, "u2": 0x1403, "f4": 0x1406}  # UNSIGNED_BYTE, UNSIGN
 
 
 def supports_layers(ctx) -> bool:
-    return ctx.version_code >= 450 and EXTENSION in ctx.extensions
+    """GL 4.5 (glGetTextureSubImage), the extension, and EGL's entry points (else: a sample at a time)."""
+    if ctx.version_code < 450 or EXTENSION not in ctx.extensions:
+        return False
+    try:
+        _gl()
+    except (OSError, RuntimeError):
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=1)
