@@ -19,11 +19,11 @@ def test_layered_batches_give_the_arrays_of_one_sample_at_a_time(ict_model, ctx,
     normals made on the device, the backgrounds painted there; batches of MAX_BATCH and a short one."""
     spec = parse_spec(JOB + f"supersample = {supersample}\n[sampling.pose]\nyaw_range_deg = [-90, 90]\n")
     generator = FaceGenerator(spec, ict_model, Renderer(ict_model, 96, 96, ctx=ctx, supersample=supersample))
-    assert generator.renderer.layered is not None
+    assert generator.renderer.draws_layered
     indices = range(7, 7 + MAX_BATCH + 3)
     layered = generator.generate(indices)
     generator.renderer.use_layered_draws(False)
-    assert generator.renderer.layered is None
+    assert not generator.renderer.draws_layered
     alone = generator.generate(indices)
     assert (layered["segmentation"] > 0).mean() > 0.2  # faces were drawn
     for key in alone:
@@ -44,9 +44,9 @@ def test_a_samples_pixels_do_not_depend_on_its_layer(ict_model, ctx):
 def test_layered_draws_where_a_batch_can_share_one_draw(ict_model, ctx):
     """The device path draws layered; MSAA, fine detail and flow renderers, and meshes made on the host,
     draw a sample at a time."""
-    assert Renderer(ict_model, 32, 32, ctx=ctx, geometry_on_device=True).layered is not None
+    assert Renderer(ict_model, 32, 32, ctx=ctx, geometry_on_device=True).draws_layered
     for options in ({"msaa": 4}, {"detail_size": 64}, {"flow": True}):
-        assert Renderer(ict_model, 32, 32, ctx=ctx, geometry_on_device=True, **options).layered is None, options
+        assert not Renderer(ict_model, 32, 32, ctx=ctx, geometry_on_device=True, **options).draws_layered, options
     renderer = Renderer(ict_model, 32, 32, ctx=ctx, geometry_on_device=True)
     params = [FaceGenerator(parse_spec(JOB), ict_model, renderer).sample_params(0)]
     assert renderer._draws_layered(build_scenes(ict_model, params, topology=renderer.topology, on_device=True), None)

@@ -31,7 +31,7 @@ VERTICES_BINDING = 11  # the storage-buffer binding of the device geometry's out
 EXTENSION = "GL_ARB_shader_viewport_layer_array"  # gl_Layer from the vertex shader
 # The GL enumerants used below (glcorearb.h).
 TEXTURE_2D_ARRAY, DEPTH_COMPONENT24, FRAMEBUFFER, DEPTH_ATTACHMENT = 0x8C1A, 0x81A6, 0x8D40, 0x8D00
-PIXEL_PACK_BUFFER, PACK_ALIGNMENT = 0x88EB, 0x0D05
+PIXEL_PACK_BUFFER, PACK_ALIGNMENT, FRAMEBUFFER_COMPLETE = 0x88EB, 0x0D05, 0x8CD5
 READ_FORMATS = {1: 0x1903, 3: 0x1907, 4: 0x1908}  # RED, RGB, RGBA
 READ_INTEGER_FORMATS = {1: 0x8D94, 3: 0x8D98, 4: 0x8D99}  # RED_INTEGER, RGB_INTEGER, RGBA_INTEGER
 READ_TYPES = {"f1": 0x1401, "u2": 0x1403, "f4": 0x1406}  # UNSIGNED_BYTE, UNSIGNED_SHORT, FLOAT
@@ -59,12 +59,14 @@ def _gl() -> SimpleNamespace:
                   "glBindTexture": (u, u), "glTexStorage3D": (u, i, u, i, i, i), "glBindFramebuffer": (u, u),
                   "glFramebufferTexture": (u, u, u, i), "glBindBuffer": (u, u), "glPixelStorei": (u, i),
                   "glGetTextureSubImage": (u, i, i, i, i, i, i, i, u, u, i, p)}
+    signatures["glCheckFramebufferStatus"] = (u,)
     functions = {}
     for name, arguments in signatures.items():
         address = egl.eglGetProcAddress(name.encode())
         if not address:
             raise RuntimeError(f"EGL gives no {name}")
-        functions[name[2:]] = ctypes.CFUNCTYPE(None, *arguments)(address)
+        result = u if name == "glCheckFramebufferStatus" else None
+        functions[name[2:]] = ctypes.CFUNCTYPE(result, *arguments)(address)
     return SimpleNamespace(**functions)
 
 
@@ -80,7 +82,12 @@ class DepthArray:
         gl.BindTexture(TEXTURE_2D_ARRAY, 0)
         gl.BindFramebuffer(FRAMEBUFFER, fbo.glo)
         gl.FramebufferTexture(FRAMEBUFFER, DEPTH_ATTACHMENT, self.glo, 0)
-        gl.BindFramebuffer(FRAMEBUFFER, 0)
+        status = gl.CheckFramebufferStatus(FRAMEBUFFER)
+        current = fbo.ctx.fbo  # the framebuffer moderngl has bound: bound again
+        gl.BindFramebuffer(FRAMEBUFFER, current.glo if current is not None else 0)
+        if status != FRAMEBUFFER_COMPLETE:
+            self.release()
+            raise RuntimeError(f"a layered framebuffer with a depth array is incomplete (status {status:#x})")
         fbo.depth_mask = True  # moderngl only knows of the colour attachments
 
     def release(self) -> None:

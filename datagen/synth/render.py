@@ -116,6 +116,7 @@ class Renderer:
             self.detail_textures = DetailTextures(self.ctx, self.program, self.detail) if self.detail else None
             self._build_framebuffers()
             self.device_geometry = self.device_backgrounds = self.half_normals = self.layered = None
+            self._layers_off = False
         if geometry_on_device:
             self.use_device_geometry()
         self.prop_vao, self._prop_vertices, self._prop_indices, self._prop_count = None, 0, 0, 0
@@ -143,16 +144,24 @@ class Renderer:
     def use_layered_draws(self, enabled: bool = True) -> None:
         """Draw batches of device-geometry scenes with one instanced call per pass (layered.py), where the
         context has what that needs and this renderer has no MSAA, fine detail or flow; ``enabled=False``:
-        a sample at a time (the same pixels; tests compare the two)."""
-        if not enabled or self.msaa or self.detail or self.flow or not supports_layers(self.ctx):
-            self.layered = None
+        a sample at a time (the same pixels; tests compare the two), the layered targets kept."""
+        self._layers_off = not enabled
+        if not enabled or self.layered is not None or self.msaa or self.detail or self.flow or not supports_layers(self.ctx):
             return
-        if self.layered is None:
-            with self.ctx:
-                program = self._face_program(layered=True)
-                vao = self.ctx.vertex_array(program, self.vertex_buffers(*(name for name, _, _ in STATIC_LAYOUT)),
-                                            index_buffer=self.index)
+        with self.ctx:
+            program = self._face_program(layered=True)
+            vao = self.ctx.vertex_array(program, self.vertex_buffers(*(name for name, _, _ in STATIC_LAYOUT)),
+                                        index_buffer=self.index)
+            try:
                 self.layered = LayeredDraws(self.ctx, program, vao, (self.width, self.height), self.supersample)
+            except RuntimeError:  # this driver cannot make the layered targets: a sample at a time
+                vao.release()
+                program.release()
+
+    @property
+    def draws_layered(self) -> bool:
+        """Whether batches of device-geometry scenes are drawn in layers (``use_layered_draws``)."""
+        return self.layered is not None and not self._layers_off
 
     def use_device_backgrounds(self) -> None:
         """Paint made backgrounds on the device from now on (``submit``'s ``backgrounds``; device_background.py)."""
@@ -274,7 +283,7 @@ class Renderer:
         return PendingRender(pending, names + (("background",) if backgrounds is not None else ()))
 
     def _draws_layered(self, scenes: SceneBatch, motion: SceneMotion | None) -> bool:
-        return (self.layered is not None and scenes.shape is not None and motion is None
+        return (self.draws_layered and scenes.shape is not None and motion is None
                 and not any(p is not None for p in scenes.props or ()) and all(a is None for a in scenes.albedo_maps))
 
     def _draw_one(self, scenes: SceneBatch, i: int, motion: SceneMotion | None, pending, names: tuple) -> None:
