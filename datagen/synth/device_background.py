@@ -136,14 +136,11 @@ class DeviceBackgrounds:
 
     def paint(self, pattern: ProceduralPattern, grain_offset: tuple[int, int]) -> None:
         """One sample's background (a renderer drawing a sample at a time)."""
-        self._paint([(pattern, grain_offset)])
+        self.paint_layers([(pattern, grain_offset)])
 
     def paint_layers(self, painted: list) -> None:
-        """Per layer (at most ``layers``) a pattern and grain offset as ``device_pattern`` gives, or None
-        (a layer left to the photo composited on the host: painted with zeros, never read)."""
-        self._paint(painted)
-
-    def _paint(self, painted: list) -> None:
+        """Per layer (at most ``layers``; 1 without) a pattern and grain offset as ``device_pattern`` gives,
+        or None (a layer left to the photo composited on the host: painted with zeros, never read)."""
         samples = max(self.layers, 1)
         grids = np.zeros((2, samples, MAX_CELLS, MAX_CELLS, 3), np.uint8)  # each grid from texel (0, 0)
         values = {name: np.zeros((samples, size), dtype) for name, size, dtype in PER_SAMPLE}

@@ -109,17 +109,18 @@ class LayeredFramebuffer:
             texture.release()
 
 
-def read_layers(texture, buffer, offset: int, count: int, components: int, dtype: str) -> None:
-    """Queue layers 0..count-1 of ``texture`` into ``buffer`` from byte ``offset`` (rows bottom to top, as
-    glReadPixels gives them); the context must be current."""
+def read_layers(texture, buffer, offset: int, count: int, output) -> None:
+    """Queue layers 0..count-1 of ``texture`` into ``buffer`` from byte ``offset``, as ``output``
+    (readback.Output: its components and type) is read (rows bottom to top, as glReadPixels gives them);
+    the context must be current."""
     gl = _gl()
     width, height, _ = texture.size
-    formats = READ_INTEGER_FORMATS if dtype == "u2" else READ_FORMATS
-    size = width * height * count * components * np.dtype({"f1": np.uint8, "u2": np.uint16, "f4": np.float32}[dtype]).itemsize
+    formats = READ_INTEGER_FORMATS if output.dtype == "u2" else READ_FORMATS
+    size = width * height * count * output.components * np.dtype(output.numpy_dtype).itemsize
     gl.PixelStorei(PACK_ALIGNMENT, 1)
     gl.BindBuffer(PIXEL_PACK_BUFFER, buffer.glo)
-    gl.GetTextureSubImage(texture.glo, 0, 0, 0, 0, width, height, count, formats[components], READ_TYPES[dtype],
-                          size, ctypes.c_void_p(offset))
+    gl.GetTextureSubImage(texture.glo, 0, 0, 0, 0, width, height, count, formats[output.components],
+                          READ_TYPES[output.dtype], size, ctypes.c_void_p(offset))
     gl.BindBuffer(PIXEL_PACK_BUFFER, 0)
 
 
@@ -188,7 +189,7 @@ class LayeredDraws:
         sources = self.sources()
         for name in names:
             buffer, output, offset = pending.slot(name, start)
-            read_layers(sources[name], buffer, offset, count, output.components, output.dtype)
+            read_layers(sources[name], buffer, offset, count, output)
 
 
 def _padded(arrays: list) -> bytes:
